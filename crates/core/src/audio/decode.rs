@@ -1,0 +1,174 @@
+//! Container and codec decoding with symphonia (+ libopus).
+
+use std::fs::File;
+use std::io::{Cursor, ErrorKind};
+use std::path::Path;
+use std::sync::OnceLock;
+
+use symphonia::core::codecs::audio::AudioDecoderOptions;
+use symphonia::core::codecs::registry::CodecRegistry;
+use symphonia::core::errors::Error as SymError;
+use symphonia::core::formats::probe::Hint;
+use symphonia::core::formats::{FormatOptions, TrackType};
+use symphonia::core::io::{MediaSource, MediaSourceStream};
+use symphonia::core::meta::MetadataOptions;
+
+use super::{check_duration, check_size, downmix, resample, Audio, AudioError, AudioLimits, SAMPLE_RATE};
+
+/// Decodes an audio file of any supported container.
+pub fn decode_file(path: &Path, limits: &AudioLimits) -> Result<Audio, AudioError> {
+    let io_err = |source| AudioError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = File::open(path).map_err(io_err)?;
+    let len = file.metadata().map_err(io_err)?.len();
+    let mut hint = Hint::new();
+    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+        hint.with_extension(ext);
+    }
+    decode_source(Box::new(file), len, &hint, limits)
+}
+
+/// Decodes an in-memory audio file. `extension` (e.g. `"mp3"`) is only a
+/// hint; the content decides.
+pub fn decode_bytes(bytes: Vec<u8>, extension: Option<&str>, limits: &AudioLimits) -> Result<Audio, AudioError> {
+    let len = bytes.len() as u64;
+    let mut hint = Hint::new();
+    if let Some(ext) = extension {
+        hint.with_extension(ext);
+    }
+    decode_source(Box::new(Cursor::new(bytes)), len, &hint, limits)
+}
+
+fn codecs() -> &'static CodecRegistry {
+    static REGISTRY: OnceLock<CodecRegistry> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let mut registry = CodecRegistry::new();
+        symphonia::default::register_enabled_codecs(&mut registry);
+        registry.register_audio_decoder::<symphonia_adapter_libopus::OpusDecoder>();
+        registry
+    })
+}
+
+fn decode_source(
+    source: Box<dyn MediaSource>,
+    len: u64,
+    hint: &Hint,
+    limits: &AudioLimits,
+) -> Result<Audio, AudioError> {
+    if len == 0 {
+        return Err(AudioError::Empty);
+    }
+    check_size(len, limits)?;
+    let mss = MediaSourceStream::new(source, Default::default());
+    let mut format = symphonia::default::get_probe()
+        .probe(hint, mss, FormatOptions::default(), MetadataOptions::default())
+        .map_err(|e| match e {
+            SymError::IoError(ref io) if io.kind() == ErrorKind::UnexpectedEof => {
+                AudioError::NotAudio("the data ends before any audio stream starts".into())
+            }
+            SymError::Unsupported(_) => AudioError::NotAudio("no known container format matches its content".into()),
+            other => AudioError::NotAudio(other.to_string()),
+        })?;
+
+    let track = format
+        .default_track(TrackType::Audio)
+        .ok_or_else(|| AudioError::NotAudio("the container has no audio track".into()))?;
+    let track_id = track.id;
+    let params = track
+        .codec_params
+        .as_ref()
+        .and_then(|p| p.audio())
+        .ok_or_else(|| AudioError::NotAudio("the track is not audio".into()))?
+        .clone();
+    let declared_frames = track.num_frames;
+    if let (Some(frames), Some(rate)) = (declared_frames, params.sample_rate) {
+        if rate > 0 {
+            check_duration(frames as f64 / rate as f64, limits)?;
+        }
+    }
+    let mut decoder = codecs()
+        .make_audio_decoder(&params, &AudioDecoderOptions::default())
+        .map_err(|e| AudioError::UnsupportedCodec(format!("{e} (codec {:?})", params.codec)))?;
+
+    let mut interleaved: Vec<f32> = Vec::new();
+    let mut chunk: Vec<f32> = Vec::new();
+    let mut rate = params.sample_rate.unwrap_or(0);
+    let mut channels = params.channels.as_ref().map(|c| c.count()).unwrap_or(0);
+    let mut frames_decoded: u64 = 0;
+    let mut bad_packets = 0usize;
+    let mut good_packets = 0usize;
+    let mut cut_short = false;
+    loop {
+        let packet = match format.next_packet() {
+            Ok(Some(p)) => p,
+            Ok(None) => break,
+            Err(SymError::IoError(e)) if e.kind() == ErrorKind::UnexpectedEof => {
+                cut_short = true;
+                break;
+            }
+            Err(SymError::ResetRequired) => break,
+            Err(SymError::DecodeError(msg)) => {
+                return Err(AudioError::Truncated(format!("malformed stream: {msg}")));
+            }
+            Err(e) => return Err(AudioError::Truncated(e.to_string())),
+        };
+        if packet.track_id != track_id {
+            continue;
+        }
+        match decoder.decode(&packet) {
+            Ok(buf) => {
+                good_packets += 1;
+                let spec = buf.spec();
+                rate = spec.rate();
+                channels = spec.channels().count().max(1);
+                buf.copy_to_vec_interleaved(&mut chunk);
+                interleaved.extend_from_slice(&chunk);
+                frames_decoded += buf.frames() as u64;
+                if rate > 0 {
+                    check_duration(frames_decoded as f64 / rate as f64, limits)?;
+                }
+            }
+            // A damaged packet inside an otherwise good stream is skipped,
+            // as every player does; a stream of nothing but damage is not audio.
+            Err(SymError::DecodeError(_)) | Err(SymError::IoError(_)) => bad_packets += 1,
+            Err(SymError::Unsupported(what)) => return Err(AudioError::UnsupportedCodec(what.to_string())),
+            Err(e) => return Err(AudioError::Truncated(e.to_string())),
+        }
+    }
+
+    if good_packets == 0 {
+        return Err(if bad_packets > 0 {
+            AudioError::NotAudio(format!("none of {bad_packets} packets could be decoded"))
+        } else if cut_short {
+            AudioError::Truncated("the file ends before its first audio packet".into())
+        } else {
+            AudioError::NoSamples
+        });
+    }
+    // A container that states its length exactly (WAV, FLAC, MP4) and
+    // delivers much less was cut off in transit; silently transcribing the
+    // first part would lose data without telling anyone.
+    if let Some(declared) = declared_frames {
+        let missing = declared.saturating_sub(frames_decoded);
+        if cut_short && missing > declared / 100 + 4096 {
+            return Err(AudioError::Truncated(format!(
+                "the header declares {declared} frames but only {frames_decoded} are present"
+            )));
+        }
+    }
+    if cut_short && declared_frames.is_none() && bad_packets > 0 {
+        return Err(AudioError::Truncated("the stream ends mid-packet".into()));
+    }
+    if interleaved.is_empty() || rate == 0 {
+        return Err(AudioError::NoSamples);
+    }
+    let mono = downmix(&interleaved, channels);
+    drop(interleaved);
+    Ok(Audio {
+        samples: resample(&mono, rate, SAMPLE_RATE),
+        source_rate: rate,
+        source_channels: channels,
+    })
+}

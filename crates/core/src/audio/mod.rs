@@ -1,0 +1,252 @@
+//! Audio input: any common container in, 16 kHz mono `f32` out.
+//!
+//! Every engine in glagol consumes the same thing — mono samples at
+//! [`SAMPLE_RATE`] in `[-1, 1]` — so all the variety of the outside world
+//! (containers, codecs, channel layouts, rates, raw PCM from a socket) is
+//! collapsed here, once. Decoding is done by symphonia (plus libopus for
+//! Opus), resampling by rubato's FFT resampler, which keeps the whole tail:
+//! the output has `round(len × 16000 / rate)` samples.
+//!
+//! Limits ([`AudioLimits`]) are checked before and during decoding so that a
+//! hostile or mistaken upload is rejected early with a typed [`AudioError`]
+//! instead of exhausting memory.
+
+mod decode;
+mod resample;
+
+pub use decode::{decode_bytes, decode_file};
+pub use resample::resample;
+
+/// The sample rate every engine consumes.
+pub const SAMPLE_RATE: u32 = 16_000;
+
+/// Decoded audio, mono at [`SAMPLE_RATE`].
+#[derive(Debug, Clone)]
+pub struct Audio {
+    /// Mono samples in `[-1, 1]` at [`SAMPLE_RATE`].
+    pub samples: Vec<f32>,
+    /// The rate the source was recorded at.
+    pub source_rate: u32,
+    /// The number of channels in the source before downmixing.
+    pub source_channels: usize,
+}
+
+impl Audio {
+    /// Wraps samples that are already mono at [`SAMPLE_RATE`].
+    pub fn from_mono_16k(samples: Vec<f32>) -> Self {
+        Audio {
+            samples,
+            source_rate: SAMPLE_RATE,
+            source_channels: 1,
+        }
+    }
+
+    /// Duration in seconds.
+    pub fn duration(&self) -> f64 {
+        self.samples.len() as f64 / SAMPLE_RATE as f64
+    }
+}
+
+/// Bounds on what input is accepted. Both are checked before the bulk of
+/// the work where the container declares its length, and again while
+/// decoding where it does not.
+#[derive(Debug, Clone, Copy)]
+pub struct AudioLimits {
+    /// Largest accepted input in bytes.
+    pub max_bytes: u64,
+    /// Longest accepted audio in seconds.
+    pub max_duration_s: f64,
+}
+
+impl Default for AudioLimits {
+    fn default() -> Self {
+        AudioLimits {
+            max_bytes: 1 << 30,
+            max_duration_s: 4.0 * 3600.0,
+        }
+    }
+}
+
+impl AudioLimits {
+    /// No practical limit; for trusted local input.
+    pub fn unlimited() -> Self {
+        AudioLimits {
+            max_bytes: u64::MAX,
+            max_duration_s: f64::INFINITY,
+        }
+    }
+}
+
+/// Why audio could not be turned into samples. Each variant names one
+/// problem a user can act on; [`AudioError::code`] gives a stable
+/// machine-readable name for APIs.
+#[derive(Debug, thiserror::Error)]
+pub enum AudioError {
+    #[error("the input is empty (0 bytes)")]
+    Empty,
+    #[error("the input holds no audio samples")]
+    NoSamples,
+    #[error("the input is not a recognised audio file ({0})")]
+    NotAudio(String),
+    #[error("the audio file is truncated or corrupt ({0})")]
+    Truncated(String),
+    #[error("unsupported codec or container feature: {0}")]
+    UnsupportedCodec(String),
+    #[error("audio is {duration_s:.1} s long; the limit is {max_s:.1} s")]
+    TooLong { duration_s: f64, max_s: f64 },
+    #[error("input is {bytes} bytes; the limit is {max} bytes")]
+    TooLarge { bytes: u64, max: u64 },
+    #[error("invalid raw PCM: {0}")]
+    InvalidPcm(String),
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl AudioError {
+    /// A stable snake_case name for the error, for JSON APIs and exit codes.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AudioError::Empty => "empty_input",
+            AudioError::NoSamples => "no_audio",
+            AudioError::NotAudio(_) => "not_audio",
+            AudioError::Truncated(_) => "truncated_audio",
+            AudioError::UnsupportedCodec(_) => "unsupported_codec",
+            AudioError::TooLong { .. } => "audio_too_long",
+            AudioError::TooLarge { .. } => "input_too_large",
+            AudioError::InvalidPcm(_) => "invalid_pcm",
+            AudioError::Io { .. } => "io_error",
+        }
+    }
+}
+
+/// Sample encoding of raw (headerless) PCM input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PcmFormat {
+    /// Signed 16-bit little-endian.
+    S16Le,
+    /// 32-bit float little-endian.
+    F32Le,
+}
+
+/// Raw interleaved PCM at any rate and channel count → [`Audio`].
+pub fn from_pcm(
+    bytes: &[u8],
+    format: PcmFormat,
+    rate: u32,
+    channels: usize,
+    limits: &AudioLimits,
+) -> Result<Audio, AudioError> {
+    if bytes.is_empty() {
+        return Err(AudioError::Empty);
+    }
+    if rate == 0 || channels == 0 {
+        return Err(AudioError::InvalidPcm(format!(
+            "rate ({rate}) and channels ({channels}) must be positive"
+        )));
+    }
+    check_size(bytes.len() as u64, limits)?;
+    let width = match format {
+        PcmFormat::S16Le => 2,
+        PcmFormat::F32Le => 4,
+    };
+    if bytes.len() % (width * channels) != 0 {
+        return Err(AudioError::InvalidPcm(format!(
+            "{} bytes is not a whole number of {channels}-channel {width}-byte frames",
+            bytes.len()
+        )));
+    }
+    let frames = bytes.len() / (width * channels);
+    check_duration(frames as f64 / rate as f64, limits)?;
+    let interleaved: Vec<f32> = match format {
+        PcmFormat::S16Le => bytes
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0)
+            .collect(),
+        PcmFormat::F32Le => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+    };
+    let mono = downmix(&interleaved, channels);
+    Ok(Audio {
+        samples: resample(&mono, rate, SAMPLE_RATE),
+        source_rate: rate,
+        source_channels: channels,
+    })
+}
+
+/// Averages interleaved channels into one.
+pub fn downmix(interleaved: &[f32], channels: usize) -> Vec<f32> {
+    if channels <= 1 {
+        return interleaved.to_vec();
+    }
+    let scale = 1.0 / channels as f32;
+    interleaved
+        .chunks_exact(channels)
+        .map(|frame| frame.iter().sum::<f32>() * scale)
+        .collect()
+}
+
+fn check_size(bytes: u64, limits: &AudioLimits) -> Result<(), AudioError> {
+    if bytes > limits.max_bytes {
+        return Err(AudioError::TooLarge {
+            bytes,
+            max: limits.max_bytes,
+        });
+    }
+    Ok(())
+}
+
+fn check_duration(duration_s: f64, limits: &AudioLimits) -> Result<(), AudioError> {
+    if duration_s > limits.max_duration_s {
+        return Err(AudioError::TooLong {
+            duration_s,
+            max_s: limits.max_duration_s,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pcm16_stereo_is_downmixed_and_resampled() {
+        let frames = 8000;
+        let mut bytes = Vec::new();
+        for i in 0..frames {
+            let v = ((i as f32 * 0.05).sin() * 10000.0) as i16;
+            bytes.extend_from_slice(&v.to_le_bytes());
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        let audio = from_pcm(&bytes, PcmFormat::S16Le, 8000, 2, &AudioLimits::default()).unwrap();
+        assert_eq!(audio.samples.len(), 16000);
+        assert_eq!(audio.source_channels, 2);
+    }
+
+    #[test]
+    fn pcm_errors_are_typed() {
+        let l = AudioLimits::default();
+        assert!(matches!(
+            from_pcm(&[], PcmFormat::S16Le, 16000, 1, &l),
+            Err(AudioError::Empty)
+        ));
+        assert!(matches!(
+            from_pcm(&[1, 2, 3], PcmFormat::S16Le, 16000, 1, &l),
+            Err(AudioError::InvalidPcm(_))
+        ));
+        let short = AudioLimits {
+            max_bytes: 1 << 20,
+            max_duration_s: 0.5,
+        };
+        assert!(matches!(
+            from_pcm(&vec![0u8; 32000], PcmFormat::S16Le, 16000, 1, &short),
+            Err(AudioError::TooLong { .. })
+        ));
+    }
+}

@@ -1,0 +1,14 @@
+//! Models: the built-in catalog, the on-disk store, verified downloads and
+//! imports, and resolution of a `--model` argument to files on disk.
+//!
+//! Store layout: `<store>/<name>/` holds a model's files exactly as
+//! upstream names them, plus `glagol-model.json` recording each file's
+//! SHA-256 at install time, so `glagol models verify` can detect later
+//! corruption without network access.
+
+pub mod catalog;
+pub mod download;
+mod store;
+
+pub use catalog::{find as find_in_catalog, CatalogEntry, CatalogFile, Checksum, EngineKind, CATALOG};
+pub use store::{detect, InstalledModel, ModelStore, ResolvedModel, StoreError, VerifyReport};
