@@ -1,1 +1,77 @@
-fn main(){}
+//! `glagol`: the command-line front end.
+//!
+//! Each subcommand lives in its own module and only composes
+//! `glagol-core`; failures are reported as one line on stderr and mapped to
+//! the documented exit codes in [`exit`].
+
+mod bench;
+mod exit;
+mod models;
+mod runtime;
+mod transcribe;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Private on-device speech-to-text.
+#[derive(Parser)]
+#[command(name = "glagol", version, about, propagate_version = true)]
+struct Cli {
+    /// Model store directory.
+    #[arg(long, global = true, env = "GLAGOL_MODELS_DIR", value_name = "DIR")]
+    models_dir: Option<PathBuf>,
+    /// Path to libonnxruntime (default: search; see `glagol runtime status`).
+    #[arg(long, global = true, env = "GLAGOL_ORT_LIB", value_name = "FILE")]
+    ort_lib: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Transcribe or translate audio files (or `-` for stdin).
+    Transcribe(transcribe::Args),
+    /// List, download, import, verify and remove models.
+    #[command(subcommand)]
+    Models(models::Command),
+    /// Install or inspect the ONNX Runtime library.
+    #[command(subcommand)]
+    Runtime(runtime::Command),
+    /// Measure speed, memory and accuracy on a manifest of files.
+    Bench(bench::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GLAGOL_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(
+                    "warn,symphonia_core=error,symphonia_bundle_mp3=error",
+                )
+            }),
+        )
+        .init();
+    glagol_core::runtime::set_library(cli.ort_lib.clone());
+    let store = glagol_core::models::ModelStore::new(
+        cli.models_dir
+            .clone()
+            .unwrap_or_else(glagol_core::models::ModelStore::default_dir),
+    );
+    let result = match cli.command {
+        Command::Transcribe(args) => transcribe::run(args, &store),
+        Command::Models(cmd) => models::run(cmd, &store),
+        Command::Runtime(cmd) => runtime::run(cmd, cli.ort_lib.as_deref()),
+        Command::Bench(args) => bench::run(args, &store),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("glagol: {e:#}");
+            exit::code_for(&e)
+        }
+    }
+}

@@ -23,7 +23,13 @@ pub enum OutputFormat {
 }
 
 impl OutputFormat {
-    pub const ALL: [OutputFormat; 5] = [Self::Txt, Self::Json, Self::VerboseJson, Self::Srt, Self::Vtt];
+    pub const ALL: [OutputFormat; 5] = [
+        Self::Txt,
+        Self::Json,
+        Self::VerboseJson,
+        Self::Srt,
+        Self::Vtt,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -63,7 +69,9 @@ impl FromStr for OutputFormat {
             "verbose_json" => Ok(Self::VerboseJson),
             "srt" => Ok(Self::Srt),
             "vtt" => Ok(Self::Vtt),
-            _ => Err(format!("unknown format '{s}': use txt, json, verbose_json, srt or vtt")),
+            _ => Err(format!(
+                "unknown format '{s}': use txt, json, verbose_json, srt or vtt"
+            )),
         }
     }
 }
@@ -132,7 +140,12 @@ fn subtitles(t: &Transcript, vtt: bool) -> String {
         if !vtt {
             let _ = writeln!(out, "{n}");
         }
-        let _ = writeln!(out, "{} --> {}", timestamp(s.start, vtt), timestamp(s.end, vtt));
+        let _ = writeln!(
+            out,
+            "{} --> {}",
+            timestamp(s.start, vtt),
+            timestamp(s.end, vtt)
+        );
         let _ = writeln!(out, "{text}\n");
     }
     out
@@ -202,7 +215,13 @@ mod tests {
             duration: 3725.5,
             text: "Hello there. General Kenobi.".into(),
             segments: vec![
-                seg(0, 0.0, 1.5, " Hello there.", vec![w("Hello", 0.0, 0.6), w("there.", 0.6, 1.5)]),
+                seg(
+                    0,
+                    0.0,
+                    1.5,
+                    " Hello there.",
+                    vec![w("Hello", 0.0, 0.6), w("there.", 0.6, 1.5)],
+                ),
                 seg(1, 3661.25, 3662.0, " General Kenobi.", vec![]),
             ],
         }
@@ -226,25 +245,46 @@ mod tests {
 
     #[test]
     fn golden_txt_and_json() {
-        assert_eq!(render(&sample(), OutputFormat::Txt), "Hello there. General Kenobi.\n");
-        assert_eq!(render(&sample(), OutputFormat::Json), r#"{"text":"Hello there. General Kenobi."}"#);
+        assert_eq!(
+            render(&sample(), OutputFormat::Txt),
+            "Hello there. General Kenobi.\n"
+        );
+        assert_eq!(
+            render(&sample(), OutputFormat::Json),
+            r#"{"text":"Hello there. General Kenobi."}"#
+        );
     }
 
     #[test]
     fn golden_verbose_json() {
-        let v: serde_json::Value = serde_json::from_str(&render(&sample(), OutputFormat::VerboseJson)).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&render(&sample(), OutputFormat::VerboseJson)).unwrap();
         assert_eq!(v["task"], "transcribe");
         assert_eq!(v["language"], "english");
         assert_eq!(v["duration"], 3725.5);
         assert_eq!(v["segments"][1]["start"], 3661.25);
         assert_eq!(v["segments"][0]["tokens"], json!([1, 2]));
-        for key in ["id", "seek", "start", "end", "text", "tokens", "temperature", "avg_logprob", "compression_ratio", "no_speech_prob"] {
+        for key in [
+            "id",
+            "seek",
+            "start",
+            "end",
+            "text",
+            "tokens",
+            "temperature",
+            "avg_logprob",
+            "compression_ratio",
+            "no_speech_prob",
+        ] {
             assert!(v["segments"][0].get(key).is_some(), "{key}");
         }
-        assert_eq!(v["words"], json!([
-            {"word": "Hello", "start": 0.0, "end": 0.6, "probability": 0.5},
-            {"word": "there.", "start": 0.6, "end": 1.5, "probability": 0.5}
-        ]));
+        assert_eq!(
+            v["words"],
+            json!([
+                {"word": "Hello", "start": 0.0, "end": 0.6, "probability": 0.5},
+                {"word": "there.", "start": 0.6, "end": 1.5, "probability": 0.5}
+            ])
+        );
     }
 
     #[test]

@@ -73,7 +73,11 @@ pub fn transcribe(
     let duration = audio.len() as f64 / SAMPLE_RATE as f64;
     let segments = speech_segments(model, audio, config)?;
     if segments.is_empty() {
-        let mut t = Transcript::empty(duration, options.task, options.language.clone().filter(|l| l != "auto"));
+        let mut t = Transcript::empty(
+            duration,
+            options.task,
+            options.language.clone().filter(|l| l != "auto"),
+        );
         t.language_probability = None;
         return Ok(t);
     }
@@ -113,7 +117,16 @@ mod tests {
     #[test]
     fn timeline_maps_back() {
         let audio = vec![0.0; 16000 * 10];
-        let segs = [SpeechSegment { start: 16000, end: 32000 }, SpeechSegment { start: 80000, end: 96000 }];
+        let segs = [
+            SpeechSegment {
+                start: 16000,
+                end: 32000,
+            },
+            SpeechSegment {
+                start: 80000,
+                end: 96000,
+            },
+        ];
         let (joined, tl) = join(&audio, &segs);
         assert_eq!(joined.len(), 16000 + GAP + 16000);
         assert!((tl.to_original(0.0) - 1.0).abs() < 1e-9);

@@ -24,7 +24,8 @@ pub const ORT_MIN_MINOR: u32 = 31;
 pub const ORT_LIB_NAME: &str = "libonnxruntime.so.1.31.1";
 /// The pinned PyPI wheel (manylinux_2_28 x86_64; needs only libc/libstdc++).
 pub const ORT_WHEEL_URL: &str = "https://files.pythonhosted.org/packages/b4/1d/0f85ee31a3d93f2243a5cc29252becf858f53ac5cfa6c9c15d9ffe107eea/onnxruntime-1.31.1-cp311-cp311-manylinux_2_28_x86_64.whl";
-pub const ORT_WHEEL_SHA256: &str = "5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f";
+pub const ORT_WHEEL_SHA256: &str =
+    "5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f";
 const WHEEL_MEMBER: &str = "onnxruntime/capi/libonnxruntime.so.1.31.1";
 
 /// Why ONNX Runtime is not usable.
@@ -85,14 +86,24 @@ pub fn locate(explicit: Option<&Path>) -> Result<Located, RuntimeError> {
     }
     for var in ["GLAGOL_ORT_LIB", "ORT_DYLIB_PATH"] {
         if let Some(v) = std::env::var_os(var).filter(|v| !v.is_empty()) {
-            candidates.push((PathBuf::from(v), if var == "GLAGOL_ORT_LIB" { "GLAGOL_ORT_LIB" } else { "ORT_DYLIB_PATH" }));
+            candidates.push((
+                PathBuf::from(v),
+                if var == "GLAGOL_ORT_LIB" {
+                    "GLAGOL_ORT_LIB"
+                } else {
+                    "ORT_DYLIB_PATH"
+                },
+            ));
         }
     }
     // An explicit choice that does not exist is an error, not a reason to
     // silently pick some other library.
     if let Some((p, source)) = candidates.first() {
         if p.is_file() {
-            return Ok(Located { path: p.clone(), source });
+            return Ok(Located {
+                path: p.clone(),
+                source,
+            });
         }
         return Err(RuntimeError::Missing {
             searched: format!("{} (from {source})", p.display()),
@@ -101,16 +112,30 @@ pub fn locate(explicit: Option<&Path>) -> Result<Located, RuntimeError> {
     let data = runtime_dir().join(ORT_LIB_NAME);
     searched.push(data.display().to_string());
     if data.is_file() {
-        return Ok(Located { path: data, source: "data dir" });
+        return Ok(Located {
+            path: data,
+            source: "data dir",
+        });
     }
     let mut dirs: Vec<PathBuf> = std::env::var_os("LD_LIBRARY_PATH")
         .map(|v| std::env::split_paths(&v).collect())
         .unwrap_or_default();
-    dirs.extend(["/usr/local/lib", "/usr/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib64"].map(PathBuf::from));
+    dirs.extend(
+        [
+            "/usr/local/lib",
+            "/usr/lib",
+            "/usr/lib/x86_64-linux-gnu",
+            "/usr/lib64",
+        ]
+        .map(PathBuf::from),
+    );
     for dir in dirs {
         searched.push(dir.display().to_string());
         if let Some(found) = newest_lib_in(&dir) {
-            return Ok(Located { path: found, source: "system" });
+            return Ok(Located {
+                path: found,
+                source: "system",
+            });
         }
     }
     Err(RuntimeError::Missing {
@@ -186,9 +211,16 @@ fn load(explicit: Option<&Path>) -> Result<(ort::environment::Environment, PathB
     let located = locate(explicit)?;
     let path_str = located.path.display().to_string();
     if let Some(v) = version_from_name(&located.path) {
-        let minor: u32 = v.split('.').nth(1).and_then(|m| m.parse().ok()).unwrap_or(0);
+        let minor: u32 = v
+            .split('.')
+            .nth(1)
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0);
         if v.starts_with("1.") && minor < ORT_MIN_MINOR {
-            return Err(RuntimeError::TooOld { path: path_str, version: v });
+            return Err(RuntimeError::TooOld {
+                path: path_str,
+                version: v,
+            });
         }
     }
     let builder = ort::init_from(&located.path).map_err(|e| {
@@ -236,12 +268,15 @@ pub fn install(
 
     let file = File::open(&wheel).map_err(io_err(&wheel))?;
     let mut zip = zip::ZipArchive::new(file).map_err(|e| InstallError::BadWheel(e.to_string()))?;
-    let mut member = zip.by_name(WHEEL_MEMBER).map_err(|e| InstallError::BadWheel(e.to_string()))?;
+    let mut member = zip
+        .by_name(WHEEL_MEMBER)
+        .map_err(|e| InstallError::BadWheel(e.to_string()))?;
     let dest = dest_dir.join(ORT_LIB_NAME);
     let tmp = dest_dir.join(format!(".{ORT_LIB_NAME}.tmp"));
     {
         let mut out = File::create(&tmp).map_err(io_err(&tmp))?;
-        io::copy(&mut member, &mut out).map_err(|e| InstallError::BadWheel(format!("extracting: {e}")))?;
+        io::copy(&mut member, &mut out)
+            .map_err(|e| InstallError::BadWheel(format!("extracting: {e}")))?;
         out.sync_all().map_err(io_err(&tmp))?;
     }
     fs::rename(&tmp, &dest).map_err(io_err(&dest))?;

@@ -106,8 +106,12 @@ impl VadModel {
         let outputs = session
             .run(ort::inputs!["input" => x, "state" => s, "sr" => sr])
             .map_err(ort_err)?;
-        let (_, prob) = outputs["output"].try_extract_tensor::<f32>().map_err(ort_err)?;
-        let (_, new_state) = outputs["stateN"].try_extract_tensor::<f32>().map_err(ort_err)?;
+        let (_, prob) = outputs["output"]
+            .try_extract_tensor::<f32>()
+            .map_err(ort_err)?;
+        let (_, new_state) = outputs["stateN"]
+            .try_extract_tensor::<f32>()
+            .map_err(ort_err)?;
         state.copy_from_slice(&new_state[..STATE_LEN]);
         Ok(prob[0])
     }
@@ -195,7 +199,8 @@ impl VadStream {
 
     /// Ends the stream: closes an open speech segment at `total` samples.
     pub fn finish(&mut self, total: usize) -> Option<VadEvent> {
-        let event = (self.triggered && self.confirmed).then(|| VadEvent::SpeechEnd { sample: total });
+        let event =
+            (self.triggered && self.confirmed).then(|| VadEvent::SpeechEnd { sample: total });
         self.triggered = false;
         self.confirmed = false;
         event
@@ -221,7 +226,9 @@ impl VadStream {
                 if self.confirmed {
                     self.confirmed = false;
                     self.last_end = silence_start + pad;
-                    return Some(VadEvent::SpeechEnd { sample: self.last_end });
+                    return Some(VadEvent::SpeechEnd {
+                        sample: self.last_end,
+                    });
                 }
                 return None;
             }
@@ -230,7 +237,10 @@ impl VadStream {
             let speech_so_far = self.silence_start.unwrap_or(self.processed) - self.speech_start;
             if speech_so_far >= ms_to_samples(self.config.min_speech_ms) {
                 self.confirmed = true;
-                let start = self.speech_start.saturating_sub(pad).max(self.last_end.min(self.speech_start));
+                let start = self
+                    .speech_start
+                    .saturating_sub(pad)
+                    .max(self.last_end.min(self.speech_start));
                 return Some(VadEvent::SpeechStart { sample: start });
             }
         }
@@ -240,7 +250,11 @@ impl VadStream {
 
 /// Runs the VAD over a whole 16 kHz buffer and returns its speech segments
 /// (padded, non-overlapping, in order).
-pub fn speech_segments(model: &Arc<VadModel>, samples: &[f32], config: VadConfig) -> Result<Vec<SpeechSegment>, VadError> {
+pub fn speech_segments(
+    model: &Arc<VadModel>,
+    samples: &[f32],
+    config: VadConfig,
+) -> Result<Vec<SpeechSegment>, VadError> {
     let mut stream = VadStream::new(model.clone(), config);
     let mut events = stream.push(samples)?;
     // The last partial window is padded with silence so its speech counts.

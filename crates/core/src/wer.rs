@@ -6,15 +6,29 @@ pub fn normalize(text: &str) -> String {
     let lowered = text.to_lowercase().replace('ё', "е");
     let cleaned: String = lowered
         .chars()
-        .map(|c| if c.is_alphanumeric() || c.is_whitespace() || c == '\'' { c } else { ' ' })
+        .map(|c| {
+            if c.is_alphanumeric() || c.is_whitespace() || c == '\'' {
+                c
+            } else {
+                ' '
+            }
+        })
         .collect();
     cleaned.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Word-level edit distance between normalised texts, and the reference length.
 pub fn word_errors(reference: &str, hypothesis: &str) -> (usize, usize) {
-    let r: Vec<String> = normalize(reference).split(' ').filter(|w| !w.is_empty()).map(String::from).collect();
-    let h: Vec<String> = normalize(hypothesis).split(' ').filter(|w| !w.is_empty()).map(String::from).collect();
+    let r: Vec<String> = normalize(reference)
+        .split(' ')
+        .filter(|w| !w.is_empty())
+        .map(String::from)
+        .collect();
+    let h: Vec<String> = normalize(hypothesis)
+        .split(' ')
+        .filter(|w| !w.is_empty())
+        .map(String::from)
+        .collect();
     let mut prev: Vec<usize> = (0..=h.len()).collect();
     for (i, rw) in r.iter().enumerate() {
         let mut cur = vec![i + 1; h.len() + 1];

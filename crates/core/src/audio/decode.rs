@@ -13,7 +13,9 @@ use symphonia::core::formats::{FormatOptions, TrackType};
 use symphonia::core::io::{MediaSource, MediaSourceStream};
 use symphonia::core::meta::MetadataOptions;
 
-use super::{check_duration, check_size, downmix, resample, Audio, AudioError, AudioLimits, SAMPLE_RATE};
+use super::{
+    check_duration, check_size, downmix, resample, Audio, AudioError, AudioLimits, SAMPLE_RATE,
+};
 
 /// Decodes an audio file of any supported container.
 pub fn decode_file(path: &Path, limits: &AudioLimits) -> Result<Audio, AudioError> {
@@ -32,7 +34,11 @@ pub fn decode_file(path: &Path, limits: &AudioLimits) -> Result<Audio, AudioErro
 
 /// Decodes an in-memory audio file. `extension` (e.g. `"mp3"`) is only a
 /// hint; the content decides.
-pub fn decode_bytes(bytes: Vec<u8>, extension: Option<&str>, limits: &AudioLimits) -> Result<Audio, AudioError> {
+pub fn decode_bytes(
+    bytes: Vec<u8>,
+    extension: Option<&str>,
+    limits: &AudioLimits,
+) -> Result<Audio, AudioError> {
     let len = bytes.len() as u64;
     let mut hint = Hint::new();
     if let Some(ext) = extension {
@@ -63,12 +69,19 @@ fn decode_source(
     check_size(len, limits)?;
     let mss = MediaSourceStream::new(source, Default::default());
     let mut format = symphonia::default::get_probe()
-        .probe(hint, mss, FormatOptions::default(), MetadataOptions::default())
+        .probe(
+            hint,
+            mss,
+            FormatOptions::default(),
+            MetadataOptions::default(),
+        )
         .map_err(|e| match e {
             SymError::IoError(ref io) if io.kind() == ErrorKind::UnexpectedEof => {
                 AudioError::NotAudio("the data ends before any audio stream starts".into())
             }
-            SymError::Unsupported(_) => AudioError::NotAudio("no known container format matches its content".into()),
+            SymError::Unsupported(_) => {
+                AudioError::NotAudio("no known container format matches its content".into())
+            }
             other => AudioError::NotAudio(other.to_string()),
         })?;
 
@@ -133,7 +146,9 @@ fn decode_source(
             // A damaged packet inside an otherwise good stream is skipped,
             // as every player does; a stream of nothing but damage is not audio.
             Err(SymError::DecodeError(_)) | Err(SymError::IoError(_)) => bad_packets += 1,
-            Err(SymError::Unsupported(what)) => return Err(AudioError::UnsupportedCodec(what.to_string())),
+            Err(SymError::Unsupported(what)) => {
+                return Err(AudioError::UnsupportedCodec(what.to_string()))
+            }
             Err(e) => return Err(AudioError::Truncated(e.to_string())),
         }
     }

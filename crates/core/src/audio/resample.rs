@@ -11,7 +11,8 @@ pub fn resample(samples: &[f32], from: u32, to: u32) -> Vec<f32> {
     if from == to || samples.is_empty() {
         return samples.to_vec();
     }
-    let mut resampler = match Fft::<f32>::new(from as usize, to as usize, 1024, 1, FixedSync::Input) {
+    let mut resampler = match Fft::<f32>::new(from as usize, to as usize, 1024, 1, FixedSync::Input)
+    {
         Ok(r) => r,
         Err(e) => unreachable!("rubato rejected positive rates {from} -> {to}: {e}"),
     };
@@ -29,11 +30,20 @@ mod tests {
 
     #[test]
     fn lengths_follow_the_ratio() {
-        for (from, len) in [(44_100u32, 44_100usize), (8_000, 12_345), (48_000, 777), (22_050, 100_001)] {
+        for (from, len) in [
+            (44_100u32, 44_100usize),
+            (8_000, 12_345),
+            (48_000, 777),
+            (22_050, 100_001),
+        ] {
             let x: Vec<f32> = (0..len).map(|i| (i as f32 * 0.01).sin()).collect();
             let y = resample(&x, from, 16_000);
             let expect = len as f64 * 16_000.0 / from as f64;
-            assert!((y.len() as f64 - expect).abs() <= 1.0, "{from}: {} vs {expect}", y.len());
+            assert!(
+                (y.len() as f64 - expect).abs() <= 1.0,
+                "{from}: {} vs {expect}",
+                y.len()
+            );
         }
     }
 
@@ -41,7 +51,9 @@ mod tests {
     fn a_tone_keeps_its_frequency_and_tail() {
         // 440 Hz at 44.1 kHz → 16 kHz: compare with the ideal tone, tail included.
         let from = 44_100;
-        let x: Vec<f32> = (0..from).map(|i| (i as f32 * 440.0 * std::f32::consts::TAU / from as f32).sin() * 0.5).collect();
+        let x: Vec<f32> = (0..from)
+            .map(|i| (i as f32 * 440.0 * std::f32::consts::TAU / from as f32).sin() * 0.5)
+            .collect();
         let y = resample(&x, from as u32, 16_000);
         let err: f32 = y[100..y.len() - 100]
             .iter()

@@ -193,7 +193,11 @@ pub trait Engine: Send + Sync {
     fn transcribe_batch(&self, requests: &[Request<'_>]) -> Vec<Result<Transcript, EngineError>>;
 
     /// Recognises one piece of audio.
-    fn transcribe(&self, audio: &[f32], options: &TranscribeOptions) -> Result<Transcript, EngineError> {
+    fn transcribe(
+        &self,
+        audio: &[f32],
+        options: &TranscribeOptions,
+    ) -> Result<Transcript, EngineError> {
         self.transcribe_batch(&[Request { audio, options }])
             .pop()
             .unwrap_or_else(|| Err(EngineError::Inference("engine returned no result".into())))
@@ -210,7 +214,10 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8),
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .min(8),
         }
     }
 }
@@ -218,7 +225,11 @@ impl Default for EngineConfig {
 /// Loads the engine for a resolved model.
 pub fn load(model: &ResolvedModel, config: &EngineConfig) -> Result<Box<dyn Engine>, EngineError> {
     match model.engine {
-        EngineKind::Whisper => Ok(Box::new(whisper::WhisperEngine::load(&model.name, &model.path, config)?)),
+        EngineKind::Whisper => Ok(Box::new(whisper::WhisperEngine::load(
+            &model.name,
+            &model.path,
+            config,
+        )?)),
         EngineKind::Gigaam => Err(EngineError::Load {
             path: model.path.display().to_string(),
             message: "the GigaAM engine is not available in this build yet".into(),

@@ -7,9 +7,13 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState};
+use whisper_rs::{
+    FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
+};
 
-use super::{compression_ratio, Engine, EngineConfig, EngineError, Request, Segment, Task, Transcript, Word};
+use super::{
+    compression_ratio, Engine, EngineConfig, EngineError, Request, Segment, Task, Transcript, Word,
+};
 use crate::audio::SAMPLE_RATE;
 use crate::models::EngineKind;
 
@@ -29,10 +33,11 @@ fn inference(e: impl std::fmt::Display) -> EngineError {
 impl WhisperEngine {
     pub fn load(name: &str, path: &Path, config: &EngineConfig) -> Result<Self, EngineError> {
         whisper_rs::install_logging_hooks();
-        let ctx = WhisperContext::new_with_params(path, WhisperContextParameters::default()).map_err(|e| EngineError::Load {
-            path: path.display().to_string(),
-            message: format!("{e} (is it a whisper.cpp ggml model?)"),
-        })?;
+        let ctx = WhisperContext::new_with_params(path, WhisperContextParameters::default())
+            .map_err(|e| EngineError::Load {
+                path: path.display().to_string(),
+                message: format!("{e} (is it a whisper.cpp ggml model?)"),
+            })?;
         Ok(WhisperEngine {
             name: name.to_string(),
             ctx,
@@ -49,14 +54,21 @@ impl WhisperEngine {
     }
 
     fn put_state(&self, state: WhisperState) {
-        self.states.lock().unwrap_or_else(|p| p.into_inner()).push(state);
+        self.states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(state);
     }
 
     fn run(&self, state: &mut WhisperState, req: &Request<'_>) -> Result<Transcript, EngineError> {
         let opts = req.options;
         let audio = req.audio;
         let duration = audio.len() as f64 / SAMPLE_RATE as f64;
-        let threads = if opts.threads > 0 { opts.threads } else { self.threads };
+        let threads = if opts.threads > 0 {
+            opts.threads
+        } else {
+            self.threads
+        };
 
         let (language, language_probability) = match opts.language.as_deref() {
             Some(l) if !l.is_empty() && l != "auto" => {
@@ -80,7 +92,9 @@ impl WhisperEngine {
             }
         };
         if opts.task == Task::Translate && !self.ctx.is_multilingual() {
-            return Err(EngineError::InvalidOptions("this Whisper model is English-only and cannot translate".into()));
+            return Err(EngineError::InvalidOptions(
+                "this Whisper model is English-only and cannot translate".into(),
+            ));
         }
 
         let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 5 });
@@ -106,7 +120,9 @@ impl WhisperEngine {
             params.set_initial_prompt(prompt);
         }
         if let Some(progress) = opts.progress.clone() {
-            params.set_progress_callback_safe(move |pct: i32| progress(pct.clamp(0, 100) as f32 / 100.0));
+            params.set_progress_callback_safe(move |pct: i32| {
+                progress(pct.clamp(0, 100) as f32 / 100.0)
+            });
         }
         state.full(params, audio).map_err(inference)?;
 
@@ -121,7 +137,9 @@ impl WhisperEngine {
             let mut words: Vec<Word> = Vec::new();
             let mut word_probs: Vec<f32> = Vec::new();
             for t in 0..seg.n_tokens() {
-                let Some(tok) = seg.get_token(t) else { continue };
+                let Some(tok) = seg.get_token(t) else {
+                    continue;
+                };
                 let data = tok.token_data();
                 if data.id >= eot {
                     continue; // special and timestamp tokens
@@ -155,7 +173,11 @@ impl WhisperEngine {
             }
             close_word(&mut words, &mut word_probs);
             words.retain(|w| !w.word.trim().is_empty());
-            let avg_logprob = if tokens.is_empty() { 0.0 } else { logprob_sum / tokens.len() as f32 };
+            let avg_logprob = if tokens.is_empty() {
+                0.0
+            } else {
+                logprob_sum / tokens.len() as f32
+            };
             segments.push(Segment {
                 id: segments.len(),
                 seek: (start * 100.0) as usize,
@@ -170,7 +192,7 @@ impl WhisperEngine {
                 words,
             });
         }
-        segments.retain(|s| !s.text.trim().is_empty());
+        segments.retain(|s| !s.text.trim().is_empty() && !is_annotation(s.text.trim()));
         let mut transcript = Transcript {
             task: opts.task,
             language: Some(language),
@@ -183,6 +205,17 @@ impl WhisperEngine {
         transcript.normalize_times();
         Ok(transcript)
     }
+}
+
+/// whisper.cpp's non-speech markers such as `[BLANK_AUDIO]`: not words
+/// anyone said, so they never reach a transcript.
+fn is_annotation(text: &str) -> bool {
+    text.len() > 2
+        && text.starts_with('[')
+        && text.ends_with(']')
+        && text[1..text.len() - 1]
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c == '_' || c == ' ')
 }
 
 /// Finishes the last word: its probability is the mean of its tokens'.

@@ -65,7 +65,10 @@ macro_rules! whisper {
             languages: WHISPER_LANGS,
             files: &[CatalogFile {
                 name: $file,
-                url: concat!("https://huggingface.co/ggerganov/whisper.cpp/resolve/main/", $file),
+                url: concat!(
+                    "https://huggingface.co/ggerganov/whisper.cpp/resolve/main/",
+                    $file
+                ),
                 size: $size,
                 checksum: Some(Checksum::Sha1($sha1)),
             }],
@@ -80,7 +83,10 @@ macro_rules! gigaam_file {
     ($file:literal, $checksum:expr) => {
         CatalogFile {
             name: $file,
-            url: concat!("https://huggingface.co/istupakov/gigaam-v3-onnx/resolve/main/", $file),
+            url: concat!(
+                "https://huggingface.co/istupakov/gigaam-v3-onnx/resolve/main/",
+                $file
+            ),
             size: None,
             checksum: $checksum,
         }

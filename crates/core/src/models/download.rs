@@ -23,9 +23,17 @@ pub enum DownloadError {
     #[error("{url} answered HTTP {status}")]
     Http { url: String, status: u16 },
     #[error("could not fetch {url} after {attempts} attempts: {message}; run the command again to resume")]
-    Network { url: String, attempts: u32, message: String },
+    Network {
+        url: String,
+        attempts: u32,
+        message: String,
+    },
     #[error("checksum mismatch for {file}: expected {expected}, got {actual}; the damaged download was deleted, run the command again")]
-    ChecksumMismatch { file: String, expected: String, actual: String },
+    ChecksumMismatch {
+        file: String,
+        expected: String,
+        actual: String,
+    },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -78,7 +86,10 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 }
 
 /// Fetches `req.url` into `req.dest` and returns the file's SHA-256.
-pub fn download(req: &Request, progress: &mut dyn FnMut(Progress)) -> Result<String, DownloadError> {
+pub fn download(
+    req: &Request,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<String, DownloadError> {
     if let Some(parent) = req.dest.parent() {
         fs::create_dir_all(parent).map_err(io_err(parent))?;
     }
@@ -105,6 +116,12 @@ pub fn download(req: &Request, progress: &mut dyn FnMut(Progress)) -> Result<Str
         .timeout_connect(Some(Duration::from_secs(30)))
         .timeout_recv_response(Some(Duration::from_secs(60)))
         .user_agent(concat!("glagol/", env!("CARGO_PKG_VERSION")))
+        // The system's trust store, so corporate proxies with their own CA work.
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+                .build(),
+        )
         .build()
         .into();
 
@@ -126,7 +143,11 @@ pub fn download(req: &Request, progress: &mut dyn FnMut(Progress)) -> Result<Str
             Ok(()) => break,
             Err(TransferError::Fatal(e)) => return Err(e),
             Err(TransferError::Retry(msg)) => {
-                tracing::warn!(url = req.url, attempt, "download interrupted: {msg}; resuming");
+                tracing::warn!(
+                    url = req.url,
+                    attempt,
+                    "download interrupted: {msg}; resuming"
+                );
                 last_error = msg;
             }
         }
@@ -162,13 +183,20 @@ enum TransferError {
 }
 
 /// One HTTP exchange that appends to `part`, resuming from its length.
-fn transfer(agent: &ureq::Agent, url: &str, part: &Path, progress: &mut dyn FnMut(Progress)) -> Result<(), TransferError> {
+fn transfer(
+    agent: &ureq::Agent,
+    url: &str,
+    part: &Path,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(), TransferError> {
     let have = fs::metadata(part).map(|m| m.len()).unwrap_or(0);
     let mut request = agent.get(url);
     if have > 0 {
         request = request.header("Range", format!("bytes={have}-"));
     }
-    let mut response = request.call().map_err(|e| TransferError::Retry(e.to_string()))?;
+    let mut response = request
+        .call()
+        .map_err(|e| TransferError::Retry(e.to_string()))?;
     let status = response.status().as_u16();
     let (append, total) = match status {
         200 => (false, response.body().content_length()),
@@ -182,7 +210,9 @@ fn transfer(agent: &ureq::Agent, url: &str, part: &Path, progress: &mut dyn FnMu
             if start != Some(have) {
                 // The server resumed from somewhere else: start over.
                 fs::remove_file(part).map_err(|e| TransferError::Fatal(io_err(part)(e)))?;
-                return Err(TransferError::Retry(format!("server resumed at {range:?}, not byte {have}")));
+                return Err(TransferError::Retry(format!(
+                    "server resumed at {range:?}, not byte {have}"
+                )));
             }
             (true, total)
         }
@@ -222,14 +252,18 @@ fn transfer(agent: &ureq::Agent, url: &str, part: &Path, progress: &mut dyn FnMu
                 return Err(TransferError::Retry(e.to_string()));
             }
         };
-        file.write_all(&buf[..n]).map_err(|e| TransferError::Fatal(io_err(part)(e)))?;
+        file.write_all(&buf[..n])
+            .map_err(|e| TransferError::Fatal(io_err(part)(e)))?;
         done += n as u64;
         progress(Progress::Advanced { done });
     }
-    file.sync_all().map_err(|e| TransferError::Fatal(io_err(part)(e)))?;
+    file.sync_all()
+        .map_err(|e| TransferError::Fatal(io_err(part)(e)))?;
     if let Some(total) = total {
         if done < total {
-            return Err(TransferError::Retry(format!("connection closed at byte {done} of {total}")));
+            return Err(TransferError::Retry(format!(
+                "connection closed at byte {done} of {total}"
+            )));
         }
     }
     Ok(())
@@ -289,7 +323,10 @@ mod tests {
 
     #[test]
     fn content_range_parses() {
-        assert_eq!(parse_content_range("bytes 100-199/200"), (Some(100), Some(200)));
+        assert_eq!(
+            parse_content_range("bytes 100-199/200"),
+            (Some(100), Some(200))
+        );
         assert_eq!(parse_content_range("bytes 5-9/*"), (Some(5), None));
         assert_eq!(parse_content_range("garbage"), (None, None));
     }

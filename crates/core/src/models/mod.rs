@@ -10,5 +10,7 @@ pub mod catalog;
 pub mod download;
 mod store;
 
-pub use catalog::{find as find_in_catalog, CatalogEntry, CatalogFile, Checksum, EngineKind, CATALOG};
+pub use catalog::{
+    find as find_in_catalog, CatalogEntry, CatalogFile, Checksum, EngineKind, CATALOG,
+};
 pub use store::{detect, InstalledModel, ModelStore, ResolvedModel, StoreError, VerifyReport};

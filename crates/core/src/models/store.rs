@@ -53,6 +53,10 @@ pub struct Manifest {
     pub engine: EngineKind,
     /// `catalog` or `import`.
     pub source: String,
+    /// Whether the files were checked against the catalog's checksums
+    /// (false for local models and forced imports of conversions).
+    #[serde(default)]
+    pub catalog_verified: bool,
     pub files: Vec<ManifestFile>,
 }
 
@@ -154,7 +158,11 @@ impl ModelStore {
 
     /// Downloads a catalog model into the store, resuming and verifying.
     /// `progress` gets the file name with each event.
-    pub fn pull(&self, entry: &CatalogEntry, progress: &mut dyn FnMut(&str, Progress)) -> Result<InstalledModel, StoreError> {
+    pub fn pull(
+        &self,
+        entry: &CatalogEntry,
+        progress: &mut dyn FnMut(&str, Progress),
+    ) -> Result<InstalledModel, StoreError> {
         self.pull_from(entry, None, progress)
     }
 
@@ -188,16 +196,26 @@ impl ModelStore {
             name: entry.name.to_string(),
             engine: entry.engine,
             source: "catalog".into(),
+            catalog_verified: true,
             files,
         };
         write_manifest(&dir, &manifest)?;
-        Ok(self.get(entry.name).expect("a model whose manifest was just written is listed"))
+        Ok(self
+            .get(entry.name)
+            .expect("a model whose manifest was just written is listed"))
     }
 
     /// Copies a model file or directory into the store after checking it.
     /// With no `name`, a file whose digest matches a catalog file takes
     /// that entry's name; otherwise the file or directory name is used.
-    pub fn import(&self, src: &Path, name: Option<&str>) -> Result<InstalledModel, StoreError> {
+    /// Importing under a catalog name requires the catalog's checksums
+    /// unless `force` (for a compatible conversion of the same model).
+    pub fn import(
+        &self,
+        src: &Path,
+        name: Option<&str>,
+        force: bool,
+    ) -> Result<InstalledModel, StoreError> {
         let detected = detect(src)?;
         let files: Vec<PathBuf> = if src.is_dir() {
             let mut v: Vec<PathBuf> = fs::read_dir(src)
@@ -228,11 +246,17 @@ impl ModelStore {
                     .unwrap_or_else(|| "model".into()),
             },
         };
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) || name.starts_with('.') {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            || name.starts_with('.')
+        {
             return Err(StoreError::BadName(name));
         }
         // Importing under a catalog name promises the catalog's bytes.
-        if let Some(entry) = catalog_match.filter(|e| e.name == name) {
+        let catalog_verified = catalog_match.is_some_and(|e| e.name == name) && !force;
+        if let Some(entry) = catalog_match.filter(|_| catalog_verified) {
             for (f, d) in files.iter().zip(&digests) {
                 let fname = f.file_name().unwrap_or_default().to_string_lossy();
                 let expected = entry
@@ -260,7 +284,9 @@ impl ModelStore {
         // Build the copy beside its final place and rename it in, so a
         // crash never leaves a half-imported model that looks installed.
         fs::create_dir_all(&self.root).map_err(io_err(&self.root))?;
-        let staging = self.root.join(format!(".import-{name}-{}", std::process::id()));
+        let staging = self
+            .root
+            .join(format!(".import-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&staging);
         fs::create_dir_all(&staging).map_err(io_err(&staging))?;
         let mut manifest_files = Vec::new();
@@ -268,8 +294,14 @@ impl ModelStore {
             let fname = match (detected, catalog_match) {
                 // A single Whisper file keeps the catalog's file name so
                 // the store looks the same whether pulled or imported.
-                (EngineKind::Whisper, Some(e)) if e.name == name && e.files.len() == 1 => e.files[0].name.to_string(),
-                _ => f.file_name().unwrap_or_default().to_string_lossy().to_string(),
+                (EngineKind::Whisper, Some(e)) if e.name == name && e.files.len() == 1 => {
+                    e.files[0].name.to_string()
+                }
+                _ => f
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .to_string(),
             };
             let dest = staging.join(&fname);
             let size = fs::copy(f, &dest).map_err(io_err(&dest))?;
@@ -285,6 +317,7 @@ impl ModelStore {
                 name: name.clone(),
                 engine: detected,
                 source: "import".into(),
+                catalog_verified,
                 files: manifest_files,
             },
         )?;
@@ -293,7 +326,9 @@ impl ModelStore {
             fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
         }
         fs::rename(&staging, &dir).map_err(io_err(&dir))?;
-        Ok(self.get(&name).expect("a model just renamed into the store is listed"))
+        Ok(self
+            .get(&name)
+            .expect("a model just renamed into the store is listed"))
     }
 
     /// Deletes an installed model.
@@ -318,7 +353,10 @@ impl ModelStore {
             }
         }
         let mut reports = Vec::new();
-        for m in installed.iter().filter(|m| names.is_empty() || names.contains(&m.name)) {
+        for m in installed
+            .iter()
+            .filter(|m| names.is_empty() || names.contains(&m.name))
+        {
             let dir = self.model_dir(&m.name);
             let manifest = read_manifest(&dir)?;
             let mut problems = Vec::new();
@@ -328,13 +366,20 @@ impl ModelStore {
                     Err(e) => problems.push(format!("{}: {e}", f.name)),
                     Ok(d) => {
                         if d.sha256_hex() != f.sha256 {
-                            problems.push(format!("{}: SHA-256 {} differs from the recorded {}", f.name, d.sha256_hex(), f.sha256));
+                            problems.push(format!(
+                                "{}: SHA-256 {} differs from the recorded {}",
+                                f.name,
+                                d.sha256_hex(),
+                                f.sha256
+                            ));
                         }
                         let catalog_sum = catalog::find(&m.name)
+                            .filter(|_| manifest.catalog_verified)
                             .and_then(|e| e.files.iter().find(|cf| cf.name == f.name))
                             .and_then(|cf| cf.checksum);
                         if catalog_sum.is_some() && !d.matches(catalog_sum) {
-                            problems.push(format!("{}: does not match the catalog checksum", f.name));
+                            problems
+                                .push(format!("{}: does not match the catalog checksum", f.name));
                         }
                     }
                 }
@@ -390,7 +435,11 @@ fn read_manifest(dir: &Path) -> Result<Manifest, StoreError> {
 fn write_manifest(dir: &Path, m: &Manifest) -> Result<(), StoreError> {
     let p = dir.join(MANIFEST);
     let tmp = dir.join(format!("{MANIFEST}.tmp"));
-    fs::write(&tmp, serde_json::to_vec_pretty(m).expect("manifest serialises")).map_err(io_err(&tmp))?;
+    fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(m).expect("manifest serialises"),
+    )
+    .map_err(io_err(&tmp))?;
     fs::rename(&tmp, &p).map_err(io_err(&p))
 }
 
@@ -412,10 +461,16 @@ pub fn detect(path: &Path) -> Result<EngineKind, StoreError> {
         {
             return Ok(EngineKind::Gigaam);
         }
-        if let [only] = names.iter().filter(|n| n.as_str() != MANIFEST).collect::<Vec<_>>()[..] {
+        if let [only] = names
+            .iter()
+            .filter(|n| n.as_str() != MANIFEST)
+            .collect::<Vec<_>>()[..]
+        {
             return detect(&path.join(only));
         }
-        return Err(not_model("expected a GigaAM directory (*_encoder.onnx or *ctc.onnx with a *vocab.txt)"));
+        return Err(not_model(
+            "expected a GigaAM directory (*_encoder.onnx or *ctc.onnx with a *vocab.txt)",
+        ));
     }
     let mut magic = [0u8; 4];
     {
@@ -433,18 +488,28 @@ pub fn detect(path: &Path) -> Result<EngineKind, StoreError> {
     if name.ends_with(".onnx") && name.contains("vad") {
         return Ok(EngineKind::Vad);
     }
-    Err(not_model("not a whisper.cpp ggml file (bad magic) nor a GigaAM directory"))
+    Err(not_model(
+        "not a whisper.cpp ggml file (bad magic) nor a GigaAM directory",
+    ))
 }
 
 /// The catalog entry whose checksummed files the given files reproduce.
-fn guess_catalog_entry(engine: EngineKind, files: &[PathBuf], digests: &[Digests]) -> Option<&'static CatalogEntry> {
-    catalog::CATALOG.iter().filter(|e| e.engine == engine).find(|e| {
-        let checked: Vec<_> = e.files.iter().filter(|f| f.checksum.is_some()).collect();
-        !checked.is_empty()
-            && checked.iter().all(|cf| {
-                files.iter().zip(digests).any(|(p, d)| {
-                    (files.len() == 1 || p.file_name().is_some_and(|n| n == cf.name)) && d.matches(cf.checksum)
+fn guess_catalog_entry(
+    engine: EngineKind,
+    files: &[PathBuf],
+    digests: &[Digests],
+) -> Option<&'static CatalogEntry> {
+    catalog::CATALOG
+        .iter()
+        .filter(|e| e.engine == engine)
+        .find(|e| {
+            let checked: Vec<_> = e.files.iter().filter(|f| f.checksum.is_some()).collect();
+            !checked.is_empty()
+                && checked.iter().all(|cf| {
+                    files.iter().zip(digests).any(|(p, d)| {
+                        (files.len() == 1 || p.file_name().is_some_and(|n| n == cf.name))
+                            && d.matches(cf.checksum)
+                    })
                 })
-            })
-    })
+        })
 }

@@ -1,0 +1,179 @@
+//! `glagol transcribe`.
+
+use std::fs;
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::ValueEnum;
+use glagol_core::audio::{self, AudioLimits};
+use glagol_core::engine::{self, EngineConfig, Task, TranscribeOptions};
+use glagol_core::format::{self, OutputFormat};
+use glagol_core::models::ModelStore;
+use glagol_core::pipeline;
+use glagol_core::vad::{VadConfig, VadModel};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TaskArg {
+    Transcribe,
+    Translate,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Audio files (any common container), or `-` for stdin.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Catalog name, installed model name, or a path to a model file/directory.
+    #[arg(long, short, default_value = "whisper-base", env = "GLAGOL_MODEL")]
+    model: String,
+    /// Spoken language (ISO 639-1), or `auto` to detect.
+    #[arg(long, short, default_value = "auto")]
+    language: String,
+    #[arg(long, value_enum, default_value = "transcribe")]
+    task: TaskArg,
+    /// txt, json, verbose_json, srt or vtt.
+    #[arg(long, short, default_value = "txt")]
+    format: OutputFormat,
+    /// Write `<name>.<ext>` files here instead of printing to stdout.
+    #[arg(long, short, value_name = "DIR")]
+    output_dir: Option<PathBuf>,
+    /// Include word-level timestamps (verbose_json).
+    #[arg(long)]
+    word_timestamps: bool,
+    /// Threads per inference (default: all cores, at most 8).
+    #[arg(long, short)]
+    threads: Option<usize>,
+    /// Detect speech first; transcribe only speech (timestamps stay on the original timeline).
+    #[arg(long)]
+    vad: bool,
+    /// Text that conditions the decoder (names, spelling, style).
+    #[arg(long)]
+    prompt: Option<String>,
+    /// Starting sampling temperature (the decoder raises it on failure).
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    /// Longest accepted audio, in seconds.
+    #[arg(long, default_value_t = 4.0 * 3600.0)]
+    max_duration: f64,
+}
+
+pub fn run(args: Args, store: &ModelStore) -> anyhow::Result<ExitCode> {
+    let model = store.resolve(&args.model)?;
+    let mut config = EngineConfig::default();
+    if let Some(t) = args.threads {
+        config.threads = t.max(1);
+    }
+    let engine = engine::load(&model, &config)?;
+    let vad = if args.vad {
+        Some(VadModel::embedded().context("loading the voice activity detector")?)
+    } else {
+        None
+    };
+    if let Some(dir) = &args.output_dir {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let limits = AudioLimits {
+        max_duration_s: args.max_duration,
+        ..AudioLimits::default()
+    };
+
+    let mut first_error: Option<anyhow::Error> = None;
+    for file in &args.files {
+        if let Err(e) = transcribe_one(&args, file, &limits, engine.as_ref(), vad.as_ref()) {
+            eprintln!("glagol: {}: {e:#}", file.display());
+            first_error.get_or_insert(e);
+        }
+    }
+    match first_error {
+        None => Ok(ExitCode::SUCCESS),
+        Some(e) => Ok(crate::exit::code_for(&e)),
+    }
+}
+
+fn transcribe_one(
+    args: &Args,
+    file: &Path,
+    limits: &AudioLimits,
+    engine: &dyn engine::Engine,
+    vad: Option<&Arc<VadModel>>,
+) -> anyhow::Result<()> {
+    let audio = if file.as_os_str() == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .context("reading stdin")?;
+        audio::decode_bytes(bytes, None, limits)?
+    } else {
+        audio::decode_file(file, limits)?
+    };
+
+    let bar = progress_bar(audio.duration());
+    let progress: Option<engine::ProgressFn> = bar
+        .clone()
+        .map(|b| Arc::new(move |f: f32| b.set_position((f * 1000.0) as u64)) as engine::ProgressFn);
+    let options = TranscribeOptions {
+        language: Some(args.language.clone()),
+        task: match args.task {
+            TaskArg::Transcribe => Task::Transcribe,
+            TaskArg::Translate => Task::Translate,
+        },
+        word_timestamps: args.word_timestamps,
+        initial_prompt: args.prompt.clone(),
+        temperature: args.temperature,
+        no_fallback: false,
+        threads: args.threads.unwrap_or(0),
+        progress,
+    };
+    let transcript = pipeline::transcribe(
+        engine,
+        &audio.samples,
+        &options,
+        vad.map(|m| (m, VadConfig::default())),
+    )?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let rendered = format::render(&transcript, args.format);
+    match &args.output_dir {
+        Some(dir) => {
+            let stem = if file.as_os_str() == "-" {
+                "stdin".to_string()
+            } else {
+                file.file_stem()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .to_string()
+            };
+            let out = dir.join(format!("{stem}.{}", args.format.extension()));
+            fs::write(&out, rendered).with_context(|| format!("writing {}", out.display()))?;
+            eprintln!("{} -> {}", file.display(), out.display());
+        }
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(rendered.as_bytes())?;
+            if !rendered.ends_with('\n') {
+                stdout.write_all(b"\n")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A bar on stderr for files long enough to wait for, when stderr is a terminal.
+fn progress_bar(duration: f64) -> Option<ProgressBar> {
+    if duration < 30.0 || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new(1000);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {percent}% (eta {eta})",
+        )
+        .expect("static template is valid"),
+    );
+    Some(bar)
+}
