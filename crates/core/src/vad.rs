@@ -200,7 +200,7 @@ impl VadStream {
     /// Ends the stream: closes an open speech segment at `total` samples.
     pub fn finish(&mut self, total: usize) -> Option<VadEvent> {
         let event =
-            (self.triggered && self.confirmed).then(|| VadEvent::SpeechEnd { sample: total });
+            (self.triggered && self.confirmed).then_some(VadEvent::SpeechEnd { sample: total });
         self.triggered = false;
         self.confirmed = false;
         event

@@ -162,19 +162,29 @@ fn decode_source(
             AudioError::NoSamples
         });
     }
-    // A container that states its length exactly (WAV, FLAC, MP4) and
-    // delivers much less was cut off in transit; silently transcribing the
+    // A container that states its length (WAV, FLAC, MP3 with a Xing/LAME
+    // header, MP4) and delivers much less was cut off in transit; silently transcribing the
     // first part would lose data without telling anyone.
     if let Some(declared) = declared_frames {
         let missing = declared.saturating_sub(frames_decoded);
-        if cut_short && missing > declared / 100 + 4096 {
+        if missing > declared / 100 + 4096 {
             return Err(AudioError::Truncated(format!(
                 "the header declares {declared} frames but only {frames_decoded} are present"
             )));
         }
     }
-    if cut_short && declared_frames.is_none() && bad_packets > 0 {
-        return Err(AudioError::Truncated("the stream ends mid-packet".into()));
+    tracing::debug!(
+        ?declared_frames,
+        frames_decoded,
+        cut_short,
+        bad_packets,
+        "decoded"
+    );
+    if cut_short {
+        return Err(AudioError::Truncated(format!(
+            "the stream ends in the middle of a packet after {:.2} s",
+            frames_decoded as f64 / rate.max(1) as f64
+        )));
     }
     if interleaved.is_empty() || rate == 0 {
         return Err(AudioError::NoSamples);

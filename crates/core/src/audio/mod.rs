@@ -153,7 +153,7 @@ pub fn from_pcm(
         PcmFormat::S16Le => 2,
         PcmFormat::F32Le => 4,
     };
-    if bytes.len() % (width * channels) != 0 {
+    if !bytes.len().is_multiple_of(width * channels) {
         return Err(AudioError::InvalidPcm(format!(
             "{} bytes is not a whole number of {channels}-channel {width}-byte frames",
             bytes.len()
