@@ -4,6 +4,7 @@
 //! - [`audio`]: any container or raw PCM → 16 kHz mono `f32`, with limits
 //!   and typed errors.
 //! - [`runtime`]: finding, installing and loading ONNX Runtime.
+//! - [`features`]: GigaAM v3 log-mel features.
 //! - [`vad`]: the one voice activity detector (Silero v6), streaming and
 //!   whole-buffer.
 //! - [`engine`]: the batch-in/batch-out [`engine::Engine`] trait, the
@@ -18,6 +19,7 @@
 
 pub mod audio;
 pub mod engine;
+pub mod features;
 pub mod format;
 pub mod models;
 pub mod pipeline;
