@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use glagol_core::audio::{self, AudioLimits};
-use glagol_core::engine::{self, EngineConfig, TranscribeOptions};
+use glagol_core::engine::{self, TranscribeOptions};
 use glagol_core::models::ModelStore;
 use glagol_core::pipeline;
 use glagol_core::vad::{VadConfig, VadModel};
@@ -27,9 +27,8 @@ pub struct Args {
     /// Model(s) to measure.
     #[arg(long, short, default_value = "whisper-base")]
     model: Vec<String>,
-    /// Threads per inference.
-    #[arg(long, short, default_value_t = 2)]
-    threads: usize,
+    #[command(flatten)]
+    engine: crate::engine_args::EngineArgs,
     /// Force a language instead of each entry's own (`auto` to detect).
     #[arg(long, short)]
     language: Option<String>,
@@ -77,12 +76,8 @@ pub fn run(args: Args, store: &ModelStore) -> anyhow::Result<ExitCode> {
     for name in &args.model {
         let model = store.resolve(name)?;
         let t0 = Instant::now();
-        let engine = engine::load(
-            &model,
-            &EngineConfig {
-                threads: args.threads,
-            },
-        )?;
+        let config = args.engine.config();
+        let engine = engine::load(&model, &config)?;
         let load_s = t0.elapsed().as_secs_f64();
         let (mut audio_s, mut wall_s, mut errors, mut words) = (0.0, 0.0, 0usize, 0usize);
         let mut per_file = Vec::new();
@@ -93,7 +88,7 @@ pub fn run(args: Args, store: &ModelStore) -> anyhow::Result<ExitCode> {
                     .clone()
                     .or_else(|| e.language.clone())
                     .or(Some("auto".into())),
-                threads: args.threads,
+                threads: config.threads,
                 ..Default::default()
             };
             let t = Instant::now();
@@ -119,7 +114,7 @@ pub fn run(args: Args, store: &ModelStore) -> anyhow::Result<ExitCode> {
             println!(
                 "{}",
                 serde_json::json!({
-                    "model": name, "engine": model.engine, "threads": args.threads, "files": items.len(),
+                    "model": name, "engine": model.engine, "threads": config.threads, "batch": config.max_batch, "int8": config.int8, "files": items.len(),
                     "audio_seconds": audio_s, "wall_seconds": wall_s, "rtf": wall_s / audio_s.max(1e-9),
                     "load_seconds": load_s, "peak_rss_mb": peak_mb, "wer_percent": wer_pct, "per_file": per_file,
                 })

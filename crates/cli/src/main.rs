@@ -5,6 +5,7 @@
 //! the documented exit codes in [`exit`].
 
 mod bench;
+mod engine_args;
 mod exit;
 mod models;
 mod runtime;

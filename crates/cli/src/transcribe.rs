@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::ValueEnum;
 use glagol_core::audio::{self, AudioLimits};
-use glagol_core::engine::{self, EngineConfig, Task, TranscribeOptions};
+use glagol_core::engine::{self, Task, TranscribeOptions};
 use glagol_core::format::{self, OutputFormat};
 use glagol_core::models::ModelStore;
 use glagol_core::pipeline;
@@ -44,9 +44,8 @@ pub struct Args {
     /// Include word-level timestamps (verbose_json).
     #[arg(long)]
     word_timestamps: bool,
-    /// Threads per inference (default: all cores, at most 8).
-    #[arg(long, short)]
-    threads: Option<usize>,
+    #[command(flatten)]
+    engine: crate::engine_args::EngineArgs,
     /// Detect speech first; transcribe only speech (timestamps stay on the original timeline).
     #[arg(long)]
     vad: bool,
@@ -63,11 +62,7 @@ pub struct Args {
 
 pub fn run(args: Args, store: &ModelStore) -> anyhow::Result<ExitCode> {
     let model = store.resolve(&args.model)?;
-    let mut config = EngineConfig::default();
-    if let Some(t) = args.threads {
-        config.threads = t.max(1);
-    }
-    let engine = engine::load(&model, &config)?;
+    let engine = engine::load(&model, &args.engine.config())?;
     let vad = if args.vad {
         Some(VadModel::embedded().context("loading the voice activity detector")?)
     } else {
@@ -125,7 +120,7 @@ fn transcribe_one(
         initial_prompt: args.prompt.clone(),
         temperature: args.temperature,
         no_fallback: false,
-        threads: args.threads.unwrap_or(0),
+        threads: args.engine.threads.unwrap_or(0),
         progress,
     };
     let transcript = pipeline::transcribe(

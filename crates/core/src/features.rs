@@ -29,7 +29,8 @@ pub fn round_bf16(x: f32) -> f32 {
 pub fn window() -> Vec<f32> {
     (0..N_FFT)
         .map(|n| {
-            let w = 0.5f32 - 0.5f32 * (2.0f32 * std::f32::consts::PI * n as f32 / N_FFT as f32).cos();
+            let w =
+                0.5f32 - 0.5f32 * (2.0f32 * std::f32::consts::PI * n as f32 / N_FFT as f32).cos();
             round_bf16(w)
         })
         .collect()
@@ -66,7 +67,10 @@ fn linspace(start: f64, end: f64, steps: usize) -> Vec<f64> {
 pub fn mel_filterbank() -> Vec<f32> {
     let all_freqs = linspace(0.0, SAMPLE_RATE as f64 / 2.0, N_BINS);
     let (m_min, m_max) = (hz_to_mel(0.0), hz_to_mel(SAMPLE_RATE as f64 / 2.0));
-    let f_pts: Vec<f64> = linspace(m_min, m_max, N_MELS + 2).into_iter().map(mel_to_hz).collect();
+    let f_pts: Vec<f64> = linspace(m_min, m_max, N_MELS + 2)
+        .into_iter()
+        .map(mel_to_hz)
+        .collect();
     let f_diff: Vec<f64> = f_pts.windows(2).map(|w| w[1] - w[0]).collect();
     let mut fb = vec![0.0f32; N_BINS * N_MELS];
     for (bin, &f) in all_freqs.iter().enumerate() {
@@ -114,7 +118,9 @@ impl LogMel {
             .map(|m| {
                 let nz: Vec<usize> = (0..N_BINS).filter(|&b| fb[b * N_MELS + m] != 0.0).collect();
                 match (nz.first(), nz.last()) {
-                    (Some(&lo), Some(&hi)) => (lo, (lo..=hi).map(|b| fb[b * N_MELS + m] as f64).collect()),
+                    (Some(&lo), Some(&hi)) => {
+                        (lo, (lo..=hi).map(|b| fb[b * N_MELS + m] as f64).collect())
+                    }
                     _ => (0, Vec::new()),
                 }
             })
@@ -147,7 +153,11 @@ impl LogMel {
                 *p = c.norm_sqr();
             }
             for (m, (lo, weights)) in self.bands.iter().enumerate() {
-                let e: f64 = weights.iter().zip(&self.power[*lo..]).map(|(w, p)| w * p).sum();
+                let e: f64 = weights
+                    .iter()
+                    .zip(&self.power[*lo..])
+                    .map(|(w, p)| w * p)
+                    .sum();
                 out[m * frames + t] = e.clamp(1e-9, 1e9).ln() as f32;
             }
         }

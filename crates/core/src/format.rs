@@ -196,6 +196,7 @@ mod tests {
             end,
             text: text.into(),
             tokens: vec![1, 2],
+            token_times: vec![],
             temperature: 0.0,
             avg_logprob: -0.25,
             compression_ratio: 1.0,

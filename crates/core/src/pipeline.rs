@@ -88,6 +88,9 @@ pub fn transcribe(
         seg.start = timeline.to_original(seg.start);
         seg.end = timeline.to_original(seg.end);
         seg.seek = (seg.start * 100.0) as usize;
+        for t in &mut seg.token_times {
+            *t = timeline.to_original(*t);
+        }
         for w in &mut seg.words {
             w.start = timeline.to_original(w.start);
             w.end = timeline.to_original(w.end);

@@ -8,7 +8,11 @@ pub fn assets() -> PathBuf {
         Some(d) => PathBuf::from(d),
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
     };
-    assert!(dir.join("fixtures").is_dir(), "test assets not found at {} — set GLAGOL_TEST_ASSETS", dir.display());
+    assert!(
+        dir.join("fixtures").is_dir(),
+        "test assets not found at {} — set GLAGOL_TEST_ASSETS",
+        dir.display()
+    );
     dir
 }
 
@@ -19,13 +23,25 @@ pub fn load_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
     let (header_len, start) = if bytes[6] == 1 {
         (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10)
     } else {
-        (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+        (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        )
     };
     let header = std::str::from_utf8(&bytes[start..start + header_len]).unwrap();
     assert!(header.contains("'descr': '<f4'"), "{header}");
     let fortran = header.contains("'fortran_order': True");
-    let shape_str = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
-    let shape: Vec<usize> = shape_str.split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    let shape_str = header
+        .split("'shape': (")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap();
+    let shape: Vec<usize> = shape_str
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
     let data: Vec<f32> = bytes[start + header_len..]
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))

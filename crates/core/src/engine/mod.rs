@@ -8,6 +8,7 @@
 //! them through the network together. [`load`] is the one factory that
 //! picks the implementation for a resolved model.
 
+pub mod gigaam;
 pub mod whisper;
 
 use std::sync::Arc;
@@ -36,6 +37,10 @@ pub struct Segment {
     pub end: f64,
     pub text: String,
     pub tokens: Vec<i32>,
+    /// Start time of each token in `tokens` (seconds), where the engine
+    /// knows it; not part of OpenAI's shape.
+    #[serde(skip)]
+    pub token_times: Vec<f64>,
     pub temperature: f32,
     pub avg_logprob: f32,
     pub compression_ratio: f32,
@@ -209,6 +214,12 @@ pub trait Engine: Send + Sync {
 pub struct EngineConfig {
     /// Default threads per inference.
     pub threads: usize,
+    /// ONNX sessions per model part (each handles one batch at a time).
+    pub sessions: usize,
+    /// Most audio chunks per encoder call (GigaAM).
+    pub max_batch: usize,
+    /// Prefer `*.int8.onnx` files where present (GigaAM).
+    pub int8: bool,
 }
 
 impl Default for EngineConfig {
@@ -218,6 +229,9 @@ impl Default for EngineConfig {
                 .map(|n| n.get())
                 .unwrap_or(1)
                 .min(8),
+            sessions: 1,
+            max_batch: 4,
+            int8: false,
         }
     }
 }
@@ -230,10 +244,11 @@ pub fn load(model: &ResolvedModel, config: &EngineConfig) -> Result<Box<dyn Engi
             &model.path,
             config,
         )?)),
-        EngineKind::Gigaam => Err(EngineError::Load {
-            path: model.path.display().to_string(),
-            message: "the GigaAM engine is not available in this build yet".into(),
-        }),
+        EngineKind::Gigaam => Ok(Box::new(gigaam::GigaamEngine::load(
+            &model.name,
+            &model.path,
+            config,
+        )?)),
         EngineKind::Vad => Err(EngineError::Load {
             path: model.path.display().to_string(),
             message: "a VAD model cannot transcribe; pick a Whisper or GigaAM model".into(),

@@ -186,6 +186,7 @@ impl WhisperEngine {
                 compression_ratio: compression_ratio(text.trim()),
                 text,
                 tokens,
+                token_times: Vec::new(),
                 temperature: opts.temperature,
                 avg_logprob,
                 no_speech_prob: seg.no_speech_probability(),

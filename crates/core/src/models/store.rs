@@ -488,6 +488,10 @@ pub fn detect(path: &Path) -> Result<EngineKind, StoreError> {
     if name.ends_with(".onnx") && name.contains("vad") {
         return Ok(EngineKind::Vad);
     }
+    // One GigaAM head's file, inside its model directory.
+    if name.ends_with(".onnx") && (name.contains("rnnt_encoder") || name.contains("ctc")) {
+        return Ok(EngineKind::Gigaam);
+    }
     Err(not_model(
         "not a whisper.cpp ggml file (bad magic) nor a GigaAM directory",
     ))

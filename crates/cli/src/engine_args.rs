@@ -1,0 +1,28 @@
+//! Engine flags shared by `transcribe` and `bench`.
+
+use glagol_core::engine::EngineConfig;
+
+#[derive(clap::Args, Clone)]
+pub struct EngineArgs {
+    /// Threads per inference (default: all cores, at most 8).
+    #[arg(long, short)]
+    pub threads: Option<usize>,
+    /// Most audio chunks per encoder call (GigaAM).
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    /// Prefer int8-quantised model files where the model directory has them (GigaAM).
+    #[arg(long)]
+    pub int8: bool,
+}
+
+impl EngineArgs {
+    pub fn config(&self) -> EngineConfig {
+        let mut c = EngineConfig::default();
+        if let Some(t) = self.threads {
+            c.threads = t.max(1);
+        }
+        c.max_batch = self.batch.max(1);
+        c.int8 = self.int8;
+        c
+    }
+}
