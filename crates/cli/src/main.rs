@@ -9,6 +9,7 @@ mod engine_args;
 mod exit;
 mod models;
 mod runtime;
+mod serve;
 mod transcribe;
 
 use std::path::PathBuf;
@@ -32,6 +33,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the HTTP server (OpenAI-compatible and native APIs).
+    Serve(serve::Args),
     /// Transcribe or translate audio files (or `-` for stdin).
     Transcribe(transcribe::Args),
     /// List, download, import, verify and remove models.
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
             .unwrap_or_else(glagol_core::models::ModelStore::default_dir),
     );
     let result = match cli.command {
+        Command::Serve(args) => serve::run(args, cli.models_dir.clone()),
         Command::Transcribe(args) => transcribe::run(args, &store),
         Command::Models(cmd) => models::run(cmd, &store),
         Command::Runtime(cmd) => runtime::run(cmd, cli.ort_lib.as_deref()),

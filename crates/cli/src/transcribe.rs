@@ -17,6 +17,12 @@ use glagol_core::vad::{VadConfig, VadModel};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Clone, Copy, ValueEnum)]
+enum PcmArg {
+    S16le,
+    F32le,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum TaskArg {
     Transcribe,
     Translate,
@@ -55,6 +61,15 @@ pub struct Args {
     /// Starting sampling temperature (the decoder raises it on failure).
     #[arg(long, default_value_t = 0.0)]
     temperature: f32,
+    /// Treat the inputs as headerless PCM in this sample format.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pcm: Option<PcmArg>,
+    /// Sample rate of --pcm input.
+    #[arg(long, default_value_t = 16_000, requires = "pcm")]
+    rate: u32,
+    /// Interleaved channels of --pcm input.
+    #[arg(long, default_value_t = 1, requires = "pcm")]
+    channels: usize,
     /// Longest accepted audio, in seconds.
     #[arg(long, default_value_t = 4.0 * 3600.0)]
     max_duration: f64,
@@ -96,14 +111,34 @@ fn transcribe_one(
     engine: &dyn engine::Engine,
     vad: Option<&Arc<VadModel>>,
 ) -> anyhow::Result<()> {
-    let audio = if file.as_os_str() == "-" {
-        let mut bytes = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .context("reading stdin")?;
-        audio::decode_bytes(bytes, None, limits)?
-    } else {
-        audio::decode_file(file, limits)?
+    let audio = match (args.pcm, file.as_os_str() == "-") {
+        (Some(pcm), stdin) => {
+            let bytes = if stdin {
+                let mut bytes = Vec::new();
+                std::io::stdin()
+                    .read_to_end(&mut bytes)
+                    .context("reading stdin")?;
+                bytes
+            } else {
+                fs::read(file).map_err(|source| audio::AudioError::Io {
+                    path: file.display().to_string(),
+                    source,
+                })?
+            };
+            let format = match pcm {
+                PcmArg::S16le => audio::PcmFormat::S16Le,
+                PcmArg::F32le => audio::PcmFormat::F32Le,
+            };
+            audio::from_pcm(&bytes, format, args.rate, args.channels, limits)?
+        }
+        (None, true) => {
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .context("reading stdin")?;
+            audio::decode_bytes(bytes, None, limits)?
+        }
+        (None, false) => audio::decode_file(file, limits)?,
     };
 
     let bar = progress_bar(audio.duration());
@@ -122,6 +157,7 @@ fn transcribe_one(
         no_fallback: false,
         threads: args.engine.threads.unwrap_or(0),
         progress,
+        cancel: None,
     };
     let transcript = pipeline::transcribe(
         engine,

@@ -273,6 +273,27 @@ fn stdin_and_output_dir() {
     ));
     assert!(common::normalize(&out).contains("ask not what your country"));
 
+    // Headerless PCM on stdin (jfk.wav's samples start at byte 78).
+    let wav = std::fs::read(misc("jfk.wav")).unwrap();
+    let out = ok(g.run_stdin(
+        &[
+            "transcribe",
+            "-t",
+            "2",
+            "-l",
+            "en",
+            "--model",
+            model.to_str().unwrap(),
+            "--pcm",
+            "s16le",
+            "--rate",
+            "16000",
+            "-",
+        ],
+        &wav[78..],
+    ));
+    assert!(common::normalize(&out).contains("ask not what your country"));
+
     let dir = tempfile::tempdir().unwrap();
     let f = misc("living_room_light_en.wav");
     let o = g.run(&[

@@ -137,6 +137,9 @@ pub struct TranscribeOptions {
     /// Threads for this request (0 = the engine's default).
     pub threads: usize,
     pub progress: Option<ProgressFn>,
+    /// Set to stop recognition early (the client went away, a timeout);
+    /// engines check it between decoding steps.
+    pub cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl std::fmt::Debug for TranscribeOptions {

@@ -5,7 +5,8 @@
 //! global lock and without reallocating the KV cache per request.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use whisper_rs::{
     FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
@@ -124,7 +125,31 @@ impl WhisperEngine {
                 progress(pct.clamp(0, 100) as f32 / 100.0)
             });
         }
-        state.full(params, audio).map_err(inference)?;
+        // whisper-rs 0.16's `set_abort_callback_safe` hands whisper.cpp a
+        // pointer of the wrong type, so the flag is wired up by hand; it
+        // outlives `full`, which is the only caller of the callback.
+        let cancel = opts.cancel.clone();
+        if let Some(flag) = cancel.as_ref() {
+            unsafe extern "C" fn should_abort(data: *mut std::ffi::c_void) -> bool {
+                // SAFETY: `data` is the `AtomicBool` inside `cancel`, alive until `full` returns.
+                unsafe { (*(data as *const AtomicBool)).load(Ordering::Relaxed) }
+            }
+            // SAFETY: see above; the pointer stays valid for the whole call.
+            unsafe {
+                params.set_abort_callback(Some(should_abort));
+                params.set_abort_callback_user_data(Arc::as_ptr(flag) as *mut std::ffi::c_void);
+            }
+        }
+        let result = state.full(params, audio);
+        drop(cancel);
+        if opts
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+        {
+            return Err(EngineError::Inference("cancelled".into()));
+        }
+        result.map_err(inference)?;
 
         let eot = self.ctx.token_eot();
         let mut segments = Vec::new();

@@ -1,0 +1,150 @@
+//! `glagol serve`: flags > `GLAGOL_*` environment > `--config` TOML file >
+//! built-in defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use glagol_server::config::hash_key;
+use glagol_server::{FileConfig, ServerConfig};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Address to listen on (non-loopback needs API keys or --insecure-no-auth).
+    #[arg(long, env = "GLAGOL_LISTEN", value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// TOML configuration file.
+    #[arg(long, env = "GLAGOL_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// An accepted API key (repeatable; comma-separated in GLAGOL_API_KEYS).
+    #[arg(
+        long = "api-key",
+        env = "GLAGOL_API_KEYS",
+        value_delimiter = ',',
+        value_name = "KEY"
+    )]
+    api_keys: Vec<String>,
+    /// Serve a non-loopback address without API keys.
+    #[arg(long)]
+    insecure_no_auth: bool,
+    /// Model used when a request names none (and for `whisper-1`).
+    #[arg(long, env = "GLAGOL_DEFAULT_MODEL")]
+    default_model: Option<String>,
+    /// Models to load at start (repeatable).
+    #[arg(long, env = "GLAGOL_PRELOAD", value_delimiter = ',')]
+    preload: Vec<String>,
+    /// Unload a model after this many idle seconds (-1: never).
+    #[arg(long, env = "GLAGOL_IDLE_TTL", allow_hyphen_values = true)]
+    idle_ttl: Option<i64>,
+    /// Wait for a cold model to load instead of answering 503.
+    #[arg(long)]
+    wait_for_load: bool,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "GLAGOL_MAX_BODY_BYTES")]
+    max_body_bytes: Option<usize>,
+    /// Longest accepted audio, in seconds.
+    #[arg(long, env = "GLAGOL_MAX_AUDIO_SECONDS")]
+    max_audio_seconds: Option<f64>,
+    /// Per-request inference timeout, in seconds.
+    #[arg(long, env = "GLAGOL_INFERENCE_TIMEOUT")]
+    inference_timeout: Option<u64>,
+    /// Concurrent inferences per model.
+    #[arg(long, env = "GLAGOL_WORKERS")]
+    workers: Option<usize>,
+    /// Requests that may wait for a worker, per model.
+    #[arg(long, env = "GLAGOL_QUEUE_DEPTH")]
+    queue_depth: Option<usize>,
+    /// Threads per inference.
+    #[arg(long, short, env = "GLAGOL_THREADS")]
+    threads: Option<usize>,
+    /// Seconds to let in-flight requests finish after SIGTERM.
+    #[arg(long, env = "GLAGOL_DRAIN")]
+    drain: Option<u64>,
+}
+
+fn ttl(seconds: i64) -> Option<Duration> {
+    (seconds >= 0).then(|| Duration::from_secs(seconds as u64))
+}
+
+pub fn config(args: Args, models_dir: Option<PathBuf>) -> anyhow::Result<ServerConfig> {
+    let file = match &args.config {
+        Some(p) => FileConfig::load(p)?,
+        None => FileConfig::default(),
+    };
+    let d = ServerConfig::default();
+    let mut keys: Vec<String> = args
+        .api_keys
+        .iter()
+        .filter(|k| !k.is_empty())
+        .map(|k| hash_key(k))
+        .collect();
+    if keys.is_empty() {
+        keys.extend(
+            file.api_keys
+                .unwrap_or_default()
+                .iter()
+                .map(|k| hash_key(k)),
+        );
+        keys.extend(
+            file.api_key_hashes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|h| h.to_lowercase()),
+        );
+    }
+    Ok(ServerConfig {
+        listen: args.listen.or(file.listen).unwrap_or(d.listen),
+        api_key_hashes: keys,
+        insecure_no_auth: args.insecure_no_auth || file.insecure_no_auth.unwrap_or(false),
+        models_dir: models_dir.or(file.models_dir).unwrap_or(d.models_dir),
+        default_model: args
+            .default_model
+            .or(file.default_model)
+            .unwrap_or(d.default_model),
+        aliases: file.aliases.unwrap_or_default(),
+        preload: if args.preload.is_empty() {
+            file.preload.unwrap_or_default()
+        } else {
+            args.preload
+        },
+        idle_ttl: match args.idle_ttl.or(file.idle_ttl) {
+            Some(s) => ttl(s),
+            None => d.idle_ttl,
+        },
+        wait_for_load: args.wait_for_load || file.wait_for_load.unwrap_or(false),
+        max_body_bytes: args
+            .max_body_bytes
+            .or(file.max_body_bytes)
+            .unwrap_or(d.max_body_bytes),
+        max_audio_seconds: args
+            .max_audio_seconds
+            .or(file.max_audio_seconds)
+            .unwrap_or(d.max_audio_seconds),
+        inference_timeout: args
+            .inference_timeout
+            .or(file.inference_timeout)
+            .map(Duration::from_secs)
+            .unwrap_or(d.inference_timeout),
+        workers: args.workers.or(file.workers).unwrap_or(d.workers),
+        queue_depth: args
+            .queue_depth
+            .or(file.queue_depth)
+            .unwrap_or(d.queue_depth),
+        threads: args.threads.or(file.threads).unwrap_or(d.threads),
+        drain: args
+            .drain
+            .or(file.drain)
+            .map(Duration::from_secs)
+            .unwrap_or(d.drain),
+    })
+}
+
+pub fn run(args: Args, models_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let config = config(args, models_dir)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(glagol_server::serve(config))?;
+    Ok(ExitCode::SUCCESS)
+}

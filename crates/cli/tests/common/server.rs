@@ -1,0 +1,176 @@
+//! Starting the real `glagol serve` on a free loopback port, and a small
+//! blocking HTTP client for it.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use super::Glagol;
+
+pub struct Server {
+    pub base: String,
+    pub child: Child,
+    pub glagol: Glagol,
+}
+
+impl Server {
+    /// A store with Whisper base and the synthetic GigaAM installed, and a
+    /// server on 127.0.0.1:0 started with `args`.
+    pub fn start(args: &[&str]) -> Server {
+        let glagol = Glagol::new();
+        let assets = super::assets();
+        super::ok(glagol.run(&[
+            "models",
+            "import",
+            assets.join("models/ggml-base.bin").to_str().unwrap(),
+            "--as",
+            "whisper-base",
+            "--force",
+        ]));
+        super::ok(
+            glagol.run(&[
+                "models",
+                "import",
+                assets
+                    .join("models/gigaam-v3-synthetic-tiny")
+                    .to_str()
+                    .unwrap(),
+                "--as",
+                "gigaam-tiny",
+            ]),
+        );
+        Self::start_with(glagol, args)
+    }
+
+    pub fn start_with(glagol: Glagol, args: &[&str]) -> Server {
+        let mut child = glagol
+            .cmd()
+            .args(["serve", "--listen", "127.0.0.1:0", "--threads", "2"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("glagol listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_string();
+        Server {
+            base,
+            child,
+            glagol,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(300)))
+            .build()
+            .into()
+    }
+
+    pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let mut r = Self::agent().get(&self.url(path)).call().unwrap();
+        let status = r.status().as_u16();
+        (
+            status,
+            serde_json::from_str(&r.body_mut().read_to_string().unwrap())
+                .unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    pub fn post_empty(&self, path: &str) -> (u16, serde_json::Value) {
+        let mut r = Self::agent().post(&self.url(path)).send_empty().unwrap();
+        let status = r.status().as_u16();
+        (
+            status,
+            serde_json::from_str(&r.body_mut().read_to_string().unwrap())
+                .unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// Waits until the model reports `ready`.
+    pub fn wait_ready(&self, model: &str) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (_, v) = self.get(&format!("/v1/models/{model}"));
+            if v["state"] == "ready" {
+                return;
+            }
+            assert!(v["state"] != "failed", "{v}");
+            assert!(Instant::now() < deadline, "{model} never became ready: {v}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A multipart/form-data body: text fields and one file.
+pub fn multipart(fields: &[(&str, &str)], file: Option<(&str, &[u8])>) -> (String, Vec<u8>) {
+    let boundary = "glagol-test-boundary-7d3f";
+    let mut body = Vec::new();
+    for (k, v) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+                .as_bytes(),
+        );
+    }
+    if let Some((name, bytes)) = file {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// POSTs a multipart form; returns (status, headers' Retry-After, body text).
+pub fn post_form(
+    url: &str,
+    headers: &[(&str, &str)],
+    fields: &[(&str, &str)],
+    file: Option<(&str, &[u8])>,
+) -> (u16, Option<String>, String) {
+    let (ct, body) = multipart(fields, file);
+    let mut req = Server::agent().post(url).header("content-type", &ct);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut r = req.send(&body[..]).unwrap();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    (
+        r.status().as_u16(),
+        retry,
+        r.body_mut().read_to_string().unwrap(),
+    )
+}
+
+pub fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap()
+}

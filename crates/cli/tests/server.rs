@@ -1,0 +1,405 @@
+//! `glagol serve` end to end: the real binary on a free loopback port.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::server::{post_form, read, Server};
+use common::{misc, Glagol};
+use serde_json::Value;
+
+fn jfk() -> Vec<u8> {
+    read(&misc("jfk.wav"))
+}
+
+#[test]
+fn cold_model_503_then_autoload_then_openai_formats() {
+    let s = Server::start(&[]);
+    let (status, health) = s.get("/health");
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+    assert_eq!(s.get("/ready").0, 200);
+    let (_, list) = s.get("/v1/models");
+    assert_eq!(list["object"], "list");
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["gigaam-tiny", "whisper-base"]);
+
+    let url = s.url("/v1/audio/transcriptions");
+    let audio = jfk();
+    let (status, retry, body) = post_form(
+        &url,
+        &[],
+        &[("model", "whisper-1")],
+        Some(("jfk.wav", &audio)),
+    );
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(retry.as_deref(), Some("5"));
+    assert!(body.contains("model_not_ready"));
+    s.wait_ready("whisper-base");
+    let (_, info) = s.get("/v1/models/whisper-base");
+    assert_eq!(info["engine"], "whisper");
+    assert!(
+        info["loaded_at"].as_u64().is_some()
+            && info["resident_bytes"].as_u64().unwrap() > 50_000_000,
+        "{info}"
+    );
+
+    let (status, _, body) = post_form(
+        &url,
+        &[],
+        &[("model", "whisper-1"), ("language", "en")],
+        Some(("jfk.wav", &audio)),
+    );
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(common::normalize(v["text"].as_str().unwrap())
+        .contains("ask not what your country can do for you"));
+    assert_eq!(v["usage"]["type"], "duration");
+    assert_eq!(v["usage"]["seconds"], 11);
+
+    for (format, check) in [("text", "ask not"), ("srt", " --> "), ("vtt", "WEBVTT")] {
+        let (status, _, body) = post_form(
+            &url,
+            &[],
+            &[("response_format", format), ("language", "en")],
+            Some(("jfk.wav", &audio)),
+        );
+        assert_eq!(status, 200);
+        assert!(body.contains(check), "{format}: {body}");
+    }
+    let (_, _, body) = post_form(
+        &url,
+        &[],
+        &[
+            ("response_format", "verbose_json"),
+            ("timestamp_granularities[]", "word"),
+            ("timestamp_granularities[]", "segment"),
+        ],
+        Some(("jfk.wav", &audio)),
+    );
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["language"], "english");
+    assert!(
+        v["words"].as_array().unwrap().len() > 15 && !v["segments"].as_array().unwrap().is_empty(),
+        "{v}"
+    );
+
+    // stream=true: append-only deltas, then done.
+    let (status, _, body) = post_form(
+        &url,
+        &[],
+        &[("stream", "true"), ("language", "en")],
+        Some(("jfk.wav", &audio)),
+    );
+    assert_eq!(status, 200);
+    let events: Vec<Value> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let deltas: String = events
+        .iter()
+        .filter(|e| e["type"] == "transcript.text.delta")
+        .map(|e| e["delta"].as_str().unwrap())
+        .collect();
+    let done = events.last().unwrap();
+    assert_eq!(done["type"], "transcript.text.done");
+    assert_eq!(deltas, done["text"].as_str().unwrap());
+
+    // Translations go through the same path.
+    let french = read(&misc("whats_your_name_french.wav"));
+    let (status, _, body) = post_form(
+        &s.url("/v1/audio/translations"),
+        &[],
+        &[("model", "whisper-1")],
+        Some(("fr.wav", &french)),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(serde_json::from_str::<Value>(&body).unwrap()["text"]
+        .as_str()
+        .unwrap()
+        .is_ascii());
+}
+
+#[test]
+fn typed_errors_for_bad_requests() {
+    let s = Server::start(&["--max-body-bytes", "400000", "--preload", "whisper-base"]);
+    s.wait_ready("whisper-base");
+    let url = s.url("/v1/audio/transcriptions");
+    let (status, _, body) = post_form(
+        &url,
+        &[],
+        &[],
+        Some(("x.wav", b"this is not audio at all, just some text")),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error"]["code"],
+        "not_audio"
+    );
+    let (status, _, body) = post_form(&url, &[], &[], Some(("x.wav", &[])));
+    assert_eq!(
+        (status, body.contains("empty_input")),
+        (400, true),
+        "{body}"
+    );
+    let (status, _, body) = post_form(
+        &url,
+        &[],
+        &[("model", "nope")],
+        Some(("jfk.wav", &jfk()[..1000])),
+    );
+    assert_eq!(
+        (status, body.contains("model_not_found")),
+        (404, true),
+        "{body}"
+    );
+    let (status, _, body) = post_form(&url, &[], &[], None);
+    assert_eq!(status, 400, "{body}");
+    let (status, _, body) = post_form(
+        &url,
+        &[],
+        &[("response_format", "xml")],
+        Some(("jfk.wav", &jfk()[..1000])),
+    );
+    assert_eq!(status, 400, "{body}");
+    // 413 over the body limit (jfk.wav is 352 kB + this padding).
+    let mut big = jfk();
+    big.extend(vec![0u8; 100_000]);
+    let (status, _, body) = post_form(&url, &[], &[], Some(("big.wav", &big)));
+    assert_eq!(status, 413, "{body}");
+    // Native API: raw body, typed error too.
+    let mut r = Server::agent()
+        .post(&s.url("/v1/transcribe"))
+        .send(&b"garbage"[..])
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.body_mut().read_to_string().unwrap().contains("not_audio"));
+    let (status, v) = s.get("/no/such/route");
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+}
+
+#[test]
+fn native_api_raw_body_and_sse_stream_with_gigaam() {
+    let s = Server::start(&["--wait-for-load"]);
+    let golos = read(&common::assets().join("fixtures/ru-golos/golos_00.wav"));
+    let expected: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            common::assets().join("models/gigaam-v3-synthetic-tiny/expected.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let want = expected["files"][0]["rnnt"]["text"].as_str().unwrap();
+    // --wait-for-load: the cold request waits instead of 503.
+    let mut r = Server::agent()
+        .post(&s.url("/v1/transcribe?model=gigaam-tiny&format=verbose_json&word_timestamps=true"))
+        .send(&golos[..])
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(v["text"], want);
+    assert_eq!(v["model"], "gigaam-tiny");
+    assert!(!v["words"].as_array().unwrap().is_empty());
+
+    let mut r = Server::agent()
+        .post(&s.url("/v1/transcribe/stream?model=gigaam-tiny"))
+        .send(&golos[..])
+        .unwrap();
+    let body = r.body_mut().read_to_string().unwrap();
+    let kinds: Vec<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert!(
+        kinds.contains(&"segment") && kinds.last() == Some(&"done"),
+        "{body}"
+    );
+    assert!(body.contains(want));
+}
+
+#[test]
+fn api_keys_are_required_when_configured() {
+    let s = Server::start(&["--api-key", "s3cret", "--api-key", "other"]);
+    let (status, v) = s.get("/v1/models");
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (401, Some("missing_api_key"))
+    );
+    let mut r = Server::agent()
+        .get(&s.url("/v1/models"))
+        .header("authorization", "Bearer wrong")
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(r
+        .body_mut()
+        .read_to_string()
+        .unwrap()
+        .contains("invalid_api_key"));
+    let r = Server::agent()
+        .get(&s.url("/v1/models"))
+        .header("authorization", "Bearer s3cret")
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r = Server::agent()
+        .get(&s.url("/v1/models"))
+        .header("x-api-key", "other")
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // Health stays open for probes.
+    assert_eq!(s.get("/health").0, 200);
+}
+
+#[test]
+fn non_loopback_without_keys_refuses_to_start() {
+    let g = Glagol::new();
+    let out = g.run(&["serve", "--listen", "0.0.0.0:0"]);
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("--insecure-no-auth"),
+        "{}",
+        common::stderr(&out)
+    );
+}
+
+#[test]
+fn load_unload_frees_memory_and_idle_ttl_unloads() {
+    let s = Server::start(&["--idle-ttl", "2"]);
+    let (status, v) = s.post_empty("/v1/models/whisper-base/load");
+    assert_eq!(
+        (status, v["status"].as_str()),
+        (202, Some("load_initiated"))
+    );
+    s.wait_ready("whisper-base");
+    let (status, v) = s.post_empty("/v1/models/whisper-base/load");
+    assert_eq!((status, v["status"].as_str()), (200, Some("already_ready")));
+    let (status, v) = s.post_empty("/v1/models/whisper-base/unload");
+    assert_eq!(status, 200);
+    let (before, after) = (
+        v["rss_before_bytes"].as_u64().unwrap(),
+        v["rss_after_bytes"].as_u64().unwrap(),
+    );
+    eprintln!(
+        "unload whisper-base: RSS {} MB -> {} MB",
+        before / 1_000_000,
+        after / 1_000_000
+    );
+    assert!(
+        before > after + 50_000_000,
+        "memory not returned: {before} -> {after}"
+    );
+    assert_eq!(s.get("/v1/models/whisper-base").1["state"], "unloaded");
+
+    // Idle TTL: loaded, used once, then unloaded by itself.
+    s.post_empty("/v1/models/gigaam-tiny/load");
+    s.wait_ready("gigaam-tiny");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.get("/v1/models/gigaam-tiny").1["state"] != "unloaded" {
+        assert!(Instant::now() < deadline, "idle model was not unloaded");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn queue_overflow_answers_busy() {
+    let s = Server::start(&[
+        "--workers",
+        "1",
+        "--queue-depth",
+        "1",
+        "--preload",
+        "whisper-base",
+    ]);
+    s.wait_ready("whisper-base");
+    let url = s.url("/v1/audio/transcriptions");
+    let audio = jfk();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, audio) = (url.clone(), audio.clone());
+            std::thread::spawn(move || {
+                post_form(&url, &[], &[("language", "en")], Some(("jfk.wav", &audio)))
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let busy: Vec<_> = results.iter().filter(|r| r.0 == 503).collect();
+    let ok = results.iter().filter(|r| r.0 == 200).count();
+    assert!(
+        ok >= 2 && !busy.is_empty(),
+        "{:?}",
+        results.iter().map(|r| r.0).collect::<Vec<_>>()
+    );
+    assert!(busy
+        .iter()
+        .all(|r| r.2.contains("\"busy\"") && r.1.is_some()));
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_and_exits_0() {
+    let mut s = Server::start(&[
+        "--workers",
+        "1",
+        "--queue-depth",
+        "8",
+        "--preload",
+        "whisper-base",
+        "--drain",
+        "600",
+    ]);
+    s.wait_ready("whisper-base");
+    let url = s.url("/v1/audio/transcriptions");
+    let audio = jfk();
+    let handles: Vec<_> = (0..3)
+        .map(|_| {
+            let (url, audio) = (url.clone(), audio.clone());
+            std::thread::spawn(move || {
+                post_form(&url, &[], &[("language", "en")], Some(("jfk.wav", &audio)))
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    let rc = unsafe { kill(s.pid(), 15) };
+    assert_eq!(rc, 0);
+    for h in handles {
+        let (status, _, body) = h.join().unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(common::normalize(&body).contains("ask not what your country"));
+    }
+    let status = s.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+extern "C" {
+    fn kill(pid: i32, sig: i32) -> i32;
+}
+
+#[test]
+fn official_openai_python_client() {
+    let s = Server::start(&["--preload", "whisper-base"]);
+    s.wait_ready("whisper-base");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openai_client.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(format!("{}/v1", s.base))
+        .arg(misc("jfk.wav"))
+        .arg(misc("whats_your_name_french.wav"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "openai client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("ALL OK"), "{stdout}");
+}

@@ -1,0 +1,448 @@
+//! The model manager: which models are loaded, loading them on demand
+//! (with a warm-up inference before they count as ready), unloading them
+//! when idle, and the per-model worker pool and queue.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::http::StatusCode;
+use glagol_core::engine::{self, Engine, EngineConfig, TranscribeOptions};
+use glagol_core::models::{EngineKind, ModelStore};
+use serde::Serialize;
+use tokio::sync::{broadcast, OwnedSemaphorePermit, Semaphore};
+
+use crate::error::ApiError;
+
+/// Where a model is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Unloaded,
+    Loading,
+    Ready,
+    WaitingForMemory,
+    Failed,
+}
+
+/// A lifecycle event, sent to `/v1/models/events` subscribers.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelEvent {
+    pub event: &'static str,
+    pub model: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Bounded concurrency for one model: `workers` run, `queue_depth` wait,
+/// everyone else is told the server is busy.
+pub struct Gate {
+    permits: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    queue_depth: usize,
+}
+
+impl Gate {
+    fn new(workers: usize, queue_depth: usize) -> Arc<Gate> {
+        Arc::new(Gate {
+            permits: Arc::new(Semaphore::new(workers)),
+            waiting: AtomicUsize::new(0),
+            queue_depth,
+        })
+    }
+
+    /// A worker slot, waiting in the queue if needed; 503 `busy` when the
+    /// queue is full. Dropping the future (client gone) leaves the queue.
+    pub async fn enter(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        if let Ok(p) = self.permits.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.queue_depth {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "all workers are busy and the queue is full; retry shortly",
+            )
+            .retry_after(1));
+        }
+        struct Leave<'a>(&'a AtomicUsize);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let _leave = Leave(&self.waiting);
+        self.permits.clone().acquire_owned().await.map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "the server is shutting down",
+            )
+        })
+    }
+
+    pub fn queued(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    fn idle(&self, workers: usize) -> bool {
+        self.queued() == 0 && self.permits.available_permits() == workers
+    }
+
+    fn saturated(&self) -> bool {
+        self.permits.available_permits() == 0 && self.queued() >= self.queue_depth
+    }
+}
+
+struct Slot {
+    state: State,
+    engine: Option<Arc<dyn Engine>>,
+    error: Option<String>,
+    loaded_at: Option<u64>,
+    last_used: Instant,
+    resident_bytes: Option<u64>,
+    gate: Arc<Gate>,
+}
+
+/// What `/v1/models` reports for one model.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub id: String,
+    pub object: &'static str,
+    pub created: u64,
+    pub owned_by: &'static str,
+    pub engine: EngineKind,
+    pub languages: Vec<String>,
+    pub state: State,
+    pub loaded_at: Option<u64>,
+    /// Process RSS growth measured when the model loaded.
+    pub resident_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub queued: usize,
+}
+
+pub enum LoadOutcome {
+    AlreadyReady,
+    Initiated,
+}
+
+pub struct ModelManager {
+    store: ModelStore,
+    engine_config: EngineConfig,
+    workers: usize,
+    queue_depth: usize,
+    slots: Mutex<HashMap<String, Slot>>,
+    events: broadcast::Sender<ModelEvent>,
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Resident set size of this process, in bytes.
+pub fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+impl ModelManager {
+    pub fn new(
+        store: ModelStore,
+        engine_config: EngineConfig,
+        workers: usize,
+        queue_depth: usize,
+    ) -> Arc<Self> {
+        Arc::new(ModelManager {
+            store,
+            engine_config,
+            workers,
+            queue_depth,
+            slots: Mutex::new(HashMap::new()),
+            events: broadcast::channel(256).0,
+        })
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<ModelEvent> {
+        self.events.subscribe()
+    }
+
+    fn emit(&self, event: &'static str, model: &str, message: Option<String>) {
+        let _ = self.events.send(ModelEvent {
+            event,
+            model: model.to_string(),
+            message,
+        });
+    }
+
+    fn slot<'a>(&self, slots: &'a mut HashMap<String, Slot>, name: &str) -> &'a mut Slot {
+        slots.entry(name.to_string()).or_insert_with(|| Slot {
+            state: State::Unloaded,
+            engine: None,
+            error: None,
+            loaded_at: None,
+            last_used: Instant::now(),
+            resident_bytes: None,
+            gate: Gate::new(self.workers, self.queue_depth),
+        })
+    }
+
+    /// Every installed model with its state.
+    pub fn list(&self) -> Vec<ModelInfo> {
+        let installed = self.store.list().unwrap_or_default();
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        installed
+            .into_iter()
+            .map(|m| {
+                let slot = self.slot(&mut slots, &m.name);
+                let languages = match m.engine {
+                    EngineKind::Gigaam => vec!["ru".to_string()],
+                    EngineKind::Whisper => vec!["*".to_string()],
+                    EngineKind::Vad => vec![],
+                };
+                ModelInfo {
+                    created: std::fs::metadata(&m.path)
+                        .and_then(|md| md.modified())
+                        .ok()
+                        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0),
+                    id: m.name,
+                    object: "model",
+                    owned_by: "glagol",
+                    engine: m.engine,
+                    languages,
+                    state: slot.state,
+                    loaded_at: slot.loaded_at,
+                    resident_bytes: slot.resident_bytes,
+                    error: slot.error.clone(),
+                    queued: slot.gate.queued(),
+                }
+            })
+            .filter(|m| m.engine != EngineKind::Vad)
+            .collect()
+    }
+
+    pub fn info(&self, name: &str) -> Option<ModelInfo> {
+        self.list().into_iter().find(|m| m.id == name)
+    }
+
+    fn installed(&self, name: &str) -> Result<(), ApiError> {
+        match self.store.get(name) {
+            Some(m) if m.engine != EngineKind::Vad => Ok(()),
+            _ => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "model_not_found",
+                format!("model '{name}' is not installed; see GET /v1/models, or run `glagol models pull {name}`"),
+            )),
+        }
+    }
+
+    /// Starts loading `name` unless it is ready or loading already.
+    pub fn load(self: &Arc<Self>, name: &str) -> Result<LoadOutcome, ApiError> {
+        self.installed(name)?;
+        {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            let slot = self.slot(&mut slots, name);
+            match slot.state {
+                State::Ready => return Ok(LoadOutcome::AlreadyReady),
+                State::Loading | State::WaitingForMemory => return Ok(LoadOutcome::Initiated),
+                State::Unloaded | State::Failed => {
+                    slot.state = State::Loading;
+                    slot.error = None;
+                }
+            }
+        }
+        self.emit("model_loading", name, None);
+        let me = self.clone();
+        let name = name.to_string();
+        std::thread::Builder::new()
+            .name(format!("load-{name}"))
+            .spawn(move || me.load_now(&name))
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "load_failed",
+                    e.to_string(),
+                )
+            })?;
+        Ok(LoadOutcome::Initiated)
+    }
+
+    /// Loads and warms up a model on the calling thread.
+    fn load_now(&self, name: &str) {
+        let before = rss_bytes();
+        let result = self
+            .store
+            .resolve(name)
+            .map_err(|e| e.to_string())
+            .and_then(|m| engine::load(&m, &self.engine_config).map_err(|e| e.to_string()))
+            .and_then(|e| {
+                // A short inference before `ready`, so the first real
+                // request does not pay for lazy initialisation.
+                let silence = vec![0.0f32; 16_000];
+                let options = TranscribeOptions {
+                    language: Some(
+                        if e.kind() == EngineKind::Gigaam {
+                            "ru"
+                        } else {
+                            "en"
+                        }
+                        .into(),
+                    ),
+                    ..Default::default()
+                };
+                e.transcribe(&silence, &options)
+                    .map_err(|err| format!("warm-up failed: {err}"))?;
+                Ok(Arc::<dyn Engine>::from(e))
+            });
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = self.slot(&mut slots, name);
+        if slot.state != State::Loading {
+            return; // unloaded while loading: drop the result
+        }
+        match result {
+            Ok(engine) => {
+                slot.engine = Some(engine);
+                slot.state = State::Ready;
+                slot.loaded_at = Some(now_unix());
+                slot.last_used = Instant::now();
+                slot.resident_bytes = match (before, rss_bytes()) {
+                    (Some(b), Some(a)) => Some(a.saturating_sub(b)),
+                    _ => None,
+                };
+                drop(slots);
+                tracing::info!(model = name, "model ready");
+                self.emit("model_ready", name, None);
+            }
+            Err(message) => {
+                slot.state = State::Failed;
+                slot.error = Some(message.clone());
+                drop(slots);
+                tracing::warn!(model = name, "model failed to load: {message}");
+                self.emit("model_failed", name, Some(message));
+            }
+        }
+    }
+
+    /// Unloads a model; returns whether it was loaded.
+    pub fn unload(&self, name: &str) -> Result<bool, ApiError> {
+        self.installed(name)?;
+        let engine = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            let slot = self.slot(&mut slots, name);
+            let was = slot.state;
+            slot.state = State::Unloaded;
+            slot.loaded_at = None;
+            slot.resident_bytes = None;
+            if was == State::Unloaded {
+                return Ok(false);
+            }
+            slot.engine.take()
+        };
+        // Requests still holding the engine keep it alive until they end.
+        drop(engine);
+        release_memory();
+        self.emit("model_unloaded", name, None);
+        Ok(true)
+    }
+
+    /// The engine for a request, or 503 `model_not_ready` (and the load
+    /// started) when it is not loaded; with `wait`, waits for the load.
+    pub async fn acquire(
+        self: &Arc<Self>,
+        name: &str,
+        wait: bool,
+    ) -> Result<(Arc<dyn Engine>, Arc<Gate>), ApiError> {
+        self.installed(name)?;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            {
+                let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+                let slot = self.slot(&mut slots, name);
+                if let (State::Ready, Some(engine)) = (slot.state, &slot.engine) {
+                    slot.last_used = Instant::now();
+                    return Ok((engine.clone(), slot.gate.clone()));
+                }
+                if slot.state == State::Failed && wait {
+                    let msg = slot.error.clone().unwrap_or_default();
+                    return Err(ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "model_failed",
+                        format!("model '{name}' failed to load: {msg}"),
+                    ));
+                }
+            }
+            self.load(name)?;
+            if !wait || Instant::now() > deadline {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "model_not_ready",
+                    format!("model '{name}' is loading; retry after a few seconds"),
+                )
+                .retry_after(5));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Marks a model used now (keeps it from the idle unloader).
+    pub fn touch(&self, name: &str) {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = slots.get_mut(name) {
+            slot.last_used = Instant::now();
+        }
+    }
+
+    /// Unloads ready models idle for longer than `ttl`.
+    pub fn reap_idle(&self, ttl: Duration) {
+        let idle: Vec<String> = {
+            let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots
+                .iter()
+                .filter(|(_, s)| {
+                    s.state == State::Ready
+                        && s.last_used.elapsed() >= ttl
+                        && s.gate.idle(self.workers)
+                })
+                .map(|(n, _)| n.clone())
+                .collect()
+        };
+        for name in idle {
+            tracing::info!(model = %name, "unloading idle model");
+            let _ = self.unload(&name);
+        }
+    }
+
+    /// Whether any model can take work: some installed, not all saturated.
+    pub fn readiness(&self) -> Result<(), String> {
+        let models = self.list();
+        if models.is_empty() {
+            return Err("no models installed".into());
+        }
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let ready: Vec<_> = slots.values().filter(|s| s.state == State::Ready).collect();
+        if !ready.is_empty() && ready.iter().all(|s| s.gate.saturated()) {
+            return Err("saturated: every loaded model's queue is full".into());
+        }
+        Ok(())
+    }
+}
+
+/// Hands freed heap back to the operating system, so unloading a model
+/// shows up in RSS (glibc keeps freed memory otherwise).
+fn release_memory() {
+    #[cfg(target_os = "linux")]
+    unsafe {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        malloc_trim(0);
+    }
+}
