@@ -58,6 +58,12 @@ pub struct Args {
     /// Threads per inference.
     #[arg(long, short, env = "GLAGOL_THREADS")]
     threads: Option<usize>,
+    /// A browser origin allowed besides loopback ones (repeatable; `*` for any).
+    #[arg(long = "allow-origin", env = "GLAGOL_ALLOWED_ORIGINS", value_delimiter = ',')]
+    allowed_origins: Vec<String>,
+    /// Requests per minute per API key or client IP.
+    #[arg(long, env = "GLAGOL_RATE_LIMIT")]
+    rate_limit: Option<u32>,
     /// Seconds to let in-flight requests finish after SIGTERM.
     #[arg(long, env = "GLAGOL_DRAIN")]
     drain: Option<u64>,
@@ -137,6 +143,12 @@ pub fn config(args: Args, models_dir: Option<PathBuf>) -> anyhow::Result<ServerC
             .or(file.drain)
             .map(Duration::from_secs)
             .unwrap_or(d.drain),
+        allowed_origins: if args.allowed_origins.is_empty() {
+            file.allowed_origins.unwrap_or_default()
+        } else {
+            args.allowed_origins
+        },
+        rate_limit_per_minute: args.rate_limit.or(file.rate_limit_per_minute),
     })
 }
 

@@ -403,3 +403,38 @@ fn official_openai_python_client() {
     );
     assert!(stdout.contains("ALL OK"), "{stdout}");
 }
+
+#[test]
+fn origins_request_ids_and_rate_limits() {
+    let s = Server::start(&["--rate-limit", "3", "--allow-origin", "https://app.example"]);
+    let agent = Server::agent();
+    let r = agent.get(&s.url("/health")).header("origin", "https://evil.example").call().unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    for origin in ["http://localhost:3000", "http://127.0.0.1:8080", "https://app.example"] {
+        let r = agent.get(&s.url("/health")).header("origin", origin).call().unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{origin}");
+        assert_eq!(r.headers().get("access-control-allow-origin").unwrap(), origin);
+    }
+    let r = agent
+        .options(&s.url("/v1/audio/transcriptions"))
+        .header("origin", "https://app.example")
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    assert!(r.headers().get("access-control-allow-methods").is_some());
+
+    let r = agent.get(&s.url("/health")).header("x-request-id", "abc-123").call().unwrap();
+    assert_eq!(r.headers().get("x-request-id").unwrap(), "abc-123");
+    let r = agent.get(&s.url("/health")).call().unwrap();
+    assert!(r.headers().get("x-request-id").is_some());
+
+    for _ in 0..3 {
+        assert_eq!(s.get("/v1/models").0, 200);
+    }
+    let r = agent.get(&s.url("/v1/models")).call().unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert!(r.headers().get("retry-after").is_some());
+    // Another key has its own bucket.
+    let r = agent.get(&s.url("/v1/models")).header("x-api-key", "someone-else").call().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}

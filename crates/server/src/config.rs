@@ -38,6 +38,10 @@ pub struct ServerConfig {
     pub queue_depth: usize,
     pub threads: usize,
     pub drain: Duration,
+    /// Browser origins allowed besides loopback ones (`*` for any).
+    pub allowed_origins: Vec<String>,
+    /// Requests per minute per API key or client IP (None: unlimited).
+    pub rate_limit_per_minute: Option<u32>,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +66,8 @@ impl Default for ServerConfig {
                 .unwrap_or(1)
                 .min(8),
             drain: Duration::from_secs(30),
+            allowed_origins: Vec::new(),
+            rate_limit_per_minute: None,
         }
     }
 }
@@ -95,6 +101,8 @@ pub struct FileConfig {
     pub queue_depth: Option<usize>,
     pub threads: Option<usize>,
     pub drain: Option<u64>,
+    pub allowed_origins: Option<Vec<String>>,
+    pub rate_limit_per_minute: Option<u32>,
 }
 
 impl FileConfig {

@@ -12,6 +12,7 @@ pub mod config;
 mod error;
 mod job;
 pub mod manager;
+mod policy;
 mod routes;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +38,7 @@ pub struct AppState {
     pub config: ServerConfig,
     pub manager: Arc<ModelManager>,
     pub shutting_down: AtomicBool,
+    rate_limiter: Option<policy::RateLimiter>,
     vad: OnceLock<Result<Arc<VadModel>, String>>,
 }
 
@@ -53,6 +55,7 @@ impl AppState {
             config.queue_depth,
         );
         Arc::new(AppState {
+            rate_limiter: config.rate_limit_per_minute.map(policy::RateLimiter::new),
             config,
             manager,
             shutting_down: AtomicBool::new(false),
@@ -119,6 +122,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/audio/translations", post(routes::openai::translations))
         .route("/v1/transcribe", post(routes::transcribe::transcribe))
         .route("/v1/transcribe/stream", post(routes::transcribe::stream))
+        .route_layer(middleware::from_fn_with_state(state.clone(), policy::rate_limit))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
     Router::new()
         .route("/health", get(routes::health::health))
@@ -126,6 +130,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(api)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), policy::cors))
+        .layer(middleware::from_fn(policy::request_id))
         .with_state(state)
 }
 
@@ -167,7 +173,8 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         tracing::info!("shutting down: finishing in-flight requests");
         let _ = stop_tx.send(true);
     };
-    let server = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown);
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
     let mut stop_rx2 = stop_rx.clone();
     tokio::select! {
         r = server => r?,
