@@ -59,11 +59,18 @@ pub struct Args {
     #[arg(long, short, env = "GLAGOL_THREADS")]
     threads: Option<usize>,
     /// A browser origin allowed besides loopback ones (repeatable; `*` for any).
-    #[arg(long = "allow-origin", env = "GLAGOL_ALLOWED_ORIGINS", value_delimiter = ',')]
+    #[arg(
+        long = "allow-origin",
+        env = "GLAGOL_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
     allowed_origins: Vec<String>,
     /// Requests per minute per API key or client IP.
     #[arg(long, env = "GLAGOL_RATE_LIMIT")]
     rate_limit: Option<u32>,
+    /// Where Prometheus /metrics is served ("off" to disable).
+    #[arg(long, env = "GLAGOL_METRICS_LISTEN", value_name = "ADDR|off")]
+    metrics_listen: Option<String>,
     /// Seconds to let in-flight requests finish after SIGTERM.
     #[arg(long, env = "GLAGOL_DRAIN")]
     drain: Option<u64>,
@@ -149,6 +156,14 @@ pub fn config(args: Args, models_dir: Option<PathBuf>) -> anyhow::Result<ServerC
             args.allowed_origins
         },
         rate_limit_per_minute: args.rate_limit.or(file.rate_limit_per_minute),
+        metrics_listen: match args.metrics_listen.or(file.metrics_listen) {
+            None => d.metrics_listen,
+            Some(v) if v == "off" => None,
+            Some(v) => Some(
+                v.parse()
+                    .map_err(|e| anyhow::anyhow!("--metrics-listen {v}: {e}"))?,
+            ),
+        },
     })
 }
 

@@ -408,12 +408,27 @@ fn official_openai_python_client() {
 fn origins_request_ids_and_rate_limits() {
     let s = Server::start(&["--rate-limit", "3", "--allow-origin", "https://app.example"]);
     let agent = Server::agent();
-    let r = agent.get(&s.url("/health")).header("origin", "https://evil.example").call().unwrap();
+    let r = agent
+        .get(&s.url("/health"))
+        .header("origin", "https://evil.example")
+        .call()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 403);
-    for origin in ["http://localhost:3000", "http://127.0.0.1:8080", "https://app.example"] {
-        let r = agent.get(&s.url("/health")).header("origin", origin).call().unwrap();
+    for origin in [
+        "http://localhost:3000",
+        "http://127.0.0.1:8080",
+        "https://app.example",
+    ] {
+        let r = agent
+            .get(&s.url("/health"))
+            .header("origin", origin)
+            .call()
+            .unwrap();
         assert_eq!(r.status().as_u16(), 200, "{origin}");
-        assert_eq!(r.headers().get("access-control-allow-origin").unwrap(), origin);
+        assert_eq!(
+            r.headers().get("access-control-allow-origin").unwrap(),
+            origin
+        );
     }
     let r = agent
         .options(&s.url("/v1/audio/transcriptions"))
@@ -423,7 +438,11 @@ fn origins_request_ids_and_rate_limits() {
     assert_eq!(r.status().as_u16(), 204);
     assert!(r.headers().get("access-control-allow-methods").is_some());
 
-    let r = agent.get(&s.url("/health")).header("x-request-id", "abc-123").call().unwrap();
+    let r = agent
+        .get(&s.url("/health"))
+        .header("x-request-id", "abc-123")
+        .call()
+        .unwrap();
     assert_eq!(r.headers().get("x-request-id").unwrap(), "abc-123");
     let r = agent.get(&s.url("/health")).call().unwrap();
     assert!(r.headers().get("x-request-id").is_some());
@@ -435,6 +454,46 @@ fn origins_request_ids_and_rate_limits() {
     assert_eq!(r.status().as_u16(), 429);
     assert!(r.headers().get("retry-after").is_some());
     // Another key has its own bucket.
-    let r = agent.get(&s.url("/v1/models")).header("x-api-key", "someone-else").call().unwrap();
+    let r = agent
+        .get(&s.url("/v1/models"))
+        .header("x-api-key", "someone-else")
+        .call()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
+}
+
+#[test]
+fn prometheus_metrics_on_their_own_listener() {
+    let s = Server::start(&["--preload", "gigaam-tiny"]);
+    s.wait_ready("gigaam-tiny");
+    let golos = read(&common::assets().join("fixtures/ru-golos/golos_00.wav"));
+    let r = Server::agent()
+        .post(&s.url("/v1/transcribe?model=gigaam-tiny"))
+        .send(&golos[..])
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    s.get("/v1/models/gigaam-tiny");
+    let metrics_url = s.metrics.clone().expect("metrics listener announced");
+    assert_ne!(metrics_url, s.url("/metrics"));
+    let text = Server::agent()
+        .get(&metrics_url)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    for needle in [
+        r#"glagol_http_requests_total{route="/v1/transcribe",method="POST",status="200"} 1"#,
+        r#"glagol_http_request_duration_seconds_bucket{route="/v1/models/{id}""#,
+        r#"glagol_model_state{model="gigaam-tiny",state="ready"} 1"#,
+        r#"glagol_audio_milliseconds_total{model="gigaam-tiny"} 4000"#,
+        "glagol_inference_seconds_count",
+        "glagol_model_load_seconds_count",
+        "glagol_queue_depth",
+        "glagol_http_requests_in_flight",
+    ] {
+        assert!(text.contains(needle), "missing {needle}:\n{text}");
+    }
+    // Not on the API listener.
+    assert_eq!(s.get("/metrics").0, 404);
 }

@@ -42,6 +42,8 @@ pub struct ServerConfig {
     pub allowed_origins: Vec<String>,
     /// Requests per minute per API key or client IP (None: unlimited).
     pub rate_limit_per_minute: Option<u32>,
+    /// Where Prometheus `/metrics` is served (None: nowhere).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -68,6 +70,7 @@ impl Default for ServerConfig {
             drain: Duration::from_secs(30),
             allowed_origins: Vec::new(),
             rate_limit_per_minute: None,
+            metrics_listen: Some("127.0.0.1:9765".parse().expect("static address")),
         }
     }
 }
@@ -103,6 +106,8 @@ pub struct FileConfig {
     pub drain: Option<u64>,
     pub allowed_origins: Option<Vec<String>>,
     pub rate_limit_per_minute: Option<u32>,
+    /// Address, or "off".
+    pub metrics_listen: Option<String>,
 }
 
 impl FileConfig {

@@ -59,8 +59,12 @@ pub async fn run(state: &Arc<AppState>, mut job: Job) -> Result<(Transcript, Str
             vad.as_ref().map(|m| (m, VadConfig::default())),
         )?)
     });
+    let started = std::time::Instant::now();
     let result = tokio::time::timeout(state.config.inference_timeout, task).await;
     state.manager.touch(&model);
+    if let Ok(Ok(Ok(t))) = &result {
+        crate::metrics::record_inference(&model, t.duration, started.elapsed().as_secs_f64());
+    }
     match result {
         Err(_) => Err(ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,

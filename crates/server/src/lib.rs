@@ -12,6 +12,7 @@ pub mod config;
 mod error;
 mod job;
 pub mod manager;
+mod metrics;
 mod policy;
 mod routes;
 
@@ -122,7 +123,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/audio/translations", post(routes::openai::translations))
         .route("/v1/transcribe", post(routes::transcribe::transcribe))
         .route("/v1/transcribe/stream", post(routes::transcribe::stream))
-        .route_layer(middleware::from_fn_with_state(state.clone(), policy::rate_limit))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            policy::rate_limit,
+        ))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
     Router::new()
         .route("/health", get(routes::health::health))
@@ -131,6 +135,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), policy::cors))
+        .route_layer(middleware::from_fn(metrics::track))
         .layer(middleware::from_fn(policy::request_id))
         .with_state(state)
 }
@@ -159,6 +164,19 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
                 let m = manager.clone();
                 let _ = tokio::task::spawn_blocking(move || m.reap_idle(ttl)).await;
             }
+        });
+    }
+    metrics::handle();
+    if let Some(metrics_addr) = state.config.metrics_listen {
+        let ml = tokio::net::TcpListener::bind(metrics_addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {metrics_addr}: {e}"))?;
+        println!("glagol metrics on http://{}/metrics", ml.local_addr()?);
+        let app = Router::new()
+            .route("/metrics", get(metrics::render))
+            .with_state(state.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(ml, app).await;
         });
     }
     println!("glagol listening on http://{addr}");

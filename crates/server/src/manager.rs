@@ -278,6 +278,7 @@ impl ModelManager {
     /// Loads and warms up a model on the calling thread.
     fn load_now(&self, name: &str) {
         let before = rss_bytes();
+        let started = Instant::now();
         let result = self
             .store
             .resolve(name)
@@ -318,6 +319,8 @@ impl ModelManager {
                     _ => None,
                 };
                 drop(slots);
+                metrics::histogram!("glagol_model_load_seconds", "model" => name.to_string())
+                    .record(started.elapsed().as_secs_f64());
                 tracing::info!(model = name, "model ready");
                 self.emit("model_ready", name, None);
             }

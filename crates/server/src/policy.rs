@@ -26,10 +26,17 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map(String::from)
-        .unwrap_or_else(|| format!("req-{:x}-{}", std::process::id(), NEXT_ID.fetch_add(1, Ordering::Relaxed)));
+        .unwrap_or_else(|| {
+            format!(
+                "req-{:x}-{}",
+                std::process::id(),
+                NEXT_ID.fetch_add(1, Ordering::Relaxed)
+            )
+        });
     let value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
     req.headers_mut().insert("x-request-id", value.clone());
-    let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
+    let span =
+        tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
     let _enter = span.enter();
     let mut response = next.run(req).await;
     response.headers_mut().insert("x-request-id", value);
@@ -39,7 +46,10 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
 /// Whether a browser origin is allowed: loopback origins always are,
 /// others only when listed.
 fn origin_allowed(origin: &str, allowed: &[String]) -> bool {
-    if allowed.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(origin)) {
+    if allowed
+        .iter()
+        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+    {
         return true;
     }
     let host = origin
@@ -53,28 +63,52 @@ fn origin_allowed(origin: &str, allowed: &[String]) -> bool {
         Some(v6) => v6.split(']').next().unwrap_or(""),
         None => host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host),
     };
-    host == "localhost" || host == "::1" || host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+    host == "localhost"
+        || host == "::1"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// CORS: requests from a foreign browser origin get 403 `origin_not_allowed`;
 /// allowed origins get the CORS headers, preflights included.
 pub async fn cors(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let Some(origin) = req.headers().get("origin").and_then(|v| v.to_str().ok()).map(String::from) else {
+    let Some(origin) = req
+        .headers()
+        .get("origin")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from)
+    else {
         return next.run(req).await;
     };
     if !origin_allowed(&origin, &state.config.allowed_origins) {
-        return ApiError::new(StatusCode::FORBIDDEN, "origin_not_allowed", format!("origin {origin} is not allowed; add it to allowed_origins")).into_response();
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            format!("origin {origin} is not allowed; add it to allowed_origins"),
+        )
+        .into_response();
     }
     let preflight = req.method() == Method::OPTIONS;
-    let mut response = if preflight { StatusCode::NO_CONTENT.into_response() } else { next.run(req).await };
+    let mut response = if preflight {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        next.run(req).await
+    };
     let h = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&origin) {
         h.insert("access-control-allow-origin", v);
     }
     h.insert("vary", HeaderValue::from_static("origin"));
     if preflight {
-        h.insert("access-control-allow-methods", HeaderValue::from_static("GET, POST, OPTIONS"));
-        h.insert("access-control-allow-headers", HeaderValue::from_static("authorization, x-api-key, content-type, x-request-id"));
+        h.insert(
+            "access-control-allow-methods",
+            HeaderValue::from_static("GET, POST, OPTIONS"),
+        );
+        h.insert(
+            "access-control-allow-headers",
+            HeaderValue::from_static("authorization, x-api-key, content-type, x-request-id"),
+        );
         h.insert("access-control-max-age", HeaderValue::from_static("600"));
     }
     response
@@ -101,8 +135,11 @@ impl RateLimiter {
         if buckets.len() > 100_000 {
             buckets.retain(|_, (_, t)| now.duration_since(*t).as_secs() < 120);
         }
-        let (tokens, last) = buckets.entry(key.to_string()).or_insert((self.per_minute, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.per_minute / 60.0).min(self.per_minute);
+        let (tokens, last) = buckets
+            .entry(key.to_string())
+            .or_insert((self.per_minute, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.per_minute / 60.0)
+            .min(self.per_minute);
         *last = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
@@ -114,7 +151,11 @@ impl RateLimiter {
 }
 
 /// 429 `rate_limited` with `Retry-After` once a client's bucket is empty.
-pub async fn rate_limit(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn rate_limit(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let Some(limiter) = &state.rate_limiter else {
         return Ok(next.run(req).await);
     };
@@ -123,12 +164,26 @@ pub async fn rate_limit(State(state): State<Arc<AppState>>, req: Request, next: 
         .get("authorization")
         .or_else(|| req.headers().get("x-api-key"))
         .and_then(|v| v.to_str().ok())
-        .map(|k| format!("key:{}", crate::config::hash_key(k.trim_start_matches("Bearer "))))
-        .or_else(|| req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| format!("ip:{}", c.0.ip())))
+        .map(|k| {
+            format!(
+                "key:{}",
+                crate::config::hash_key(k.trim_start_matches("Bearer "))
+            )
+        })
+        .or_else(|| {
+            req.extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| format!("ip:{}", c.0.ip()))
+        })
         .unwrap_or_else(|| "anonymous".into());
     match limiter.take(&key) {
         Ok(()) => Ok(next.run(req).await),
-        Err(wait) => Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests; slow down").retry_after(wait)),
+        Err(wait) => Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many requests; slow down",
+        )
+        .retry_after(wait)),
     }
 }
 
@@ -138,11 +193,19 @@ mod tests {
 
     #[test]
     fn loopback_origins_are_always_allowed() {
-        for o in ["http://localhost:3000", "http://127.0.0.1", "https://127.0.0.5:8443", "http://[::1]:8080"] {
+        for o in [
+            "http://localhost:3000",
+            "http://127.0.0.1",
+            "https://127.0.0.5:8443",
+            "http://[::1]:8080",
+        ] {
             assert!(origin_allowed(o, &[]), "{o}");
         }
         assert!(!origin_allowed("https://evil.example", &[]));
-        assert!(origin_allowed("https://app.example", &["https://app.example".into()]));
+        assert!(origin_allowed(
+            "https://app.example",
+            &["https://app.example".into()]
+        ));
         assert!(!origin_allowed("http://localhost.evil.example", &[]));
     }
 

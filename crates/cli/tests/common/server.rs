@@ -10,6 +10,8 @@ use super::Glagol;
 
 pub struct Server {
     pub base: String,
+    /// The `/metrics` URL.
+    pub metrics: Option<String>,
     pub child: Child,
     pub glagol: Glagol,
 }
@@ -46,15 +48,31 @@ impl Server {
     pub fn start_with(glagol: Glagol, args: &[&str]) -> Server {
         let mut child = glagol
             .cmd()
-            .args(["serve", "--listen", "127.0.0.1:0", "--threads", "2"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+                "--threads",
+                "2",
+            ])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
+        stdout.read_line(&mut line).unwrap();
+        let metrics = line
+            .trim()
+            .strip_prefix("glagol metrics on ")
+            .map(String::from);
+        if metrics.is_some() {
+            line.clear();
+            stdout.read_line(&mut line).unwrap();
+        }
         let base = line
             .trim()
             .strip_prefix("glagol listening on ")
@@ -62,6 +80,7 @@ impl Server {
             .to_string();
         Server {
             base,
+            metrics,
             child,
             glagol,
         }
