@@ -244,10 +244,16 @@ mod tests {
             ["привет,", "мир"]
         );
         assert!((words[1].start - 0.12).abs() < 1e-9 && (words[1].end - 0.16).abs() < 1e-9);
-        // A space before a non-word character disappears; so does a leading one.
-        let (text, words) = assemble(&toks(&[1, 5, 6, 7]), &v, 1.0);
+        // A space before a non-word character disappears; so does the very
+        // first character when it is a space (only that one, as the
+        // reference's `\A\s` removes exactly one).
+        let (text, words) = assemble(&toks(&[5, 6, 7]), &v, 1.0);
         assert_eq!(text, "мир-а");
+        let (text, _) = assemble(&toks(&[1, 5, 6, 7]), &v, 1.0);
+        assert_eq!(text, " мир-а");
+        let (_, words) = assemble(&toks(&[1, 5, 6, 7]), &v, 1.0);
         assert_eq!(words.len(), 1);
+        assert_eq!(words[0].word, "мир-а");
         assert!((words[0].start - 1.04).abs() < 1e-9);
     }
 
