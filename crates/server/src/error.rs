@@ -61,6 +61,12 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<axum::extract::multipart::MultipartError> for ApiError {
+    fn from(e: axum::extract::multipart::MultipartError) -> Self {
+        ApiError::new(e.status(), "invalid_multipart", e.body_text())
+    }
+}
+
 impl From<AudioError> for ApiError {
     fn from(e: AudioError) -> Self {
         let status = match e {

@@ -37,27 +37,15 @@ async fn parse(mut multipart: Multipart, task: Task) -> Result<Form, ApiError> {
     };
     let (mut model, mut format, mut stream) = (None, OutputFormat::Json, false);
     let mut granularities: Vec<String> = Vec::new();
-    while let Some(field) = multipart
-        .next_field()
-        .await
-        .map_err(|e| ApiError::new(e.status(), "invalid_multipart", e.body_text()))?
-    {
+    while let Some(field) = multipart.next_field().await? {
         let name = field.name().unwrap_or("").to_string();
         if name == "file" {
-            extension = field
-                .file_name()
-                .and_then(|f| f.rsplit_once('.').map(|(_, e)| e.to_lowercase()));
-            let bytes = field
-                .bytes()
-                .await
-                .map_err(|e| ApiError::new(e.status(), "invalid_multipart", e.body_text()))?;
-            audio = Some(bytes.to_vec());
+            let (bytes, ext) = super::read_file(field).await?;
+            audio = Some(bytes);
+            extension = ext;
             continue;
         }
-        let value = field
-            .text()
-            .await
-            .map_err(|e| ApiError::new(e.status(), "invalid_multipart", e.body_text()))?;
+        let value = field.text().await?;
         match name.as_str() {
             "model" => model = Some(value),
             "language" => options.language = Some(value),

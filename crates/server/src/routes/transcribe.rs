@@ -56,20 +56,9 @@ async fn job_from(params: &Params, req: Request, state: &Arc<AppState>) -> Resul
             .await
             .map_err(|e| ApiError::bad_request("invalid_multipart", e.body_text()))?;
         let mut found = None;
-        while let Some(field) = mp
-            .next_field()
-            .await
-            .map_err(|e| ApiError::new(e.status(), "invalid_multipart", e.body_text()))?
-        {
+        while let Some(field) = mp.next_field().await? {
             if field.name() == Some("file") {
-                let ext = field
-                    .file_name()
-                    .and_then(|f| f.rsplit_once('.').map(|(_, e)| e.to_lowercase()));
-                let bytes = field
-                    .bytes()
-                    .await
-                    .map_err(|e| ApiError::new(e.status(), "invalid_multipart", e.body_text()))?;
-                found = Some((bytes.to_vec(), ext));
+                found = Some(super::read_file(field).await?);
             }
         }
         found.ok_or_else(|| {

@@ -247,7 +247,7 @@ mod tests {
         // A space before a non-word character disappears; so does the very
         // first character when it is a space (only that one, as the
         // reference's `\A\s` removes exactly one).
-        let (text, words) = assemble(&toks(&[5, 6, 7]), &v, 1.0);
+        let (text, _) = assemble(&toks(&[5, 6, 7]), &v, 1.0);
         assert_eq!(text, "мир-а");
         let (text, _) = assemble(&toks(&[1, 5, 6, 7]), &v, 1.0);
         assert_eq!(text, " мир-а");
