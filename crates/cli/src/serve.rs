@@ -9,7 +9,7 @@ use std::time::Duration;
 use glagol_server::config::hash_key;
 use glagol_server::{FileConfig, ServerConfig};
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub struct Args {
     /// Address to listen on (non-loopback needs API keys or --insecure-no-auth).
     #[arg(long, env = "GLAGOL_LISTEN", value_name = "ADDR")]
@@ -168,10 +168,12 @@ pub fn config(args: Args, models_dir: Option<PathBuf>) -> anyhow::Result<ServerC
 }
 
 pub fn run(args: Args, models_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let config = config(args, models_dir)?;
+    let initial = config(args.clone(), models_dir.clone())?;
+    let reloader: glagol_server::Reloader =
+        Box::new(move || config(args.clone(), models_dir.clone()));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(glagol_server::serve(config))?;
+    runtime.block_on(glagol_server::serve(initial, Some(reloader)))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -497,3 +497,81 @@ fn prometheus_metrics_on_their_own_listener() {
     // Not on the API listener.
     assert_eq!(s.get("/metrics").0, 404);
 }
+
+/// `GET /v1/models` with an API key: the status.
+fn models_with_key(s: &Server, key: &str) -> u16 {
+    Server::agent()
+        .get(&s.url("/v1/models"))
+        .header("x-api-key", key)
+        .call()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[test]
+fn sighup_reloads_the_config_file_without_dropping_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("glagol.toml");
+    std::fs::write(&conf, "api_keys = [\"first\"]\nmax_body_bytes = 10000000\n").unwrap();
+    let s = Server::start(&[
+        "--config",
+        conf.to_str().unwrap(),
+        "--preload",
+        "whisper-base",
+        "--workers",
+        "1",
+    ]);
+    s.wait_ready_with_key("whisper-base", "first");
+    assert_eq!(models_with_key(&s, "first"), 200);
+    assert_eq!(models_with_key(&s, "second"), 401);
+
+    // A request in flight while the configuration changes completes.
+    let url = s.url("/v1/audio/transcriptions");
+    let in_flight = std::thread::spawn(move || {
+        post_form(
+            &url,
+            &[("x-api-key", "first")],
+            &[("language", "en")],
+            Some(("jfk.wav", &jfk())),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(
+        &conf,
+        "api_keys = [\"second\"]\nmax_body_bytes = 1000\nrate_limit_per_minute = 2\nworkers = 4\n",
+    )
+    .unwrap();
+    assert_eq!(unsafe { kill(s.pid(), 1) }, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while models_with_key(&s, "second") != 200 {
+        assert!(std::time::Instant::now() < deadline, "SIGHUP not applied");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, _, body) = in_flight.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(common::normalize(&body).contains("ask not what your country"));
+    assert_eq!(models_with_key(&s, "first"), 401);
+    // The new body limit and rate limit apply (the key's bucket holds 2;
+    // one went on the poll above that succeeded).
+    let (status, _, body) = post_form(
+        &s.url("/v1/audio/transcriptions"),
+        &[("x-api-key", "second")],
+        &[],
+        Some(("jfk.wav", &jfk()[..50_000])),
+    );
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("payload_too_large"), "{body}");
+    let mut limited = false;
+    for _ in 0..3 {
+        limited |= models_with_key(&s, "second") == 429;
+    }
+    assert!(limited, "the reloaded rate limit never applied");
+
+    // An invalid file keeps the old settings; the server keeps serving.
+    std::fs::write(&conf, "api_keys = [\"third\"\nnot toml").unwrap();
+    assert_eq!(unsafe { kill(s.pid(), 1) }, 0);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(models_with_key(&s, "third"), 401);
+    assert_eq!(s.get("/health").0, 200);
+}

@@ -63,7 +63,12 @@ impl IntoResponse for ApiError {
 
 impl From<axum::extract::multipart::MultipartError> for ApiError {
     fn from(e: axum::extract::multipart::MultipartError) -> Self {
-        ApiError::new(e.status(), "invalid_multipart", e.body_text())
+        let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            "payload_too_large"
+        } else {
+            "invalid_multipart"
+        };
+        ApiError::new(e.status(), code, e.body_text())
     }
 }
 

@@ -35,18 +35,16 @@ impl Drop for CancelOnDrop {
 
 /// Runs a job; returns the transcript and the model that produced it.
 pub async fn run(state: &Arc<AppState>, mut job: Job) -> Result<(Transcript, String), ApiError> {
-    let model = state.resolve_alias(job.model.as_deref().unwrap_or(&state.config.default_model));
-    let (engine, gate) = state
-        .manager
-        .acquire(&model, state.config.wait_for_load)
-        .await?;
+    let config = state.config();
+    let model = state.resolve_alias(job.model.as_deref().unwrap_or(&config.default_model));
+    let (engine, gate) = state.manager.acquire(&model, config.wait_for_load).await?;
     let permit = gate.enter().await?;
     let cancel = Arc::new(AtomicBool::new(false));
     let _guard = CancelOnDrop(cancel.clone());
     job.options.cancel = Some(cancel);
     let limits = AudioLimits {
-        max_bytes: state.config.max_body_bytes as u64,
-        max_duration_s: state.config.max_audio_seconds,
+        max_bytes: config.max_body_bytes as u64,
+        max_duration_s: config.max_audio_seconds,
     };
     let vad = if job.vad { Some(state.vad()?) } else { None };
     let task = tokio::task::spawn_blocking(move || -> Result<Transcript, ApiError> {
@@ -60,7 +58,7 @@ pub async fn run(state: &Arc<AppState>, mut job: Job) -> Result<(Transcript, Str
         )?)
     });
     let started = std::time::Instant::now();
-    let result = tokio::time::timeout(state.config.inference_timeout, task).await;
+    let result = tokio::time::timeout(config.inference_timeout, task).await;
     state.manager.touch(&model);
     if let Ok(Ok(Ok(t))) = &result {
         crate::metrics::record_inference(&model, t.duration, started.elapsed().as_secs_f64());
@@ -71,7 +69,7 @@ pub async fn run(state: &Arc<AppState>, mut job: Job) -> Result<(Transcript, Str
             "inference_timeout",
             format!(
                 "recognition took longer than {} s",
-                state.config.inference_timeout.as_secs()
+                config.inference_timeout.as_secs()
             ),
         )),
         Ok(Err(join)) => Err(ApiError::new(

@@ -17,7 +17,7 @@ mod policy;
 mod routes;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -34,17 +34,22 @@ pub use config::{FileConfig, ServerConfig};
 use error::ApiError;
 use manager::ModelManager;
 
+/// Re-reads the configuration (flags, environment, file) on SIGHUP.
+pub type Reloader = Box<dyn Fn() -> anyhow::Result<ServerConfig> + Send + Sync>;
+
 /// Shared by every handler.
 pub struct AppState {
-    pub config: ServerConfig,
+    /// Swapped whole on SIGHUP; handlers take a snapshot per request.
+    config: RwLock<Arc<ServerConfig>>,
     pub manager: Arc<ModelManager>,
     pub shutting_down: AtomicBool,
-    rate_limiter: Option<policy::RateLimiter>,
+    rate_limiter: RwLock<Option<Arc<policy::RateLimiter>>>,
     vad: OnceLock<Result<Arc<VadModel>, String>>,
+    reloader: Option<Reloader>,
 }
 
 impl AppState {
-    pub fn new(config: ServerConfig) -> Arc<AppState> {
+    pub fn new(config: ServerConfig, reloader: Option<Reloader>) -> Arc<AppState> {
         let engine_config = EngineConfig {
             threads: config.threads,
             ..Default::default()
@@ -56,21 +61,103 @@ impl AppState {
             config.queue_depth,
         );
         Arc::new(AppState {
-            rate_limiter: config.rate_limit_per_minute.map(policy::RateLimiter::new),
-            config,
+            rate_limiter: RwLock::new(
+                config
+                    .rate_limit_per_minute
+                    .map(|n| Arc::new(policy::RateLimiter::new(n))),
+            ),
+            config: RwLock::new(Arc::new(config)),
             manager,
             shutting_down: AtomicBool::new(false),
             vad: OnceLock::new(),
+            reloader,
         })
+    }
+
+    /// The configuration in force now.
+    pub fn config(&self) -> Arc<ServerConfig> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn rate_limiter(&self) -> Option<Arc<policy::RateLimiter>> {
+        self.rate_limiter
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Re-reads the configuration and applies its reloadable settings
+    /// (keys, origins, rate limit, body/audio limits, timeouts, TTL,
+    /// aliases, default model). Settings bound at start (listen address,
+    /// models dir, workers, queue, threads, metrics address, preload) keep
+    /// their value; a change to them is reported as needing a restart. On
+    /// any error the old settings stay.
+    pub fn reload(&self) -> anyhow::Result<Vec<String>> {
+        let Some(reloader) = &self.reloader else {
+            anyhow::bail!("this server was started without a reloadable configuration");
+        };
+        let old = self.config();
+        let mut new = reloader()?;
+        let mut notes = Vec::new();
+        macro_rules! fixed {
+            ($($field:ident),*) => {$(
+                if new.$field != old.$field {
+                    notes.push(format!("{} changed; restart to apply it", stringify!($field)));
+                    new.$field = old.$field.clone();
+                }
+            )*};
+        }
+        fixed!(
+            listen,
+            insecure_no_auth,
+            models_dir,
+            preload,
+            workers,
+            queue_depth,
+            threads,
+            metrics_listen
+        );
+        new.validate()?;
+        macro_rules! changed {
+            ($($field:ident),*) => {$(
+                if new.$field != old.$field {
+                    notes.push(format!("{} reloaded", stringify!($field)));
+                }
+            )*};
+        }
+        changed!(
+            api_key_hashes,
+            allowed_origins,
+            rate_limit_per_minute,
+            max_body_bytes,
+            max_audio_seconds,
+            inference_timeout,
+            idle_ttl,
+            wait_for_load,
+            aliases,
+            default_model,
+            drain
+        );
+        if new.rate_limit_per_minute != old.rate_limit_per_minute {
+            *self.rate_limiter.write().unwrap_or_else(|p| p.into_inner()) = new
+                .rate_limit_per_minute
+                .map(|n| Arc::new(policy::RateLimiter::new(n)));
+        }
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
+        Ok(notes)
     }
 
     /// Request model names (`whisper-1`, configured aliases) → installed names.
     pub fn resolve_alias(&self, name: &str) -> String {
-        if let Some(target) = self.config.aliases.get(name) {
+        let config = self.config();
+        if let Some(target) = config.aliases.get(name) {
             return target.clone();
         }
         if name == "whisper-1" || name.is_empty() {
-            return self.config.default_model.clone();
+            return config.default_model.clone();
         }
         name.to_string()
     }
@@ -82,7 +169,8 @@ async fn require_key(
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    if state.config.api_key_hashes.is_empty() {
+    let config = state.config();
+    if config.api_key_hashes.is_empty() {
         return Ok(next.run(req).await);
     }
     let headers = req.headers();
@@ -92,7 +180,7 @@ async fn require_key(
         .and_then(|v| v.strip_prefix("Bearer "))
         .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
     match presented {
-        Some(key) if state.config.api_key_hashes.contains(&config::hash_key(key)) => {
+        Some(key) if config.api_key_hashes.contains(&config::hash_key(key)) => {
             Ok(next.run(req).await)
         }
         Some(_) => Err(ApiError::new(
@@ -133,41 +221,66 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ready", get(routes::health::ready))
         .merge(api)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            policy::body_limit,
+        ))
+        .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(state.clone(), policy::cors))
         .route_layer(middleware::from_fn(metrics::track))
         .layer(middleware::from_fn(policy::request_id))
         .with_state(state)
 }
 
-/// Binds, prints the address, serves until SIGTERM/SIGINT, then drains.
-pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
+/// Binds, prints the address, serves until SIGTERM/SIGINT, then drains;
+/// SIGHUP calls `reloader` and applies what it may (see [`AppState::reload`]).
+pub async fn serve(config: ServerConfig, reloader: Option<Reloader>) -> anyhow::Result<()> {
     config.validate()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
-    let state = AppState::new(config);
-    for name in &state.config.preload {
+    let state = AppState::new(config, reloader);
+    for name in &state.config().preload {
         let name = state.resolve_alias(name);
         state
             .manager
             .load(&name)
             .map_err(|e| anyhow::anyhow!("preload {name}: {}", e.message))?;
     }
-    if let Some(ttl) = state.config.idle_ttl {
-        let manager = state.manager.clone();
-        tokio::spawn(async move {
-            let tick = (ttl / 4).clamp(Duration::from_millis(250), Duration::from_secs(10));
-            loop {
-                tokio::time::sleep(tick).await;
-                let m = manager.clone();
+    let reaper_state = state.clone();
+    tokio::spawn(async move {
+        loop {
+            // The TTL is read each round, so a reload takes effect.
+            let ttl = reaper_state.config().idle_ttl;
+            let tick = ttl.map_or(Duration::from_secs(1), |t| {
+                (t / 4).clamp(Duration::from_millis(250), Duration::from_secs(10))
+            });
+            tokio::time::sleep(tick).await;
+            if let Some(ttl) = reaper_state.config().idle_ttl {
+                let m = reaper_state.manager.clone();
                 let _ = tokio::task::spawn_blocking(move || m.reap_idle(ttl)).await;
             }
-        });
-    }
+        }
+    });
+    let hup_state = state.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match hup_state.reload() {
+                Ok(notes) if notes.is_empty() => {
+                    tracing::info!("configuration reloaded: nothing changed")
+                }
+                Ok(notes) => tracing::info!("configuration reloaded: {}", notes.join("; ")),
+                Err(e) => tracing::error!("configuration not reloaded, keeping the old one: {e:#}"),
+            }
+        }
+    });
     metrics::handle();
-    if let Some(metrics_addr) = state.config.metrics_listen {
+    if let Some(metrics_addr) = state.config().metrics_listen {
         let ml = tokio::net::TcpListener::bind(metrics_addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {metrics_addr}: {e}"))?;
@@ -182,7 +295,6 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     println!("glagol listening on http://{addr}");
     tracing::info!(%addr, "listening");
 
-    let drain = state.config.drain;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let shutdown_state = state.clone();
     let shutdown = async move {
@@ -191,14 +303,17 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         tracing::info!("shutting down: finishing in-flight requests");
         let _ = stop_tx.send(true);
     };
+    let drain_state = state.clone();
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
     let mut stop_rx2 = stop_rx.clone();
     tokio::select! {
         r = server => r?,
-        _ = async move {
+        drain = async move {
             let _ = stop_rx2.wait_for(|s| *s).await;
+            let drain = drain_state.config().drain;
             tokio::time::sleep(drain).await;
+            drain
         } => {
             tracing::warn!("drain window of {} s passed; exiting with requests still open", drain.as_secs());
         }

@@ -81,7 +81,7 @@ pub async fn cors(State(state): State<Arc<AppState>>, req: Request, next: Next) 
     else {
         return next.run(req).await;
     };
-    if !origin_allowed(&origin, &state.config.allowed_origins) {
+    if !origin_allowed(&origin, &state.config().allowed_origins) {
         return ApiError::new(
             StatusCode::FORBIDDEN,
             "origin_not_allowed",
@@ -112,6 +112,17 @@ pub async fn cors(State(state): State<Arc<AppState>>, req: Request, next: Next) 
         h.insert("access-control-max-age", HeaderValue::from_static("600"));
     }
     response
+}
+
+/// Caps the request body at the configured limit; reading past it makes
+/// the extractors answer 413 `payload_too_large`. The limit is read per
+/// request, so a reload applies to the next one. (No early refusal on
+/// `Content-Length`: a client still sending its body would see a reset
+/// connection instead of the 413.)
+pub async fn body_limit(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let limit = state.config().max_body_bytes;
+    let req = req.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, limit)));
+    next.run(req).await
 }
 
 /// Token buckets keyed by API key (when one is sent) or client IP.
@@ -156,7 +167,7 @@ pub async fn rate_limit(
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let Some(limiter) = &state.rate_limiter else {
+    let Some(limiter) = state.rate_limiter() else {
         return Ok(next.run(req).await);
     };
     let key = req

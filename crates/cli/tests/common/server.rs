@@ -120,9 +120,21 @@ impl Server {
 
     /// Waits until the model reports `ready`.
     pub fn wait_ready(&self, model: &str) {
+        self.wait_ready_with_key(model, "")
+    }
+
+    /// [`Server::wait_ready`], sending an API key (when not empty).
+    pub fn wait_ready_with_key(&self, model: &str, key: &str) {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            let (_, v) = self.get(&format!("/v1/models/{model}"));
+            let mut request = Self::agent().get(&self.url(&format!("/v1/models/{model}")));
+            if !key.is_empty() {
+                request = request.header("x-api-key", key);
+            }
+            let mut r = request.call().unwrap();
+            let v: serde_json::Value =
+                serde_json::from_str(&r.body_mut().read_to_string().unwrap())
+                    .unwrap_or(serde_json::Value::Null);
             if v["state"] == "ready" {
                 return;
             }

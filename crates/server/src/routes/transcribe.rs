@@ -65,9 +65,14 @@ async fn job_from(params: &Params, req: Request, state: &Arc<AppState>) -> Resul
             ApiError::bad_request("invalid_request", "the multipart body has no 'file' field")
         })?
     } else {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::new(e.status(), "payload_too_large", e.body_text()))?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                "payload_too_large"
+            } else {
+                "invalid_body"
+            };
+            ApiError::new(e.status(), code, e.body_text())
+        })?;
         (bytes.to_vec(), None)
     };
     Ok(Job {
