@@ -13,6 +13,7 @@ mod error;
 mod job;
 pub mod manager;
 mod metrics;
+mod openapi;
 mod policy;
 mod routes;
 
@@ -219,6 +220,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(routes::health::health))
         .route("/ready", get(routes::health::ready))
+        .route("/openapi.json", get(openapi::openapi_json))
+        .route("/docs", get(openapi::docs))
+        .route("/docs/{file}", get(openapi::docs_asset))
         .merge(api)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(middleware::from_fn_with_state(

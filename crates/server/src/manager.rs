@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, OwnedSemaphorePermit, Semaphore};
 use crate::error::ApiError;
 
 /// Where a model is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     Unloaded,
@@ -107,20 +107,29 @@ struct Slot {
 }
 
 /// What `/v1/models` reports for one model.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ModelInfo {
     pub id: String,
+    /// Always `model`.
+    #[schema(value_type = String)]
     pub object: &'static str,
+    /// When the model file was installed (Unix seconds).
     pub created: u64,
+    #[schema(value_type = String)]
     pub owned_by: &'static str,
+    /// `whisper` or `gigaam`.
+    #[schema(value_type = String)]
     pub engine: EngineKind,
+    /// ISO-639-1 codes; `*` = any (Whisper).
     pub languages: Vec<String>,
     pub state: State,
+    /// Unix seconds.
     pub loaded_at: Option<u64>,
     /// Process RSS growth measured when the model loaded.
     pub resident_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Requests waiting for a worker of this model.
     pub queued: usize,
 }
 

@@ -19,11 +19,22 @@ use crate::manager::{rss_bytes, LoadOutcome};
 use crate::AppState;
 
 /// `GET /v1/models`: OpenAI's list shape plus glagol's fields.
+#[utoipa::path(get, path = "/v1/models", tag = "models",
+    responses(
+        (status = 200, description = "Installed models with their state", body = crate::openapi::ModelList),
+        (status = 401, description = "API key missing or invalid", body = crate::openapi::ErrorBody),
+    ))]
 pub async fn list(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     Json(json!({ "object": "list", "data": state.manager.list() }))
 }
 
 /// `GET /v1/models/{id}`.
+#[utoipa::path(get, path = "/v1/models/{id}", tag = "models", params(("id" = String, Path, description = "Model id or alias")),
+    responses(
+        (status = 200, description = "The model and its state", body = crate::manager::ModelInfo),
+        (status = 401, description = "API key missing or invalid", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such model installed (`model_not_found`)", body = crate::openapi::ErrorBody),
+    ))]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -39,6 +50,13 @@ pub async fn get(
 }
 
 /// `POST /v1/models/{id}/load`: 202 `load_initiated` or 200 `already_ready`.
+#[utoipa::path(post, path = "/v1/models/{id}/load", tag = "models", params(("id" = String, Path, description = "Model id or alias")),
+    responses(
+        (status = 200, description = "Already loaded (`already_ready`)", body = crate::openapi::LoadStatus),
+        (status = 202, description = "Loading started or under way (`load_initiated`); watch /v1/models/events", body = crate::openapi::LoadStatus),
+        (status = 401, description = "API key missing or invalid", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such model installed (`model_not_found`)", body = crate::openapi::ErrorBody),
+    ))]
 pub async fn load(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -57,6 +75,12 @@ pub async fn load(
 }
 
 /// `POST /v1/models/{id}/unload`: frees the model; reports RSS before/after.
+#[utoipa::path(post, path = "/v1/models/{id}/unload", tag = "models", params(("id" = String, Path, description = "Model id or alias")),
+    responses(
+        (status = 200, description = "Unloaded (or was not loaded), with process RSS before and after", body = crate::openapi::UnloadStatus),
+        (status = 401, description = "API key missing or invalid", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such model installed (`model_not_found`)", body = crate::openapi::ErrorBody),
+    ))]
 pub async fn unload(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -80,6 +104,13 @@ pub async fn unload(
 }
 
 /// `GET /v1/models/events`: lifecycle events as server-sent events.
+#[utoipa::path(get, path = "/v1/models/events", tag = "models",
+    responses(
+        (status = 200, description = "Server-sent events `model_loading`, `model_ready`, `model_unloaded`, \
+            `model_waiting_for_memory`, `model_failed`; data `{event, model, message?}`; keep-alive comments every 15 s",
+            content_type = "text/event-stream", body = String),
+        (status = 401, description = "API key missing or invalid", body = crate::openapi::ErrorBody),
+    ))]
 pub async fn events(
     State(state): State<Arc<AppState>>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {

@@ -20,18 +20,25 @@ use crate::error::ApiError;
 use crate::job::{self, Job};
 use crate::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Params {
+    /// Model id or alias (default: the server's default model).
     model: Option<String>,
+    /// ISO-639-1 code; detected when absent (Whisper).
     language: Option<String>,
+    /// `transcribe` (default) or `translate` (into English, Whisper).
     #[serde(default)]
     task: Option<String>,
     /// txt, json, verbose_json, srt, vtt (default verbose_json).
     format: Option<String>,
+    /// Per-word timings in verbose_json.
     #[serde(default)]
     word_timestamps: bool,
+    /// Recognise only the speech the VAD finds.
     #[serde(default)]
     vad: bool,
+    /// Text that guides style or vocabulary (Whisper).
     prompt: Option<String>,
 }
 
@@ -100,6 +107,29 @@ fn output_format(params: &Params) -> Result<OutputFormat, ApiError> {
 }
 
 /// `POST /v1/transcribe`.
+#[utoipa::path(post, path = "/v1/transcribe", tag = "native", params(Params),
+    request_body(description = "The audio as the raw body (any supported container), or multipart with a `file` field",
+        content(
+            (Vec<u8> = "application/octet-stream"),
+            (crate::openapi::NativeForm = "multipart/form-data"),
+        )),
+    responses(
+        (status = 200, description = "The transcript: verbose_json (with `model`) by default, or txt, json, srt, vtt",
+            content(
+                (crate::openapi::VerboseTranscription = "application/json"),
+                (String = "text/plain"),
+                (String = "application/x-subrip"),
+                (String = "text/vtt"),
+            )),
+        (status = 400, description = "Bad form field or undecodable audio (`invalid_request`, `not_audio`, `unsupported_codec`, …)", body = crate::openapi::ErrorBody),
+        (status = 401, description = "API key missing or invalid", body = crate::openapi::ErrorBody),
+        (status = 403, description = "Browser origin not allowed (`origin_not_allowed`)", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such model installed (`model_not_found`)", body = crate::openapi::ErrorBody),
+        (status = 413, description = "Body or audio over the limits (`payload_too_large`, `audio_too_long`)", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Rate limit exceeded (`rate_limited`); see Retry-After", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Model loading (`model_not_ready`) or queue full (`busy`); see Retry-After", body = crate::openapi::ErrorBody),
+        (status = 504, description = "Recognition exceeded the inference timeout (`inference_timeout`)", body = crate::openapi::ErrorBody),
+    ))]
 pub async fn transcribe(
     State(state): State<Arc<AppState>>,
     Query(params): Query<Params>,
@@ -127,6 +157,25 @@ pub async fn transcribe(
 /// `POST /v1/transcribe/stream`: `progress` events while recognising,
 /// then one `segment` event per segment, then `done` with the whole
 /// transcript (or `error`).
+#[utoipa::path(post, path = "/v1/transcribe/stream", tag = "native", params(Params),
+    request_body(description = "The audio as the raw body (any supported container), or multipart with a `file` field",
+        content(
+            (Vec<u8> = "application/octet-stream"),
+            (crate::openapi::NativeForm = "multipart/form-data"),
+        )),
+    responses(
+        (status = 200, description = "Server-sent events: `progress` (`{progress}` 0–1), `segment` (`{id, start, end, text, words}`), \
+            then `done` (verbose_json with `model`) or `error` (`{error: {code, message}}`)",
+            content_type = "text/event-stream", body = String),
+        (status = 400, description = "Bad form field or undecodable audio (`invalid_request`, `not_audio`, `unsupported_codec`, …)", body = crate::openapi::ErrorBody),
+        (status = 401, description = "API key missing or invalid", body = crate::openapi::ErrorBody),
+        (status = 403, description = "Browser origin not allowed (`origin_not_allowed`)", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such model installed (`model_not_found`)", body = crate::openapi::ErrorBody),
+        (status = 413, description = "Body or audio over the limits (`payload_too_large`, `audio_too_long`)", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Rate limit exceeded (`rate_limited`); see Retry-After", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Model loading (`model_not_ready`) or queue full (`busy`); see Retry-After", body = crate::openapi::ErrorBody),
+        (status = 504, description = "Recognition exceeded the inference timeout (`inference_timeout`)", body = crate::openapi::ErrorBody),
+    ))]
 pub async fn stream(
     State(state): State<Arc<AppState>>,
     Query(params): Query<Params>,
