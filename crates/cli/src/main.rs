@@ -27,6 +27,10 @@ struct Cli {
     /// Path to libonnxruntime (default: search; see `glagol runtime status`).
     #[arg(long, global = true, env = "GLAGOL_ORT_LIB", value_name = "FILE")]
     ort_lib: Option<PathBuf>,
+    /// Log lines on stderr as `text` or `json` (one object per line). The
+    /// level is set with GLAGOL_LOG (e.g. `debug`, `glagol_server=debug`).
+    #[arg(long, global = true, env = "GLAGOL_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -47,18 +51,34 @@ enum Command {
     Bench(bench::Args),
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logging(format: LogFormat, server: bool) {
+    // A server logs its requests and model lifecycle; a CLI run only warns.
+    // Symphonia reports every failed probe as an error of its own; glagol
+    // turns those into typed errors, so its log lines are noise.
+    let default = if server { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GLAGOL_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!(
+            "{default},symphonia_core=off,symphonia_bundle_mp3=off,ort=warn"
+        ))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().with_current_span(true).init(),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("GLAGOL_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new(
-                    "warn,symphonia_core=error,symphonia_bundle_mp3=error",
-                )
-            }),
-        )
-        .init();
+    init_logging(cli.log_format, matches!(cli.command, Command::Serve(_)));
     glagol_core::runtime::set_library(cli.ort_lib.clone());
     let store = glagol_core::models::ModelStore::new(
         cli.models_dir

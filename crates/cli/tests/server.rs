@@ -664,3 +664,57 @@ fn openapi_document_validates_and_docs_render_in_chromium() {
     }
     assert!(!dom.contains("errors-wrapper"), "Swagger UI shows errors");
 }
+
+#[test]
+fn json_logs_carry_request_ids_and_statuses() {
+    use std::io::{BufRead, BufReader, Read};
+    let glagol = Glagol::new();
+    let mut child = glagol
+        .cmd()
+        .env("GLAGOL_LOG_FORMAT", "json")
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "off",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("glagol listening on ")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .to_string();
+    let r = Server::agent()
+        .get(&format!("{base}/health"))
+        .header("x-request-id", "trace-me-42")
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(unsafe { kill(child.id() as i32, 15) }, 0);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    let lines: Vec<Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let request = lines
+        .iter()
+        .find(|v| v["span"]["id"] == "trace-me-42")
+        .unwrap_or_else(|| panic!("no log line for the request:\n{logs}"));
+    assert_eq!(request["fields"]["status"], 200, "{request}");
+    assert_eq!(request["span"]["path"], "/health", "{request}");
+    assert!(request["fields"]["ms"].is_number(), "{request}");
+}

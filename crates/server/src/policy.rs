@@ -11,6 +11,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -37,8 +38,17 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
     req.headers_mut().insert("x-request-id", value.clone());
     let span =
         tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
-    let _enter = span.enter();
-    let mut response = next.run(req).await;
+    let started = Instant::now();
+    let mut response = next.run(req).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| {
+        if status >= 500 {
+            tracing::warn!(status, ms, "request failed");
+        } else {
+            tracing::info!(status, ms, "request");
+        }
+    });
     response.headers_mut().insert("x-request-id", value);
     response
 }
