@@ -71,6 +71,13 @@ pub struct Args {
     /// Where Prometheus /metrics is served ("off" to disable).
     #[arg(long, env = "GLAGOL_METRICS_LISTEN", value_name = "ADDR|off")]
     metrics_listen: Option<String>,
+    /// Memory, in MB, the server may grow to by loading models (default:
+    /// what the system has available); a load that does not fit waits.
+    #[arg(long, env = "GLAGOL_MEMORY_LIMIT_MB")]
+    memory_limit_mb: Option<u64>,
+    /// Seconds between checks of a load waiting for memory.
+    #[arg(long, env = "GLAGOL_MEMORY_RETRY")]
+    memory_retry: Option<u64>,
     /// Seconds to let in-flight requests finish after SIGTERM.
     #[arg(long, env = "GLAGOL_DRAIN")]
     drain: Option<u64>,
@@ -107,6 +114,15 @@ pub fn config(args: Args, models_dir: Option<PathBuf>) -> anyhow::Result<ServerC
         );
     }
     Ok(ServerConfig {
+        memory_limit: args
+            .memory_limit_mb
+            .or(file.memory_limit_mb)
+            .map(|mb| mb << 20),
+        memory_retry: args
+            .memory_retry
+            .or(file.memory_retry)
+            .map(Duration::from_secs)
+            .unwrap_or(d.memory_retry),
         listen: args.listen.or(file.listen).unwrap_or(d.listen),
         api_key_hashes: keys,
         insecure_no_auth: args.insecure_no_auth || file.insecure_no_auth.unwrap_or(false),

@@ -718,3 +718,99 @@ fn json_logs_carry_request_ids_and_statuses() {
     assert_eq!(request["span"]["path"], "/health", "{request}");
     assert!(request["fields"]["ms"].is_number(), "{request}");
 }
+
+/// Collects `/v1/models/events` in the background: (event, data) pairs.
+fn subscribe_events(s: &Server) -> std::sync::mpsc::Receiver<(String, Value)> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let r = Server::agent()
+        .get(&s.url("/v1/models/events"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    std::thread::spawn(move || {
+        let reader = std::io::BufReader::new(r.into_body().into_reader());
+        let mut event = String::new();
+        for line in reader.lines() {
+            let Ok(line) = line else { return };
+            if let Some(e) = line.strip_prefix("event: ") {
+                event = e.to_string();
+            } else if let Some(d) = line.strip_prefix("data: ") {
+                let data = serde_json::from_str(d).unwrap_or(Value::Null);
+                if tx.send((event.clone(), data)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+#[test]
+fn a_load_that_does_not_fit_waits_for_memory_and_others_keep_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("glagol.toml");
+    // Whisper base needs ~220 MB by the estimate; GigaAM-tiny ~1 MB.
+    std::fs::write(&conf, "memory_limit_mb = 200\n").unwrap();
+    let s = Server::start(&[
+        "--config",
+        conf.to_str().unwrap(),
+        "--memory-retry",
+        "1",
+        "--wait-for-load",
+    ]);
+    let events = subscribe_events(&s);
+    let (status, _) = s.post_empty("/v1/models/whisper-base/load");
+    assert_eq!(status, 202);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, v) = s.get("/v1/models/whisper-base");
+        if v["state"] == "waiting_for_memory" {
+            assert!(v["error"].as_str().unwrap().contains("memory limit"), "{v}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never waited for memory: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, _, body) = post_form(
+        &s.url("/v1/audio/transcriptions"),
+        &[],
+        &[("model", "whisper-base")],
+        Some(("jfk.wav", &jfk())),
+    );
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("waiting for memory"), "{body}");
+
+    // Another model that fits loads and serves meanwhile.
+    let golos = read(&common::assets().join("fixtures/ru-golos/golos_00.wav"));
+    let (status, _, body) = post_form(
+        &s.url("/v1/audio/transcriptions"),
+        &[],
+        &[("model", "gigaam-tiny")],
+        Some(("golos_00.wav", &golos)),
+    );
+    assert_eq!(status, 200, "{body}");
+
+    // Raising the limit (SIGHUP) lets the waiting load through.
+    std::fs::write(&conf, "memory_limit_mb = 100000\n").unwrap();
+    assert_eq!(unsafe { kill(s.pid(), 1) }, 0);
+    s.wait_ready("whisper-base");
+    let mut seen = Vec::new();
+    while let Ok((event, data)) = events.recv_timeout(Duration::from_secs(5)) {
+        seen.push(format!("{event}:{}", data["model"].as_str().unwrap_or("")));
+        if event == "model_ready" && data["model"] == "whisper-base" {
+            break;
+        }
+    }
+    let position = |e: &str| seen.iter().position(|s| s == e);
+    let waiting = position("model_waiting_for_memory:whisper-base");
+    let ready = position("model_ready:whisper-base");
+    assert!(
+        waiting.is_some() && ready.is_some() && waiting < ready,
+        "events: {seen:?}"
+    );
+    assert!(
+        seen.contains(&"model_ready:gigaam-tiny".to_string()),
+        "{seen:?}"
+    );
+}

@@ -44,6 +44,11 @@ pub struct ServerConfig {
     pub rate_limit_per_minute: Option<u32>,
     /// Where Prometheus `/metrics` is served (None: nowhere).
     pub metrics_listen: Option<SocketAddr>,
+    /// Bytes the process may grow to by loading models (None: whatever the
+    /// system has available). A load that does not fit waits.
+    pub memory_limit: Option<u64>,
+    /// How often a load waiting for memory checks again.
+    pub memory_retry: Duration,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +76,8 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             rate_limit_per_minute: None,
             metrics_listen: Some("127.0.0.1:9765".parse().expect("static address")),
+            memory_limit: None,
+            memory_retry: Duration::from_secs(10),
         }
     }
 }
@@ -108,6 +115,10 @@ pub struct FileConfig {
     pub rate_limit_per_minute: Option<u32>,
     /// Address, or "off".
     pub metrics_listen: Option<String>,
+    /// Megabytes.
+    pub memory_limit_mb: Option<u64>,
+    /// Seconds.
+    pub memory_retry: Option<u64>,
 }
 
 impl FileConfig {

@@ -61,6 +61,7 @@ impl AppState {
             config.workers,
             config.queue_depth,
         );
+        manager.set_memory_policy(config.memory_limit, config.memory_retry);
         Arc::new(AppState {
             rate_limiter: RwLock::new(
                 config
@@ -92,7 +93,7 @@ impl AppState {
 
     /// Re-reads the configuration and applies its reloadable settings
     /// (keys, origins, rate limit, body/audio limits, timeouts, TTL,
-    /// aliases, default model). Settings bound at start (listen address,
+    /// aliases, default model, memory limit). Settings bound at start (listen address,
     /// models dir, workers, queue, threads, metrics address, preload) keep
     /// their value; a change to them is reported as needing a restart. On
     /// any error the old settings stay.
@@ -140,8 +141,12 @@ impl AppState {
             wait_for_load,
             aliases,
             default_model,
-            drain
+            drain,
+            memory_limit,
+            memory_retry
         );
+        self.manager
+            .set_memory_policy(new.memory_limit, new.memory_retry);
         if new.rate_limit_per_minute != old.rate_limit_per_minute {
             *self.rate_limiter.write().unwrap_or_else(|p| p.into_inner()) = new
                 .rate_limit_per_minute

@@ -3,7 +3,7 @@
 //! when idle, and the per-model worker pool and queue.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -104,6 +104,9 @@ struct Slot {
     last_used: Instant,
     resident_bytes: Option<u64>,
     gate: Arc<Gate>,
+    /// Bumped by every load; a load thread whose generation is no longer
+    /// current (unloaded, then loaded again) gives up.
+    generation: u64,
 }
 
 /// What `/v1/models` reports for one model.
@@ -145,6 +148,10 @@ pub struct ModelManager {
     queue_depth: usize,
     slots: Mutex<HashMap<String, Slot>>,
     events: broadcast::Sender<ModelEvent>,
+    /// Bytes the process may grow to (0: whatever the system has free).
+    memory_limit: AtomicU64,
+    /// How often a load waiting for memory checks again, in ms.
+    memory_retry_ms: AtomicU64,
 }
 
 fn now_unix() -> u64 {
@@ -175,7 +182,91 @@ impl ModelManager {
             queue_depth,
             slots: Mutex::new(HashMap::new()),
             events: broadcast::channel(256).0,
+            memory_limit: AtomicU64::new(0),
+            memory_retry_ms: AtomicU64::new(10_000),
         })
+    }
+
+    /// Sets the memory budget (None: the system's available memory) and
+    /// how often a waiting load checks again. Takes effect for waiting
+    /// loads at their next check.
+    pub fn set_memory_policy(&self, limit_bytes: Option<u64>, retry: Duration) {
+        self.memory_limit
+            .store(limit_bytes.unwrap_or(0), Ordering::SeqCst);
+        self.memory_retry_ms
+            .store(retry.as_millis().max(50) as u64, Ordering::SeqCst);
+    }
+
+    /// Whether loading `name` fits in memory now; `Err` says what is short.
+    fn memory_fits(&self, name: &str) -> Result<(), String> {
+        let Some(model) = self.store.get(name) else {
+            return Ok(()); // the load reports the missing model
+        };
+        let needed = estimated_bytes(&model.path);
+        let limit = self.memory_limit.load(Ordering::SeqCst);
+        let available = match (limit, rss_bytes()) {
+            (0, _) => mem_available_bytes(),
+            (limit, Some(rss)) => Some(limit.saturating_sub(rss)),
+            (limit, None) => Some(limit),
+        };
+        match available {
+            Some(free) if free < needed => Err(format!(
+                "needs about {} MB, {} MB available{}",
+                needed >> 20,
+                free >> 20,
+                if limit > 0 {
+                    format!(" under the {} MB memory limit", limit >> 20)
+                } else {
+                    String::new()
+                }
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Parks a load until memory allows it, as `waiting_for_memory`;
+    /// false when the model was unloaded meanwhile.
+    fn wait_for_memory(&self, name: &str, generation: u64) -> bool {
+        let mut announced = false;
+        loop {
+            let fits = self.memory_fits(name);
+            {
+                let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+                let slot = self.slot(&mut slots, name);
+                if slot.generation != generation
+                    || !matches!(slot.state, State::Loading | State::WaitingForMemory)
+                {
+                    return false;
+                }
+                match &fits {
+                    Ok(()) => {
+                        slot.state = State::Loading;
+                        slot.error = None;
+                    }
+                    Err(why) => {
+                        slot.state = State::WaitingForMemory;
+                        slot.error = Some(why.clone());
+                    }
+                }
+            }
+            match fits {
+                Ok(()) => {
+                    if announced {
+                        self.emit("model_loading", name, None);
+                    }
+                    return true;
+                }
+                Err(why) => {
+                    if !announced {
+                        tracing::warn!(model = name, "waiting for memory: {why}");
+                        self.emit("model_waiting_for_memory", name, Some(why));
+                        announced = true;
+                    }
+                    let retry = self.memory_retry_ms.load(Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(retry));
+                }
+            }
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<ModelEvent> {
@@ -199,6 +290,7 @@ impl ModelManager {
             last_used: Instant::now(),
             resident_bytes: None,
             gate: Gate::new(self.workers, self.queue_depth),
+            generation: 0,
         })
     }
 
@@ -256,7 +348,7 @@ impl ModelManager {
     /// Starts loading `name` unless it is ready or loading already.
     pub fn load(self: &Arc<Self>, name: &str) -> Result<LoadOutcome, ApiError> {
         self.installed(name)?;
-        {
+        let generation = {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             let slot = self.slot(&mut slots, name);
             match slot.state {
@@ -265,15 +357,17 @@ impl ModelManager {
                 State::Unloaded | State::Failed => {
                     slot.state = State::Loading;
                     slot.error = None;
+                    slot.generation += 1;
+                    slot.generation
                 }
             }
-        }
+        };
         self.emit("model_loading", name, None);
         let me = self.clone();
         let name = name.to_string();
         std::thread::Builder::new()
             .name(format!("load-{name}"))
-            .spawn(move || me.load_now(&name))
+            .spawn(move || me.load_now(&name, generation))
             .map_err(|e| {
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -284,8 +378,35 @@ impl ModelManager {
         Ok(LoadOutcome::Initiated)
     }
 
-    /// Loads and warms up a model on the calling thread.
-    fn load_now(&self, name: &str) {
+    /// Loads and warms up a model on the calling thread, first waiting for
+    /// memory if it does not fit.
+    fn load_now(&self, name: &str, generation: u64) {
+        // An allocation failure despite the estimate also means "wait".
+        while self.wait_for_memory(name, generation) {
+            match self.try_load(name, generation) {
+                Err(why) if is_out_of_memory(&why) => {
+                    {
+                        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+                        let slot = self.slot(&mut slots, name);
+                        if slot.generation != generation || slot.state != State::Loading {
+                            return;
+                        }
+                        slot.state = State::WaitingForMemory;
+                        slot.error = Some(why.clone());
+                    }
+                    tracing::warn!(model = name, "out of memory while loading: {why}");
+                    self.emit("model_waiting_for_memory", name, Some(why));
+                    let retry = self.memory_retry_ms.load(Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(retry));
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// One load attempt; `Err` carries the message of an out-of-memory
+    /// failure (left to the caller), other outcomes are recorded here.
+    fn try_load(&self, name: &str, generation: u64) -> Result<(), String> {
         let before = rss_bytes();
         let started = Instant::now();
         let result = self
@@ -314,8 +435,8 @@ impl ModelManager {
             });
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         let slot = self.slot(&mut slots, name);
-        if slot.state != State::Loading {
-            return; // unloaded while loading: drop the result
+        if slot.state != State::Loading || slot.generation != generation {
+            return Ok(()); // unloaded while loading: drop the result
         }
         match result {
             Ok(engine) => {
@@ -333,6 +454,7 @@ impl ModelManager {
                 tracing::info!(model = name, "model ready");
                 self.emit("model_ready", name, None);
             }
+            Err(message) if is_out_of_memory(&message) => return Err(message),
             Err(message) => {
                 slot.state = State::Failed;
                 slot.error = Some(message.clone());
@@ -341,6 +463,7 @@ impl ModelManager {
                 self.emit("model_failed", name, Some(message));
             }
         }
+        Ok(())
     }
 
     /// Unloads a model; returns whether it was loaded.
@@ -392,11 +515,26 @@ impl ModelManager {
                 }
             }
             self.load(name)?;
-            if !wait || Instant::now() > deadline {
+            // Waiting for memory may last indefinitely: never hold a
+            // request on it, even when configured to wait for loads.
+            let waiting_for_memory = {
+                let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+                slots
+                    .get(name)
+                    .filter(|s| s.state == State::WaitingForMemory)
+                    .and_then(|s| s.error.clone())
+            };
+            if !wait || waiting_for_memory.is_some() || Instant::now() > deadline {
+                let message = match waiting_for_memory {
+                    Some(why) => {
+                        format!("model '{name}' is waiting for memory ({why}); retry later")
+                    }
+                    None => format!("model '{name}' is loading; retry after a few seconds"),
+                };
                 return Err(ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "model_not_ready",
-                    format!("model '{name}' is loading; retry after a few seconds"),
+                    message,
                 )
                 .retry_after(5));
             }
@@ -445,6 +583,50 @@ impl ModelManager {
         }
         Ok(())
     }
+}
+
+/// The memory a model needs once loaded, estimated from its files: the
+/// weights plus half again for runtime buffers. For a directory (GigaAM:
+/// several heads, only one loaded) the largest file stands for the weights.
+fn estimated_bytes(path: &std::path::Path) -> u64 {
+    let weights = if path.is_dir() {
+        std::fs::read_dir(path)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0)
+    } else {
+        std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    };
+    weights + weights / 2
+}
+
+/// Whether a load error is an allocation failure (ONNX Runtime, ggml, or
+/// the system), which waiting may cure, rather than a broken model.
+fn is_out_of_memory(message: &str) -> bool {
+    let m = message.to_lowercase();
+    [
+        "out of memory",
+        "bad_alloc",
+        "bad allocation",
+        "failed to allocate",
+        "cannot allocate memory",
+    ]
+    .iter()
+    .any(|p| m.contains(p))
+}
+
+/// `MemAvailable` from /proc/meminfo, in bytes.
+fn mem_available_bytes() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// Hands freed heap back to the operating system, so unloading a model
