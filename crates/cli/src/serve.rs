@@ -55,6 +55,12 @@ pub struct Args {
     /// Requests that may wait for a worker, per model.
     #[arg(long, env = "GLAGOL_QUEUE_DEPTH")]
     queue_depth: Option<usize>,
+    /// GigaAM requests recognised together at most (1: no batching).
+    #[arg(long, env = "GLAGOL_MAX_BATCH")]
+    max_batch: Option<usize>,
+    /// Milliseconds a GigaAM request waits for others to batch with.
+    #[arg(long, env = "GLAGOL_BATCH_WAIT_MS")]
+    batch_wait_ms: Option<u64>,
     /// Threads per inference.
     #[arg(long, short, env = "GLAGOL_THREADS")]
     threads: Option<usize>,
@@ -161,6 +167,12 @@ pub fn config(args: Args, models_dir: Option<PathBuf>) -> anyhow::Result<ServerC
             .or(file.queue_depth)
             .unwrap_or(d.queue_depth),
         threads: args.threads.or(file.threads).unwrap_or(d.threads),
+        max_batch: args.max_batch.or(file.max_batch).unwrap_or(d.max_batch),
+        batch_wait: args
+            .batch_wait_ms
+            .or(file.batch_wait_ms)
+            .map(Duration::from_millis)
+            .unwrap_or(d.batch_wait),
         drain: args
             .drain
             .or(file.drain)

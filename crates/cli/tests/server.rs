@@ -814,3 +814,61 @@ fn a_load_that_does_not_fit_waits_for_memory_and_others_keep_serving() {
         "{seen:?}"
     );
 }
+
+/// A metric's value from Prometheus text (first series whose line starts so).
+fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in:\n{text}"))
+}
+
+#[test]
+fn concurrent_gigaam_requests_are_batched_with_the_same_results() {
+    let s = Server::start(&[
+        "--preload",
+        "gigaam-tiny",
+        "--workers",
+        "1",
+        "--max-batch",
+        "8",
+        "--batch-wait-ms",
+        "300",
+    ]);
+    s.wait_ready("gigaam-tiny");
+    let url = s.url("/v1/transcribe?model=gigaam-tiny&format=json");
+    let files: Vec<Vec<u8>> = common::golos().iter().map(|(p, _)| read(p)).collect();
+    let text_of = |url: &str, audio: &[u8]| -> String {
+        let mut r = Server::agent().post(url).send(audio).unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+        v["text"].as_str().unwrap().to_string()
+    };
+    // One at a time: every batch holds one request.
+    let alone: Vec<String> = files.iter().map(|f| text_of(&url, f)).collect();
+    // All at once: gathered into batches, same transcripts.
+    let together: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .iter()
+            .map(|f| scope.spawn(|| text_of(&url, f)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(alone, together);
+    let text = Server::agent()
+        .get(s.metrics.as_ref().unwrap())
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let requests = metric(&text, "glagol_batch_size_sum{model=\"gigaam-tiny\"}");
+    let batches = metric(&text, "glagol_batch_size_count{model=\"gigaam-tiny\"}");
+    let n = files.len() as f64;
+    assert_eq!(requests, 2.0 * n, "{text}");
+    assert!(
+        batches < 2.0 * n - 1.0,
+        "{batches} batches for {requests} requests: nothing was batched"
+    );
+}

@@ -36,6 +36,10 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Requests allowed to wait for a worker, per model.
     pub queue_depth: usize,
+    /// GigaAM requests recognised together at most (1: no batching).
+    pub max_batch: usize,
+    /// How long a GigaAM request waits for others to batch with.
+    pub batch_wait: Duration,
     pub threads: usize,
     pub drain: Duration,
     /// Browser origins allowed besides loopback ones (`*` for any).
@@ -68,6 +72,8 @@ impl Default for ServerConfig {
             inference_timeout: Duration::from_secs(600),
             workers: 1,
             queue_depth: 16,
+            max_batch: 8,
+            batch_wait: Duration::from_millis(5),
             threads: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1)
@@ -109,6 +115,9 @@ pub struct FileConfig {
     pub inference_timeout: Option<u64>,
     pub workers: Option<usize>,
     pub queue_depth: Option<usize>,
+    pub max_batch: Option<usize>,
+    /// Milliseconds.
+    pub batch_wait_ms: Option<u64>,
     pub threads: Option<usize>,
     pub drain: Option<u64>,
     pub allowed_origins: Option<Vec<String>>,
@@ -144,6 +153,9 @@ impl ServerConfig {
         }
         if self.workers == 0 {
             anyhow::bail!("workers must be at least 1");
+        }
+        if self.max_batch == 0 {
+            anyhow::bail!("max_batch must be at least 1 (1 turns batching off)");
         }
         Ok(())
     }

@@ -33,36 +33,56 @@ impl Drop for CancelOnDrop {
     }
 }
 
+fn internal(e: tokio::task::JoinError) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+}
+
 /// Runs a job; returns the transcript and the model that produced it.
 pub async fn run(state: &Arc<AppState>, mut job: Job) -> Result<(Transcript, String), ApiError> {
     let config = state.config();
     let model = state.resolve_alias(job.model.as_deref().unwrap_or(&config.default_model));
-    let (engine, gate) = state.manager.acquire(&model, config.wait_for_load).await?;
-    let permit = gate.enter().await?;
-    let cancel = Arc::new(AtomicBool::new(false));
-    let _guard = CancelOnDrop(cancel.clone());
-    job.options.cancel = Some(cancel);
+    let lease = state.manager.acquire(&model, config.wait_for_load).await?;
     let limits = AudioLimits {
         max_bytes: config.max_body_bytes as u64,
         max_duration_s: config.max_audio_seconds,
     };
+    // Decoded before queueing: the queue orders requests by audio length.
+    let (bytes, extension) = (std::mem::take(&mut job.audio), job.extension.take());
+    let audio = tokio::task::spawn_blocking(move || {
+        audio::decode_bytes(bytes, extension.as_deref(), &limits)
+    })
+    .await
+    .map_err(internal)??;
+    let permit = lease.gate.enter(audio.duration()).await?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    let _guard = CancelOnDrop(cancel.clone());
+    job.options.cancel = Some(cancel);
     let vad = if job.vad { Some(state.vad()?) } else { None };
-    let task = tokio::task::spawn_blocking(move || -> Result<Transcript, ApiError> {
-        let _permit = permit; // the worker is busy until recognition ends
-        let audio = audio::decode_bytes(job.audio, job.extension.as_deref(), &limits)?;
-        Ok(pipeline::transcribe(
-            engine.as_ref(),
-            &audio.samples,
-            &job.options,
-            vad.as_ref().map(|m| (m, VadConfig::default())),
-        )?)
-    });
     let started = std::time::Instant::now();
-    let result = tokio::time::timeout(config.inference_timeout, task).await;
+    let recognise = async move {
+        match (lease.batcher, vad) {
+            (Some(batcher), None) => {
+                let _permit = permit;
+                Ok(batcher.transcribe(audio.samples, job.options).await?)
+            }
+            (_, vad) => {
+                let engine = lease.engine;
+                tokio::task::spawn_blocking(move || -> Result<Transcript, ApiError> {
+                    let _permit = permit; // the worker is busy until recognition ends
+                    Ok(pipeline::transcribe(
+                        engine.as_ref(),
+                        &audio.samples,
+                        &job.options,
+                        vad.as_ref().map(|m| (m, VadConfig::default())),
+                    )?)
+                })
+                .await
+                .map_err(internal)?
+            }
+        }
+    };
+    let result = tokio::time::timeout(config.inference_timeout, recognise).await;
     state.manager.touch(&model);
-    if let Ok(Ok(Ok(t))) = &result {
-        crate::metrics::record_inference(&model, t.duration, started.elapsed().as_secs_f64());
-    }
     match result {
         Err(_) => Err(ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
@@ -72,12 +92,11 @@ pub async fn run(state: &Arc<AppState>, mut job: Job) -> Result<(Transcript, Str
                 config.inference_timeout.as_secs()
             ),
         )),
-        Ok(Err(join)) => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            join.to_string(),
-        )),
-        Ok(Ok(r)) => r.map(|t| (t, model)),
+        Ok(r) => {
+            let t = r?;
+            crate::metrics::record_inference(&model, t.duration, started.elapsed().as_secs_f64());
+            Ok((t, model))
+        }
     }
 }
 

@@ -8,8 +8,10 @@
 //! Recognition itself stays in `glagol-core`; handlers only parse, schedule
 //! and format.
 
+mod batch;
 pub mod config;
 mod error;
+mod gate;
 mod job;
 pub mod manager;
 mod metrics;
@@ -60,6 +62,10 @@ impl AppState {
             engine_config,
             config.workers,
             config.queue_depth,
+            manager::Batching {
+                max_batch: config.max_batch,
+                max_wait: config.batch_wait,
+            },
         );
         manager.set_memory_policy(config.memory_limit, config.memory_retry);
         Arc::new(AppState {
@@ -119,6 +125,8 @@ impl AppState {
             preload,
             workers,
             queue_depth,
+            max_batch,
+            batch_wait,
             threads,
             metrics_listen
         );

@@ -3,7 +3,7 @@
 //! when idle, and the per-model worker pool and queue.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -11,9 +11,11 @@ use axum::http::StatusCode;
 use glagol_core::engine::{self, Engine, EngineConfig, TranscribeOptions};
 use glagol_core::models::{EngineKind, ModelStore};
 use serde::Serialize;
-use tokio::sync::{broadcast, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::broadcast;
 
+use crate::batch::Batcher;
 use crate::error::ApiError;
+use crate::gate::Gate;
 
 /// Where a model is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -35,67 +37,6 @@ pub struct ModelEvent {
     pub message: Option<String>,
 }
 
-/// Bounded concurrency for one model: `workers` run, `queue_depth` wait,
-/// everyone else is told the server is busy.
-pub struct Gate {
-    permits: Arc<Semaphore>,
-    waiting: AtomicUsize,
-    queue_depth: usize,
-}
-
-impl Gate {
-    fn new(workers: usize, queue_depth: usize) -> Arc<Gate> {
-        Arc::new(Gate {
-            permits: Arc::new(Semaphore::new(workers)),
-            waiting: AtomicUsize::new(0),
-            queue_depth,
-        })
-    }
-
-    /// A worker slot, waiting in the queue if needed; 503 `busy` when the
-    /// queue is full. Dropping the future (client gone) leaves the queue.
-    pub async fn enter(&self) -> Result<OwnedSemaphorePermit, ApiError> {
-        if let Ok(p) = self.permits.clone().try_acquire_owned() {
-            return Ok(p);
-        }
-        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.queue_depth {
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
-                "all workers are busy and the queue is full; retry shortly",
-            )
-            .retry_after(1));
-        }
-        struct Leave<'a>(&'a AtomicUsize);
-        impl Drop for Leave<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
-        let _leave = Leave(&self.waiting);
-        self.permits.clone().acquire_owned().await.map_err(|_| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "shutting_down",
-                "the server is shutting down",
-            )
-        })
-    }
-
-    pub fn queued(&self) -> usize {
-        self.waiting.load(Ordering::SeqCst)
-    }
-
-    fn idle(&self, workers: usize) -> bool {
-        self.queued() == 0 && self.permits.available_permits() == workers
-    }
-
-    fn saturated(&self) -> bool {
-        self.permits.available_permits() == 0 && self.queued() >= self.queue_depth
-    }
-}
-
 struct Slot {
     state: State,
     engine: Option<Arc<dyn Engine>>,
@@ -104,6 +45,8 @@ struct Slot {
     last_used: Instant,
     resident_bytes: Option<u64>,
     gate: Arc<Gate>,
+    /// Cross-request batching, for engines that gain from it.
+    batcher: Option<Arc<Batcher>>,
     /// Bumped by every load; a load thread whose generation is no longer
     /// current (unloaded, then loaded again) gives up.
     generation: u64,
@@ -141,11 +84,28 @@ pub enum LoadOutcome {
     Initiated,
 }
 
+/// What a request gets to run on a ready model.
+pub struct Lease {
+    pub engine: Arc<dyn Engine>,
+    pub gate: Arc<Gate>,
+    pub batcher: Option<Arc<Batcher>>,
+}
+
+/// Cross-request batching of GigaAM requests.
+#[derive(Debug, Clone, Copy)]
+pub struct Batching {
+    /// Requests recognised together at most (1: no batching).
+    pub max_batch: usize,
+    /// How long a request waits for company.
+    pub max_wait: Duration,
+}
+
 pub struct ModelManager {
     store: ModelStore,
     engine_config: EngineConfig,
     workers: usize,
     queue_depth: usize,
+    batching: Batching,
     slots: Mutex<HashMap<String, Slot>>,
     events: broadcast::Sender<ModelEvent>,
     /// Bytes the process may grow to (0: whatever the system has free).
@@ -174,12 +134,14 @@ impl ModelManager {
         engine_config: EngineConfig,
         workers: usize,
         queue_depth: usize,
+        batching: Batching,
     ) -> Arc<Self> {
         Arc::new(ModelManager {
             store,
             engine_config,
             workers,
             queue_depth,
+            batching,
             slots: Mutex::new(HashMap::new()),
             events: broadcast::channel(256).0,
             memory_limit: AtomicU64::new(0),
@@ -290,6 +252,7 @@ impl ModelManager {
             last_used: Instant::now(),
             resident_bytes: None,
             gate: Gate::new(self.workers, self.queue_depth),
+            batcher: None,
             generation: 0,
         })
     }
@@ -440,6 +403,28 @@ impl ModelManager {
         }
         match result {
             Ok(engine) => {
+                // A batching engine takes a batch's worth of requests per
+                // worker; the batcher runs `workers` batches at a time.
+                let batched = engine.kind() == EngineKind::Gigaam && self.batching.max_batch > 1;
+                slot.batcher = if batched {
+                    Batcher::new(
+                        engine.clone(),
+                        name,
+                        self.workers,
+                        self.batching.max_batch,
+                        self.batching.max_wait,
+                    )
+                    .map_err(|e| tracing::warn!(model = name, "no batching: {e}"))
+                    .ok()
+                } else {
+                    None
+                };
+                let permits = if slot.batcher.is_some() {
+                    self.workers * self.batching.max_batch
+                } else {
+                    self.workers
+                };
+                slot.gate = Gate::new(permits, self.queue_depth);
                 slot.engine = Some(engine);
                 slot.state = State::Ready;
                 slot.loaded_at = Some(now_unix());
@@ -479,9 +464,13 @@ impl ModelManager {
             if was == State::Unloaded {
                 return Ok(false);
             }
-            slot.engine.take()
+            (slot.engine.take(), slot.batcher.take())
         };
         // Requests still holding the engine keep it alive until they end.
+        let (engine, batcher) = engine;
+        if let Some(b) = batcher {
+            b.stop();
+        }
         drop(engine);
         release_memory();
         self.emit("model_unloaded", name, None);
@@ -490,11 +479,7 @@ impl ModelManager {
 
     /// The engine for a request, or 503 `model_not_ready` (and the load
     /// started) when it is not loaded; with `wait`, waits for the load.
-    pub async fn acquire(
-        self: &Arc<Self>,
-        name: &str,
-        wait: bool,
-    ) -> Result<(Arc<dyn Engine>, Arc<Gate>), ApiError> {
+    pub async fn acquire(self: &Arc<Self>, name: &str, wait: bool) -> Result<Lease, ApiError> {
         self.installed(name)?;
         let deadline = Instant::now() + Duration::from_secs(600);
         loop {
@@ -503,7 +488,11 @@ impl ModelManager {
                 let slot = self.slot(&mut slots, name);
                 if let (State::Ready, Some(engine)) = (slot.state, &slot.engine) {
                     slot.last_used = Instant::now();
-                    return Ok((engine.clone(), slot.gate.clone()));
+                    return Ok(Lease {
+                        engine: engine.clone(),
+                        gate: slot.gate.clone(),
+                        batcher: slot.batcher.clone(),
+                    });
                 }
                 if slot.state == State::Failed && wait {
                     let msg = slot.error.clone().unwrap_or_default();
@@ -557,9 +546,7 @@ impl ModelManager {
             slots
                 .iter()
                 .filter(|(_, s)| {
-                    s.state == State::Ready
-                        && s.last_used.elapsed() >= ttl
-                        && s.gate.idle(self.workers)
+                    s.state == State::Ready && s.last_used.elapsed() >= ttl && s.gate.idle()
                 })
                 .map(|(n, _)| n.clone())
                 .collect()

@@ -192,7 +192,13 @@ pub async fn stream(
         );
     }) as ProgressFn);
     tokio::spawn(async move {
-        match job::run(&state, job).await {
+        // A client that hangs up cancels its queued or running work.
+        let closed = tx.clone();
+        let result = tokio::select! {
+            r = job::run(&state, job) => r,
+            _ = closed.closed() => return,
+        };
+        match result {
             Ok((t, model)) => {
                 for s in &t.segments {
                     let data = json!({ "id": s.id, "start": s.start, "end": s.end, "text": s.text, "words": s.words });
