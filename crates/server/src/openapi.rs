@@ -70,6 +70,35 @@ impl Modify for Security {
     }
 }
 
+/// The failures every transcription route can answer with.
+#[derive(utoipa::IntoResponses)]
+pub enum TranscriptionErrors {
+    /// Bad form field or undecodable audio (`invalid_request`, `not_audio`, `unsupported_codec`, …)
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// API key missing or invalid
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// Browser origin not allowed (`origin_not_allowed`)
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// No such model installed (`model_not_found`)
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// Body or audio over the limits (`payload_too_large`, `audio_too_long`)
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// Rate limit exceeded (`rate_limited`); see Retry-After
+    #[response(status = 429)]
+    RateLimited(ErrorBody),
+    /// Model loading (`model_not_ready`) or queue full (`busy`); see Retry-After
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+    /// Recognition exceeded the inference timeout (`inference_timeout`)
+    #[response(status = 504)]
+    Timeout(ErrorBody),
+}
+
 /// The error body every failure carries (OpenAI's shape).
 #[derive(ToSchema)]
 pub struct ErrorBody {

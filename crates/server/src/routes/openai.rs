@@ -103,14 +103,7 @@ async fn parse(mut multipart: Multipart, task: Task) -> Result<Form, ApiError> {
                 (String = "text/plain"),
                 (String = "text/event-stream"),
             )),
-        (status = 400, description = "Bad form field or undecodable audio (`invalid_request`, `not_audio`, `unsupported_codec`, …)", body = crate::openapi::ErrorBody),
-        (status = 401, description = "API key missing or invalid", body = crate::openapi::ErrorBody),
-        (status = 403, description = "Browser origin not allowed (`origin_not_allowed`)", body = crate::openapi::ErrorBody),
-        (status = 404, description = "No such model installed (`model_not_found`)", body = crate::openapi::ErrorBody),
-        (status = 413, description = "Body or audio over the limits (`payload_too_large`, `audio_too_long`)", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Rate limit exceeded (`rate_limited`); see Retry-After", body = crate::openapi::ErrorBody),
-        (status = 503, description = "Model loading (`model_not_ready`) or queue full (`busy`); see Retry-After", body = crate::openapi::ErrorBody),
-        (status = 504, description = "Recognition exceeded the inference timeout (`inference_timeout`)", body = crate::openapi::ErrorBody),
+        crate::openapi::TranscriptionErrors,
     ))]
 pub async fn transcriptions(
     State(state): State<Arc<AppState>>,
@@ -131,14 +124,7 @@ pub async fn transcriptions(
                 (String = "text/plain"),
                 (String = "text/event-stream"),
             )),
-        (status = 400, description = "Bad form field or undecodable audio (`invalid_request`, `not_audio`, `unsupported_codec`, …)", body = crate::openapi::ErrorBody),
-        (status = 401, description = "API key missing or invalid", body = crate::openapi::ErrorBody),
-        (status = 403, description = "Browser origin not allowed (`origin_not_allowed`)", body = crate::openapi::ErrorBody),
-        (status = 404, description = "No such model installed (`model_not_found`)", body = crate::openapi::ErrorBody),
-        (status = 413, description = "Body or audio over the limits (`payload_too_large`, `audio_too_long`)", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Rate limit exceeded (`rate_limited`); see Retry-After", body = crate::openapi::ErrorBody),
-        (status = 503, description = "Model loading (`model_not_ready`) or queue full (`busy`); see Retry-After", body = crate::openapi::ErrorBody),
-        (status = 504, description = "Recognition exceeded the inference timeout (`inference_timeout`)", body = crate::openapi::ErrorBody),
+        crate::openapi::TranscriptionErrors,
     ))]
 pub async fn translations(
     State(state): State<Arc<AppState>>,

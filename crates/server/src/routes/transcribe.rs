@@ -121,14 +121,7 @@ fn output_format(params: &Params) -> Result<OutputFormat, ApiError> {
                 (String = "application/x-subrip"),
                 (String = "text/vtt"),
             )),
-        (status = 400, description = "Bad form field or undecodable audio (`invalid_request`, `not_audio`, `unsupported_codec`, …)", body = crate::openapi::ErrorBody),
-        (status = 401, description = "API key missing or invalid", body = crate::openapi::ErrorBody),
-        (status = 403, description = "Browser origin not allowed (`origin_not_allowed`)", body = crate::openapi::ErrorBody),
-        (status = 404, description = "No such model installed (`model_not_found`)", body = crate::openapi::ErrorBody),
-        (status = 413, description = "Body or audio over the limits (`payload_too_large`, `audio_too_long`)", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Rate limit exceeded (`rate_limited`); see Retry-After", body = crate::openapi::ErrorBody),
-        (status = 503, description = "Model loading (`model_not_ready`) or queue full (`busy`); see Retry-After", body = crate::openapi::ErrorBody),
-        (status = 504, description = "Recognition exceeded the inference timeout (`inference_timeout`)", body = crate::openapi::ErrorBody),
+        crate::openapi::TranscriptionErrors,
     ))]
 pub async fn transcribe(
     State(state): State<Arc<AppState>>,
@@ -167,14 +160,7 @@ pub async fn transcribe(
         (status = 200, description = "Server-sent events: `progress` (`{progress}` 0–1), `segment` (`{id, start, end, text, words}`), \
             then `done` (verbose_json with `model`) or `error` (`{error: {code, message}}`)",
             content_type = "text/event-stream", body = String),
-        (status = 400, description = "Bad form field or undecodable audio (`invalid_request`, `not_audio`, `unsupported_codec`, …)", body = crate::openapi::ErrorBody),
-        (status = 401, description = "API key missing or invalid", body = crate::openapi::ErrorBody),
-        (status = 403, description = "Browser origin not allowed (`origin_not_allowed`)", body = crate::openapi::ErrorBody),
-        (status = 404, description = "No such model installed (`model_not_found`)", body = crate::openapi::ErrorBody),
-        (status = 413, description = "Body or audio over the limits (`payload_too_large`, `audio_too_long`)", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Rate limit exceeded (`rate_limited`); see Retry-After", body = crate::openapi::ErrorBody),
-        (status = 503, description = "Model loading (`model_not_ready`) or queue full (`busy`); see Retry-After", body = crate::openapi::ErrorBody),
-        (status = 504, description = "Recognition exceeded the inference timeout (`inference_timeout`)", body = crate::openapi::ErrorBody),
+        crate::openapi::TranscriptionErrors,
     ))]
 pub async fn stream(
     State(state): State<Arc<AppState>>,
