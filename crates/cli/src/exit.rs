@@ -27,6 +27,22 @@ pub const RUNTIME: u8 = 5;
 pub const DOWNLOAD: u8 = 6;
 pub const RECOGNITION: u8 = 7;
 
+/// An error and its causes on one line, each said once: many errors
+/// already include their source's text, which the chain would repeat.
+pub fn message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
 /// The exit code for an error, from the first typed cause in its chain.
 pub fn code_for(e: &anyhow::Error) -> ExitCode {
     ExitCode::from(number_for(e))

@@ -38,7 +38,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP server (OpenAI-compatible and native APIs).
-    Serve(serve::Args),
+    Serve(Box<serve::Args>),
     /// Transcribe or translate audio files (or `-` for stdin).
     Transcribe(transcribe::Args),
     /// List, download, import, verify and remove models.
@@ -86,7 +86,7 @@ fn main() -> ExitCode {
             .unwrap_or_else(glagol_core::models::ModelStore::default_dir),
     );
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args, cli.models_dir.clone()),
+        Command::Serve(args) => serve::run(*args, cli.models_dir.clone()),
         Command::Transcribe(args) => transcribe::run(args, &store),
         Command::Models(cmd) => models::run(cmd, &store),
         Command::Runtime(cmd) => runtime::run(cmd, cli.ort_lib.as_deref()),
@@ -95,7 +95,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("glagol: {e:#}");
+            eprintln!("glagol: {}", exit::message(&e));
             exit::code_for(&e)
         }
     }

@@ -142,9 +142,13 @@ fn transcribe_one(
     };
 
     let bar = progress_bar(audio.duration());
-    let progress: Option<engine::ProgressFn> = bar
-        .clone()
-        .map(|b| Arc::new(move |f: f32| b.set_position((f * 1000.0) as u64)) as engine::ProgressFn);
+    let events: Option<engine::EventSink> = bar.clone().map(|b| {
+        Arc::new(move |e: engine::EngineEvent<'_>| {
+            if let engine::EngineEvent::Progress(p) = e {
+                b.set_position((p.fraction() * 1000.0) as u64)
+            }
+        }) as engine::EventSink
+    });
     let options = TranscribeOptions {
         language: Some(args.language.clone()),
         task: match args.task {
@@ -156,7 +160,7 @@ fn transcribe_one(
         temperature: args.temperature,
         no_fallback: false,
         threads: args.engine.threads.unwrap_or(0),
-        progress,
+        events,
         cancel: None,
     };
     let transcript = pipeline::transcribe(

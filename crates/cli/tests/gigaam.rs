@@ -234,22 +234,13 @@ fn max_tokens_per_step_comes_from_config_json() {
     }
 }
 
-/// ≥ 3 minutes: the Golos fixtures, repeated, separated by pauses of
-/// 1.2–3.0 s. Returns the audio and where each fixture starts and ends.
+/// ≥ 3 minutes: the Golos fixtures, repeated, separated by pauses.
 fn long_recording() -> (Vec<f32>, Vec<(usize, usize)>) {
-    let clips = golos_audio();
-    let mut audio = vec![0.0f32; 8_000];
-    let mut spans = Vec::new();
-    let mut k = 0;
-    while audio.len() < 180 * 16_000 {
-        let clip = &clips[k % clips.len()];
-        spans.push((audio.len(), audio.len() + clip.len()));
-        audio.extend_from_slice(clip);
-        let pause = 1.2 + (k * 7 % 10) as f64 * 0.2;
-        audio.extend(std::iter::repeat_n(0.0, (pause * 16_000.0) as usize));
-        k += 1;
-    }
-    (audio, spans)
+    let clips: Vec<PathBuf> = expected()
+        .iter()
+        .map(|e| golos_path(e["file"].as_str().unwrap()))
+        .collect();
+    common::joined_recording(&clips, 180.0)
 }
 
 #[test]

@@ -10,7 +10,10 @@
 use std::sync::Arc;
 
 use crate::audio::SAMPLE_RATE;
-use crate::engine::{Engine, EngineError, TranscribeOptions, Transcript};
+use crate::engine::{
+    Engine, EngineError, EngineEvent, Progress, Segment, SegmentEmitter, TranscribeOptions,
+    Transcript,
+};
 use crate::vad::{speech_segments, SpeechSegment, VadConfig, VadError, VadModel};
 
 /// Silence inserted between joined speech segments (samples).
@@ -41,6 +44,22 @@ struct Timeline {
 }
 
 impl Timeline {
+    /// A segment of the joined audio, moved onto the original timeline.
+    fn segment(&self, s: &Segment) -> Segment {
+        let mut seg = s.clone();
+        seg.start = self.to_original(seg.start);
+        seg.end = self.to_original(seg.end);
+        seg.seek = (seg.start * 100.0) as usize;
+        for t in &mut seg.token_times {
+            *t = self.to_original(*t);
+        }
+        for w in &mut seg.words {
+            w.start = self.to_original(w.start);
+            w.end = self.to_original(w.end);
+        }
+        seg
+    }
+
     fn to_original(&self, t: f64) -> f64 {
         let s = (t * SAMPLE_RATE as f64).max(0.0) as usize;
         // The piece that contains s, or the last one starting before it.
@@ -60,7 +79,8 @@ impl Timeline {
     }
 }
 
-/// Transcribes `audio`, gated by the VAD when `vad` is given.
+/// Transcribes `audio`, gated by the VAD when `vad` is given. Events
+/// reach `options.events` on the original timeline.
 pub fn transcribe(
     engine: &dyn Engine,
     audio: &[f32],
@@ -73,28 +93,31 @@ pub fn transcribe(
     let duration = audio.len() as f64 / SAMPLE_RATE as f64;
     let segments = speech_segments(model, audio, config)?;
     if segments.is_empty() {
-        let mut t = Transcript::empty(
+        SegmentEmitter::new(options.events.as_ref(), duration).progress(0, Some(0), duration);
+        return Ok(Transcript::empty(
             duration,
             options.task,
             options.language.clone().filter(|l| l != "auto"),
-        );
-        t.language_probability = None;
-        return Ok(t);
+        ));
     }
     let (joined, timeline) = join(audio, &segments);
-    let mut transcript = engine.transcribe(&joined, options)?;
+    let timeline = Arc::new(timeline);
+    let mut joined_options = options.clone();
+    if let Some(sink) = options.events.clone() {
+        let timeline = timeline.clone();
+        joined_options.events = Some(Arc::new(move |event: EngineEvent<'_>| match event {
+            EngineEvent::Segment(s) => sink(EngineEvent::Segment(&timeline.segment(s))),
+            EngineEvent::Progress(p) => sink(EngineEvent::Progress(Progress {
+                seconds: timeline.to_original(p.seconds),
+                duration,
+                ..p
+            })),
+        }));
+    }
+    let mut transcript = engine.transcribe(&joined, &joined_options)?;
     transcript.duration = duration;
     for seg in &mut transcript.segments {
-        seg.start = timeline.to_original(seg.start);
-        seg.end = timeline.to_original(seg.end);
-        seg.seek = (seg.start * 100.0) as usize;
-        for t in &mut seg.token_times {
-            *t = timeline.to_original(*t);
-        }
-        for w in &mut seg.words {
-            w.start = timeline.to_original(w.start);
-            w.end = timeline.to_original(w.end);
-        }
+        *seg = timeline.segment(seg);
     }
     transcript.normalize_times();
     Ok(transcript)

@@ -1,93 +1,179 @@
-//! Server configuration: plain data, merged from flags, `GLAGOL_*`
-//! environment variables and a TOML file (in that order of precedence;
-//! the CLI layer does the merging).
+//! Server configuration, each setting declared once.
+//!
+//! The [`settings!`] table below is the only place a setting is named: it
+//! yields [`Overrides`] — every setting optional — which is both the
+//! command-line flags of `glagol serve` (with their `GLAGOL_*` environment
+//! variables, through clap) and the TOML file's shape (through serde); and
+//! [`Settings`], the merged values (flags and environment > file >
+//! default). [`Config`] is a validated `Settings` with the values derived
+//! from it; a reload (SIGHUP) builds a new one and applies only the
+//! settings marked `reload`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-/// Everything `glagol serve` can be told.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    pub listen: SocketAddr,
-    /// SHA-256 hex digests of the accepted API keys (none: no auth).
-    pub api_key_hashes: Vec<String>,
-    /// Allow a non-loopback listener without API keys.
-    pub insecure_no_auth: bool,
-    pub models_dir: PathBuf,
-    /// Model used when a request names none, and what `whisper-1` means.
-    pub default_model: String,
-    /// Request model names → installed model names.
-    pub aliases: HashMap<String, String>,
-    /// Models loaded at start.
-    pub preload: Vec<String>,
-    /// Unload a model idle this long; None = never.
-    pub idle_ttl: Option<Duration>,
-    /// Wait for a cold model to load instead of answering 503.
-    pub wait_for_load: bool,
-    pub max_body_bytes: usize,
-    pub max_audio_seconds: f64,
-    pub inference_timeout: Duration,
-    /// Concurrent inferences per model.
-    pub workers: usize,
-    /// Requests allowed to wait for a worker, per model.
-    pub queue_depth: usize,
-    /// GigaAM requests recognised together at most (1: no batching).
-    pub max_batch: usize,
-    /// How long a GigaAM request waits for others to batch with.
-    pub batch_wait: Duration,
-    pub threads: usize,
-    pub drain: Duration,
-    /// Browser origins allowed besides loopback ones (`*` for any).
-    pub allowed_origins: Vec<String>,
-    /// Requests per minute per API key or client IP (None: unlimited).
-    pub rate_limit_per_minute: Option<u32>,
-    /// Where Prometheus `/metrics` is served (None: nowhere).
-    pub metrics_listen: Option<SocketAddr>,
-    /// Bytes the process may grow to by loading models (None: whatever the
-    /// system has available). A load that does not fit waits.
-    pub memory_limit: Option<u64>,
-    /// How often a load waiting for memory checks again.
-    pub memory_retry: Duration,
+/// When a changed setting takes effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum When {
+    /// On SIGHUP.
+    Reload,
+    /// Only after a restart.
+    Restart,
 }
 
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig {
-            listen: "127.0.0.1:8765".parse().expect("static address"),
-            api_key_hashes: Vec::new(),
-            insecure_no_auth: false,
-            models_dir: glagol_core::models::ModelStore::default_dir(),
-            default_model: "whisper-base".into(),
-            aliases: HashMap::new(),
-            preload: Vec::new(),
-            idle_ttl: Some(Duration::from_secs(300)),
-            wait_for_load: false,
-            max_body_bytes: 100 << 20,
-            max_audio_seconds: 3.0 * 3600.0,
-            inference_timeout: Duration::from_secs(600),
-            workers: 1,
-            queue_depth: 16,
-            // Off by default: on a 2-core CPU, batches of GigaAM requests
-            // measured 6–15 % less throughput than one request at a time
-            // (the encoder already keeps the cores busy; padding adds work).
-            max_batch: 1,
-            batch_wait: Duration::from_millis(5),
-            threads: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-                .min(8),
-            drain: Duration::from_secs(30),
-            allowed_origins: Vec::new(),
-            rate_limit_per_minute: None,
-            metrics_listen: Some("127.0.0.1:9765".parse().expect("static address")),
-            memory_limit: None,
-            memory_retry: Duration::from_secs(10),
+macro_rules! settings {
+    ($(
+        $(#[doc = $doc:literal])*
+        #[arg($($arg:tt)*)]
+        $name:ident: $ty:ty = $default:expr, $when:ident;
+    )*) => {
+        /// Settings as given on the command line, in the environment or in
+        /// the file; `None` where not given.
+        #[derive(Debug, Clone, Default, clap::Args, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct Overrides {
+            $(
+                $(#[doc = $doc])*
+                #[arg($($arg)*)]
+                pub $name: Option<$ty>,
+            )*
         }
+
+        /// Every setting with its value.
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct Settings {
+            $( $(#[doc = $doc])* pub $name: $ty, )*
+        }
+
+        impl Default for Settings {
+            fn default() -> Self {
+                Settings { $( $name: $default, )* }
+            }
+        }
+
+        impl Settings {
+            /// Flags (and environment) over the file over the defaults.
+            pub fn merge(flags: Overrides, file: Overrides) -> Settings {
+                let mut s = Settings::default();
+                $( if let Some(v) = flags.$name.or(file.$name) { s.$name = v; } )*
+                s
+            }
+
+            /// The settings that differ from `new`, with when they apply.
+            fn changes(&self, new: &Settings) -> Vec<(&'static str, When)> {
+                let mut out = Vec::new();
+                $( if self.$name != new.$name { out.push((stringify!($name), When::$when)); } )*
+                out
+            }
+
+            /// Puts back into `new` the values that only a restart may change.
+            fn keep_restart_only(&self, new: &mut Settings) {
+                $( if When::$when == When::Restart { new.$name = self.$name.clone(); } )*
+            }
+        }
+    };
+}
+
+settings! {
+    /// Address to listen on (non-loopback needs API keys or --insecure-no-auth).
+    #[arg(long, env = "GLAGOL_LISTEN", value_name = "ADDR")]
+    listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8765)), Restart;
+    /// An accepted API key (repeatable; comma-separated in GLAGOL_API_KEYS).
+    #[arg(long = "api-key", env = "GLAGOL_API_KEYS", value_delimiter = ',', value_name = "KEY")]
+    api_keys: Vec<String> = Vec::new(), Reload;
+    /// An accepted API key given as its SHA-256 hex digest (repeatable).
+    #[arg(long = "api-key-hash", env = "GLAGOL_API_KEY_HASHES", value_delimiter = ',', value_name = "SHA256")]
+    api_key_hashes: Vec<String> = Vec::new(), Reload;
+    /// Serve a non-loopback address without API keys.
+    #[arg(long, env = "GLAGOL_INSECURE_NO_AUTH", num_args = 0..=1, default_missing_value = "true")]
+    insecure_no_auth: bool = false, Restart;
+    /// The model store (the global --models-dir / GLAGOL_MODELS_DIR).
+    #[arg(skip)]
+    models_dir: PathBuf = glagol_core::models::ModelStore::default_dir(), Restart;
+    /// Model used when a request names none (and for `whisper-1`).
+    #[arg(long, env = "GLAGOL_DEFAULT_MODEL", value_name = "MODEL")]
+    default_model: String = "whisper-base".into(), Reload;
+    /// Request model names mapped to installed models (file only).
+    #[arg(skip)]
+    aliases: HashMap<String, String> = HashMap::new(), Reload;
+    /// Models to load at start (repeatable).
+    #[arg(long, env = "GLAGOL_PRELOAD", value_delimiter = ',', value_name = "MODEL")]
+    preload: Vec<String> = Vec::new(), Restart;
+    /// Unload a model after this many idle seconds (-1: never; 0: as soon as idle).
+    #[arg(long, env = "GLAGOL_IDLE_TTL", allow_hyphen_values = true, value_name = "SECONDS")]
+    idle_ttl: i64 = 300, Reload;
+    /// Wait for a cold model to load instead of answering 503.
+    #[arg(long, env = "GLAGOL_WAIT_FOR_LOAD", num_args = 0..=1, default_missing_value = "true")]
+    wait_for_load: bool = false, Reload;
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "GLAGOL_MAX_BODY_BYTES", value_name = "BYTES")]
+    max_body_bytes: u64 = 100 << 20, Reload;
+    /// Longest accepted audio, in seconds.
+    #[arg(long, env = "GLAGOL_MAX_AUDIO_SECONDS", value_name = "SECONDS")]
+    max_audio_seconds: f64 = 3.0 * 3600.0, Reload;
+    /// Longest a request may take to recognise, in seconds.
+    #[arg(long, env = "GLAGOL_INFERENCE_TIMEOUT", value_name = "SECONDS")]
+    inference_timeout: u64 = 600, Reload;
+    /// Concurrent inferences per model (worker threads).
+    #[arg(long, env = "GLAGOL_WORKERS")]
+    workers: usize = 1, Restart;
+    /// Requests that may wait for a worker, per model (0: none wait).
+    #[arg(long, env = "GLAGOL_QUEUE_DEPTH")]
+    queue_depth: usize = 16, Restart;
+    /// Items recognised together at most, for engines that gain from it (1: no batching).
+    #[arg(long, env = "GLAGOL_MAX_BATCH")]
+    max_batch: usize = 1, Restart;
+    /// Milliseconds a batch waits for more items.
+    #[arg(long, env = "GLAGOL_BATCH_WAIT_MS", value_name = "MS")]
+    batch_wait_ms: u64 = 5, Restart;
+    /// Threads per inference.
+    #[arg(long, short, env = "GLAGOL_THREADS")]
+    threads: usize = default_threads(), Restart;
+    /// Memory, in MB, for decoded audio of all requests in flight (0: unlimited).
+    #[arg(long, env = "GLAGOL_AUDIO_MEMORY_MB", value_name = "MB")]
+    audio_memory_mb: u64 = 2048, Reload;
+    /// Seconds a client may take to send a request's head (and an idle
+    /// keep-alive connection may wait for its next request).
+    #[arg(long, env = "GLAGOL_HEADER_READ_TIMEOUT", value_name = "SECONDS")]
+    header_read_timeout: u64 = 30, Restart;
+    /// Seconds to let in-flight requests finish after SIGTERM (0: exit at once).
+    #[arg(long, env = "GLAGOL_DRAIN", value_name = "SECONDS")]
+    drain: u64 = 30, Reload;
+    /// A browser origin allowed besides loopback and same-origin ones (repeatable; `*` for any).
+    #[arg(long = "allow-origin", env = "GLAGOL_ALLOWED_ORIGINS", value_delimiter = ',', value_name = "ORIGIN")]
+    allowed_origins: Vec<String> = Vec::new(), Reload;
+    /// Requests per minute per API key or client address (0: unlimited).
+    #[arg(long = "rate-limit", env = "GLAGOL_RATE_LIMIT", value_name = "PER_MINUTE")]
+    rate_limit_per_minute: u32 = 0, Reload;
+    /// Where Prometheus /metrics is served ("off" to disable).
+    #[arg(long, env = "GLAGOL_METRICS_LISTEN", value_name = "ADDR|off")]
+    metrics_listen: String = "127.0.0.1:9765".into(), Restart;
+    /// Memory, in MB, the server may grow to by loading models (0: what the system has available).
+    #[arg(long, env = "GLAGOL_MEMORY_LIMIT_MB", value_name = "MB")]
+    memory_limit_mb: u64 = 0, Reload;
+    /// Seconds between checks of a load waiting for memory.
+    #[arg(long, env = "GLAGOL_MEMORY_RETRY", value_name = "SECONDS")]
+    memory_retry: u64 = 10, Reload;
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8)
+}
+
+impl Overrides {
+    /// Reads a TOML file of settings.
+    pub fn from_file(path: &std::path::Path) -> anyhow::Result<Overrides> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     }
 }
 
@@ -96,70 +182,235 @@ pub fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.trim().as_bytes()))
 }
 
-/// The TOML file's shape; every field optional.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    pub listen: Option<SocketAddr>,
-    /// Plain keys (hashed on load) …
-    pub api_keys: Option<Vec<String>>,
-    /// … or their SHA-256 hex digests.
-    pub api_key_hashes: Option<Vec<String>>,
-    pub insecure_no_auth: Option<bool>,
-    pub models_dir: Option<PathBuf>,
-    pub default_model: Option<String>,
-    pub aliases: Option<HashMap<String, String>>,
-    pub preload: Option<Vec<String>>,
-    /// Seconds; -1 = never.
-    pub idle_ttl: Option<i64>,
-    pub wait_for_load: Option<bool>,
-    pub max_body_bytes: Option<usize>,
-    pub max_audio_seconds: Option<f64>,
-    pub inference_timeout: Option<u64>,
-    pub workers: Option<usize>,
-    pub queue_depth: Option<usize>,
-    pub max_batch: Option<usize>,
-    /// Milliseconds.
-    pub batch_wait_ms: Option<u64>,
-    pub threads: Option<usize>,
-    pub drain: Option<u64>,
-    pub allowed_origins: Option<Vec<String>>,
-    pub rate_limit_per_minute: Option<u32>,
-    /// Address, or "off".
-    pub metrics_listen: Option<String>,
-    /// Megabytes.
-    pub memory_limit_mb: Option<u64>,
-    /// Seconds.
-    pub memory_retry: Option<u64>,
+/// Validated settings and what follows from them.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub settings: Settings,
+    /// SHA-256 hex digests of the accepted API keys (empty: no auth).
+    pub key_hashes: HashSet<String>,
+    /// Where metrics are served (None: nowhere).
+    pub metrics_addr: Option<SocketAddr>,
 }
 
-impl FileConfig {
-    pub fn load(path: &std::path::Path) -> anyhow::Result<FileConfig> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-    }
-}
-
-impl ServerConfig {
-    /// Checks what cannot be served safely.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        if !self.listen.ip().is_loopback()
-            && self.api_key_hashes.is_empty()
-            && !self.insecure_no_auth
-        {
+impl Config {
+    /// Checks every setting; an error names the setting and what it must be.
+    pub fn new(settings: Settings) -> anyhow::Result<Config> {
+        let s = &settings;
+        let mut key_hashes: HashSet<String> = s
+            .api_keys
+            .iter()
+            .filter(|k| !k.trim().is_empty())
+            .map(|k| hash_key(k))
+            .collect();
+        for h in &s.api_key_hashes {
+            let h = h.trim().to_ascii_lowercase();
+            if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                anyhow::bail!("api_key_hashes: {h:?} is not a SHA-256 hex digest (64 hex digits)");
+            }
+            key_hashes.insert(h);
+        }
+        if !s.listen.ip().is_loopback() && key_hashes.is_empty() && !s.insecure_no_auth {
             anyhow::bail!(
                 "refusing to listen on {} without API keys: configure --api-key (or api_keys in the config file), \
                  or pass --insecure-no-auth to serve an open endpoint on purpose",
-                self.listen
+                s.listen
             );
         }
-        if self.workers == 0 {
-            anyhow::bail!("workers must be at least 1");
+        let check = |ok: bool, name: &str, what: &str| -> anyhow::Result<()> {
+            if ok {
+                Ok(())
+            } else {
+                anyhow::bail!("{name} must be {what}")
+            }
+        };
+        check(
+            !s.default_model.trim().is_empty(),
+            "default_model",
+            "a model name",
+        )?;
+        check(
+            s.idle_ttl >= -1,
+            "idle_ttl",
+            "-1 (never), 0 (as soon as idle) or a number of seconds",
+        )?;
+        check(s.max_body_bytes >= 1, "max_body_bytes", "at least 1")?;
+        check(
+            s.max_audio_seconds.is_finite() && s.max_audio_seconds > 0.0,
+            "max_audio_seconds",
+            "a positive number of seconds",
+        )?;
+        check(
+            s.inference_timeout >= 1,
+            "inference_timeout",
+            "at least 1 second",
+        )?;
+        check((1..=64).contains(&s.workers), "workers", "between 1 and 64")?;
+        check(s.queue_depth <= 100_000, "queue_depth", "at most 100000")?;
+        check(
+            (1..=64).contains(&s.max_batch),
+            "max_batch",
+            "between 1 (no batching) and 64",
+        )?;
+        check(s.batch_wait_ms <= 10_000, "batch_wait_ms", "at most 10000")?;
+        check(
+            (1..=256).contains(&s.threads),
+            "threads",
+            "between 1 and 256",
+        )?;
+        check(s.drain <= 86_400, "drain", "at most 86400 seconds")?;
+        check(
+            (1..=3600).contains(&s.header_read_timeout),
+            "header_read_timeout",
+            "between 1 and 3600 seconds",
+        )?;
+        check(s.memory_retry >= 1, "memory_retry", "at least 1 second")?;
+        for (from, to) in &s.aliases {
+            check(
+                !from.is_empty() && !to.trim().is_empty(),
+                "aliases",
+                "non-empty names",
+            )?;
         }
-        if self.max_batch == 0 {
-            anyhow::bail!("max_batch must be at least 1 (1 turns batching off)");
+        let metrics_addr = match s.metrics_listen.as_str() {
+            "off" => None,
+            addr => Some(addr.parse().map_err(|e| {
+                anyhow::anyhow!("metrics_listen must be an address such as 127.0.0.1:9765, or \"off\": {addr:?}: {e}")
+            })?),
+        };
+        Ok(Config {
+            key_hashes,
+            metrics_addr,
+            settings,
+        })
+    }
+
+    /// None: never unload.
+    pub fn idle_ttl(&self) -> Option<Duration> {
+        u64::try_from(self.settings.idle_ttl)
+            .ok()
+            .map(Duration::from_secs)
+    }
+
+    pub fn inference_timeout(&self) -> Duration {
+        Duration::from_secs(self.settings.inference_timeout)
+    }
+
+    pub fn drain(&self) -> Duration {
+        Duration::from_secs(self.settings.drain)
+    }
+
+    pub fn batch_wait(&self) -> Duration {
+        Duration::from_millis(self.settings.batch_wait_ms)
+    }
+
+    /// Bytes the process may grow to by loading models (None: the system's available memory).
+    pub fn memory_limit(&self) -> Option<u64> {
+        (self.settings.memory_limit_mb > 0).then_some(self.settings.memory_limit_mb << 20)
+    }
+
+    /// Bytes of decoded audio allowed in flight (None: unlimited).
+    pub fn audio_memory(&self) -> Option<u64> {
+        (self.settings.audio_memory_mb > 0).then_some(self.settings.audio_memory_mb << 20)
+    }
+
+    pub fn memory_retry(&self) -> Duration {
+        Duration::from_secs(self.settings.memory_retry)
+    }
+
+    /// A request's model name (`whisper-1`, a configured alias, or none) as an installed name.
+    pub fn resolve_model(&self, name: Option<&str>) -> String {
+        let s = &self.settings;
+        match name.map(str::trim).filter(|n| !n.is_empty()) {
+            Some(n) if s.aliases.contains_key(n) => s.aliases[n].clone(),
+            Some("whisper-1") | None => s.default_model.clone(),
+            Some(n) => n.to_string(),
         }
-        Ok(())
+    }
+
+    /// The configuration a reload yields: `new`'s reloadable settings over
+    /// this one's restart-only ones, with a note per change.
+    pub fn reloaded(&self, mut new: Settings) -> anyhow::Result<(Config, Vec<String>)> {
+        let mut notes = Vec::new();
+        for (name, when) in self.settings.changes(&new) {
+            notes.push(match when {
+                When::Reload => format!("{name} reloaded"),
+                When::Restart => format!("{name} changed; restart to apply it"),
+            });
+        }
+        self.settings.keep_restart_only(&mut new);
+        Ok((Config::new(new)?, notes))
+    }
+}
+
+/// The configuration in force, swapped whole on reload; readers take a
+/// snapshot (an `Arc`) per request.
+pub struct Current(RwLock<Arc<Config>>);
+
+impl Current {
+    pub fn new(config: Config) -> Self {
+        Current(RwLock::new(Arc::new(config)))
+    }
+
+    pub fn get(&self) -> Arc<Config> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set(&self, config: Config) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let flags = Overrides {
+            workers: Some(3),
+            ..Default::default()
+        };
+        let file: Overrides =
+            toml::from_str("workers = 2\nqueue_depth = 4\nidle_ttl = -1").unwrap();
+        let s = Settings::merge(flags, file);
+        assert_eq!((s.workers, s.queue_depth, s.idle_ttl), (3, 4, -1));
+        assert_eq!(s.max_batch, Settings::default().max_batch);
+        assert_eq!(Config::new(s).unwrap().idle_ttl(), None);
+    }
+
+    #[test]
+    fn invalid_values_name_their_setting() {
+        for (toml, name) in [
+            ("max_audio_seconds = nan", "max_audio_seconds"),
+            ("max_audio_seconds = -5.0", "max_audio_seconds"),
+            ("inference_timeout = 0", "inference_timeout"),
+            ("workers = 0", "workers"),
+            ("idle_ttl = -7", "idle_ttl"),
+            ("max_body_bytes = 0", "max_body_bytes"),
+            ("metrics_listen = \"nowhere\"", "metrics_listen"),
+            ("api_key_hashes = [\"abc\"]", "api_key_hashes"),
+        ] {
+            let file: Overrides = toml::from_str(toml).unwrap();
+            let err = Config::new(Settings::merge(Overrides::default(), file)).unwrap_err();
+            assert!(err.to_string().starts_with(name), "{toml}: {err}");
+        }
+        assert!(toml::from_str::<Overrides>("no_such_setting = 1").is_err());
+    }
+
+    #[test]
+    fn reload_keeps_restart_only_settings_and_says_so() {
+        let old = Config::new(Settings::default()).unwrap();
+        let new = Settings {
+            workers: 4,
+            drain: 5,
+            ..Settings::default()
+        };
+        let (config, notes) = old.reloaded(new).unwrap();
+        assert_eq!(config.settings.workers, 1);
+        assert_eq!(config.settings.drain, 5);
+        assert!(notes
+            .iter()
+            .any(|n| n == "workers changed; restart to apply it"));
+        assert!(notes.iter().any(|n| n == "drain reloaded"));
     }
 }

@@ -1,110 +1,138 @@
-//! API errors: an HTTP status plus `{"error": {"code", "message", "type"}}`
-//! — OpenAI's error shape, with glagol's stable `code`.
+//! The one domain error of the server: what went wrong, as a kind, a stable
+//! code, a message and, where waiting helps, a retry delay.
+//!
+//! Everything below the transports (service, scheduler, models) returns
+//! [`ServiceError`]; each transport maps it exactly once (HTTP: status and
+//! JSON body; SSE: an `error` event). Nothing here knows about HTTP.
 
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use std::time::Duration;
+
 use glagol_core::audio::AudioError;
 use glagol_core::engine::EngineError;
 use glagol_core::pipeline::PipelineError;
-use serde_json::json;
+use glagol_core::vad::VadError;
 
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-    /// Seconds for a `Retry-After` header.
-    pub retry_after: Option<u64>,
+/// What kind of failure, independent of transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request is malformed or names something impossible.
+    InvalidRequest,
+    /// No or an invalid credential.
+    Unauthenticated,
+    /// The credential or origin is not allowed to do this.
+    Forbidden,
+    NotFound,
+    /// The resource exists but not with this method.
+    MethodNotAllowed,
+    /// The request conflicts with the resource's state.
+    Conflict,
+    /// Body or audio over a limit.
+    TooLarge,
+    /// The body's media type is not accepted.
+    UnsupportedMediaType,
+    /// Too many requests from this client.
+    RateLimited,
+    /// The server cannot take it now (loading, busy, shutting down); retry.
+    Unavailable,
+    /// It took longer than allowed.
+    Timeout,
+    /// A fault of the server.
+    Internal,
 }
 
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
+/// A failure as every layer reports it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ServiceError {
+    pub kind: ErrorKind,
+    /// Stable machine-readable code, e.g. `model_not_ready`, `busy`.
+    pub code: &'static str,
+    pub message: String,
+    /// When a retry may succeed.
+    pub retry_after: Option<Duration>,
+}
+
+impl ServiceError {
+    pub fn new(kind: ErrorKind, code: &'static str, message: impl Into<String>) -> Self {
+        ServiceError {
+            kind,
             code,
             message: message.into(),
             retry_after: None,
         }
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidRequest, code, message)
     }
 
-    pub fn retry_after(mut self, seconds: u64) -> Self {
-        self.retry_after = Some(seconds);
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unavailable, code, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, "internal", message)
+    }
+
+    pub fn retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
         self
     }
 
-    fn kind(&self) -> &'static str {
-        match self.status.as_u16() {
-            401 => "authentication_error",
-            404 => "not_found_error",
-            429 => "rate_limit_error",
-            400..=499 => "invalid_request_error",
-            _ => "server_error",
-        }
+    /// The server is stopping and takes no more work.
+    pub fn shutting_down() -> Self {
+        Self::unavailable("shutting_down", "the server is shutting down")
+            .retry_after(Duration::from_secs(5))
+    }
+
+    /// All workers busy and the queue full.
+    pub fn busy() -> Self {
+        Self::unavailable(
+            "busy",
+            "all workers are busy and the queue is full; retry shortly",
+        )
+        .retry_after(Duration::from_secs(1))
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = json!({ "error": { "code": self.code, "message": self.message, "type": self.kind(), "param": null } });
-        let mut response = (self.status, Json(body)).into_response();
-        if let Some(s) = self.retry_after {
-            response
-                .headers_mut()
-                .insert("retry-after", HeaderValue::from(s));
-        }
-        response
-    }
-}
-
-impl From<axum::extract::multipart::MultipartError> for ApiError {
-    fn from(e: axum::extract::multipart::MultipartError) -> Self {
-        let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            "payload_too_large"
-        } else {
-            "invalid_multipart"
-        };
-        ApiError::new(e.status(), code, e.body_text())
-    }
-}
-
-impl From<AudioError> for ApiError {
+impl From<AudioError> for ServiceError {
     fn from(e: AudioError) -> Self {
-        let status = match e {
-            AudioError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            AudioError::TooLong { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            AudioError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::BAD_REQUEST,
+        if matches!(e, AudioError::NoMemory) {
+            return ServiceError::unavailable(e.code(), e.to_string())
+                .retry_after(Duration::from_secs(2));
+        }
+        let kind = match e {
+            AudioError::TooLarge { .. } | AudioError::TooLong { .. } => ErrorKind::TooLarge,
+            AudioError::Io { .. } => ErrorKind::Internal,
+            _ => ErrorKind::InvalidRequest,
         };
-        ApiError::new(status, e.code(), e.to_string())
+        ServiceError::new(kind, e.code(), e.to_string())
     }
 }
 
-impl From<EngineError> for ApiError {
+impl From<EngineError> for ServiceError {
     fn from(e: EngineError) -> Self {
-        let status = match e {
+        let kind = match e {
             EngineError::UnsupportedLanguage(_) | EngineError::InvalidOptions(_) => {
-                StatusCode::BAD_REQUEST
+                ErrorKind::InvalidRequest
             }
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => ErrorKind::Internal,
         };
-        ApiError::new(status, e.code(), e.to_string())
+        ServiceError::new(kind, e.code(), e.to_string())
     }
 }
 
-impl From<PipelineError> for ApiError {
+impl From<PipelineError> for ServiceError {
     fn from(e: PipelineError) -> Self {
         match e {
             PipelineError::Engine(e) => e.into(),
-            other => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                other.code(),
-                other.to_string(),
-            ),
+            other => ServiceError::new(ErrorKind::Internal, other.code(), other.to_string()),
         }
+    }
+}
+
+impl From<VadError> for ServiceError {
+    fn from(e: VadError) -> Self {
+        ServiceError::unavailable("vad_unavailable", e.to_string())
     }
 }

@@ -205,3 +205,64 @@ pub fn post_form(
 pub fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap()
 }
+
+/// The JFK clip (11 s, English).
+pub fn jfk() -> Vec<u8> {
+    read(&super::misc("jfk.wav"))
+}
+
+/// The status of `GET /v1/models` with `key`.
+pub fn models_with_key(s: &Server, key: &str) -> u16 {
+    Server::agent()
+        .get(&s.url("/v1/models"))
+        .header("x-api-key", key)
+        .call()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// `/v1/models/events` as (event, data) pairs, read on a thread.
+pub fn subscribe_events(s: &Server) -> std::sync::mpsc::Receiver<(String, serde_json::Value)> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let r = Server::agent()
+        .get(&s.url("/v1/models/events"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    std::thread::spawn(move || {
+        let reader = std::io::BufReader::new(r.into_body().into_reader());
+        let mut event = String::new();
+        for line in reader.lines() {
+            let Ok(line) = line else { return };
+            if let Some(e) = line.strip_prefix("event: ") {
+                event = e.to_string();
+            } else if let Some(d) = line.strip_prefix("data: ") {
+                let data = serde_json::from_str(d).unwrap_or(serde_json::Value::Null);
+                if tx.send((event.clone(), data)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// The value of the first metric line starting with `prefix`.
+pub fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in:\n{text}"))
+}
+
+/// Sends signal `sig` (15 TERM, 1 HUP, 9 KILL) to process `pid`.
+pub fn signal(pid: i32, sig: i32) {
+    extern "C" {
+        fn kill(pid: i32, sig: i32) -> i32;
+    }
+    // SAFETY: kill(2) takes plain integers and has no memory effects here.
+    assert_eq!(unsafe { kill(pid, sig) }, 0, "kill({pid}, {sig})");
+}

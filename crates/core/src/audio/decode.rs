@@ -13,8 +13,9 @@ use symphonia::core::formats::{FormatOptions, TrackType};
 use symphonia::core::io::{MediaSource, MediaSourceStream};
 use symphonia::core::meta::MetadataOptions;
 
+use super::resample::StreamResampler;
 use super::{
-    check_duration, check_size, downmix, resample, Audio, AudioError, AudioLimits, SAMPLE_RATE,
+    check_duration, check_size, downmix_into, sanitize, Audio, AudioError, AudioLimits, SAMPLE_RATE,
 };
 
 /// Decodes an audio file of any supported container.
@@ -29,7 +30,7 @@ pub fn decode_file(path: &Path, limits: &AudioLimits) -> Result<Audio, AudioErro
     if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
         hint.with_extension(ext);
     }
-    decode_source(Box::new(file), len, &hint, limits)
+    decode_source(Box::new(file), len, &hint, limits, &mut |_| true)
 }
 
 /// Decodes an in-memory audio file. `extension` (e.g. `"mp3"`) is only a
@@ -39,12 +40,25 @@ pub fn decode_bytes(
     extension: Option<&str>,
     limits: &AudioLimits,
 ) -> Result<Audio, AudioError> {
+    decode_bytes_reserving(bytes, extension, limits, &mut |_| true)
+}
+
+/// [`decode_bytes`], asking `reserve` for memory as the output grows: it is
+/// called with the number of 16 kHz samples decoded so far (about once a
+/// second of audio) and refuses with false, which ends decoding with
+/// [`AudioError::NoMemory`].
+pub fn decode_bytes_reserving(
+    bytes: Vec<u8>,
+    extension: Option<&str>,
+    limits: &AudioLimits,
+    reserve: &mut dyn FnMut(usize) -> bool,
+) -> Result<Audio, AudioError> {
     let len = bytes.len() as u64;
     let mut hint = Hint::new();
     if let Some(ext) = extension {
         hint.with_extension(ext);
     }
-    decode_source(Box::new(Cursor::new(bytes)), len, &hint, limits)
+    decode_source(Box::new(Cursor::new(bytes)), len, &hint, limits, reserve)
 }
 
 fn codecs() -> &'static CodecRegistry {
@@ -57,11 +71,16 @@ fn codecs() -> &'static CodecRegistry {
     })
 }
 
+/// Decodes packet by packet straight to 16 kHz mono: each packet is
+/// downmixed, cleaned (non-finite samples) and resampled as it arrives, and
+/// the duration limit is enforced as samples arrive, so memory never holds
+/// more than the 16 kHz mono result.
 fn decode_source(
     source: Box<dyn MediaSource>,
     len: u64,
     hint: &Hint,
     limits: &AudioLimits,
+    reserve: &mut dyn FnMut(usize) -> bool,
 ) -> Result<Audio, AudioError> {
     if len == 0 {
         return Err(AudioError::Empty);
@@ -105,11 +124,15 @@ fn decode_source(
         .make_audio_decoder(&params, &AudioDecoderOptions::default())
         .map_err(|e| AudioError::UnsupportedCodec(format!("{e} (codec {:?})", params.codec)))?;
 
-    let mut interleaved: Vec<f32> = Vec::new();
+    let mut out: Vec<f32> = Vec::new();
     let mut chunk: Vec<f32> = Vec::new();
+    let mut mono: Vec<f32> = Vec::new();
+    let mut stream: Option<(u32, StreamResampler)> = None;
     let mut rate = params.sample_rate.unwrap_or(0);
     let mut channels = params.channels.as_ref().map(|c| c.count()).unwrap_or(0);
     let mut frames_decoded: u64 = 0;
+    let mut seconds_decoded = 0.0f64;
+    let mut reserved = 0usize;
     let mut bad_packets = 0usize;
     let mut good_packets = 0usize;
     let mut cut_short = false;
@@ -136,11 +159,30 @@ fn decode_source(
                 let spec = buf.spec();
                 rate = spec.rate();
                 channels = spec.channels().count().max(1);
+                if rate == 0 {
+                    continue;
+                }
                 buf.copy_to_vec_interleaved(&mut chunk);
-                interleaved.extend_from_slice(&chunk);
                 frames_decoded += buf.frames() as u64;
-                if rate > 0 {
-                    check_duration(frames_decoded as f64 / rate as f64, limits)?;
+                seconds_decoded += buf.frames() as f64 / rate as f64;
+                check_duration(seconds_decoded, limits)?;
+                downmix_into(&chunk, channels, &mut mono);
+                sanitize(&mut mono);
+                // A rate change mid-stream flushes the old converter.
+                if stream.as_ref().is_some_and(|(r, _)| *r != rate) {
+                    if let Some((_, old)) = stream.take() {
+                        old.finish(&mut out);
+                    }
+                }
+                stream
+                    .get_or_insert_with(|| (rate, StreamResampler::new(rate, SAMPLE_RATE)))
+                    .1
+                    .push(&mono, &mut out);
+                if out.len() >= reserved + SAMPLE_RATE as usize {
+                    reserved = out.len();
+                    if !reserve(reserved) {
+                        return Err(AudioError::NoMemory);
+                    }
                 }
             }
             // A damaged packet inside an otherwise good stream is skipped,
@@ -186,13 +228,18 @@ fn decode_source(
             frames_decoded as f64 / rate.max(1) as f64
         )));
     }
-    if interleaved.is_empty() || rate == 0 {
+    let Some((_, resampler)) = stream else {
+        return Err(AudioError::NoSamples);
+    };
+    resampler.finish(&mut out);
+    if out.is_empty() {
         return Err(AudioError::NoSamples);
     }
-    let mono = downmix(&interleaved, channels);
-    drop(interleaved);
+    if !reserve(out.len()) {
+        return Err(AudioError::NoMemory);
+    }
     Ok(Audio {
-        samples: resample(&mono, rate, SAMPLE_RATE),
+        samples: out,
         source_rate: rate,
         source_channels: channels,
     })

@@ -14,8 +14,8 @@
 mod decode;
 mod resample;
 
-pub use decode::{decode_bytes, decode_file};
-pub use resample::resample;
+pub use decode::{decode_bytes, decode_bytes_reserving, decode_file};
+pub use resample::{resample, StreamResampler};
 
 /// The sample rate every engine consumes.
 pub const SAMPLE_RATE: u32 = 16_000;
@@ -98,6 +98,8 @@ pub enum AudioError {
     TooLarge { bytes: u64, max: u64 },
     #[error("invalid raw PCM: {0}")]
     InvalidPcm(String),
+    #[error("not enough memory for more decoded audio now; retry shortly")]
+    NoMemory,
     #[error("cannot read {path}: {source}")]
     Io {
         path: String,
@@ -118,6 +120,7 @@ impl AudioError {
             AudioError::TooLong { .. } => "audio_too_long",
             AudioError::TooLarge { .. } => "input_too_large",
             AudioError::InvalidPcm(_) => "invalid_pcm",
+            AudioError::NoMemory => "busy",
             AudioError::Io { .. } => "io_error",
         }
     }
@@ -171,7 +174,10 @@ pub fn from_pcm(
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect(),
     };
-    let mono = downmix(&interleaved, channels);
+    let mut mono = Vec::new();
+    downmix_into(&interleaved, channels, &mut mono);
+    drop(interleaved);
+    sanitize(&mut mono);
     Ok(Audio {
         samples: resample(&mono, rate, SAMPLE_RATE),
         source_rate: rate,
@@ -179,16 +185,28 @@ pub fn from_pcm(
     })
 }
 
-/// Averages interleaved channels into one.
-pub fn downmix(interleaved: &[f32], channels: usize) -> Vec<f32> {
+/// Averages interleaved channels into one, replacing `mono`'s contents.
+pub fn downmix_into(interleaved: &[f32], channels: usize, mono: &mut Vec<f32>) {
+    mono.clear();
     if channels <= 1 {
-        return interleaved.to_vec();
+        mono.extend_from_slice(interleaved);
+        return;
     }
     let scale = 1.0 / channels as f32;
-    interleaved
-        .chunks_exact(channels)
-        .map(|frame| frame.iter().sum::<f32>() * scale)
-        .collect()
+    mono.extend(
+        interleaved
+            .chunks_exact(channels)
+            .map(|frame| frame.iter().sum::<f32>() * scale),
+    );
+}
+
+/// Makes samples safe for every engine: NaN becomes silence, everything
+/// else (infinities included) is clipped to `[-1, 1]`. Engines fed
+/// non-finite values loop or emit garbage.
+pub fn sanitize(samples: &mut [f32]) {
+    for x in samples {
+        *x = if x.is_nan() { 0.0 } else { x.clamp(-1.0, 1.0) };
+    }
 }
 
 fn check_size(bytes: u64, limits: &AudioLimits) -> Result<(), AudioError> {
@@ -227,6 +245,16 @@ mod tests {
         let audio = from_pcm(&bytes, PcmFormat::S16Le, 8000, 2, &AudioLimits::default()).unwrap();
         assert_eq!(audio.samples.len(), 16000);
         assert_eq!(audio.source_channels, 2);
+    }
+
+    #[test]
+    fn non_finite_samples_are_cleaned() {
+        let mut bytes = Vec::new();
+        for v in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 3.5, -0.25] {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        let audio = from_pcm(&bytes, PcmFormat::F32Le, 16000, 1, &AudioLimits::default()).unwrap();
+        assert_eq!(audio.samples, [0.0, 1.0, -1.0, 1.0, -0.25]);
     }
 
     #[test]

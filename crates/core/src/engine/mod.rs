@@ -8,118 +8,21 @@
 //! them through the network together. [`load`] is the one factory that
 //! picks the implementation for a resolved model.
 
+pub mod chunk;
+mod events;
 pub mod gigaam;
+#[cfg(feature = "test-util")]
+pub mod testing;
+mod transcript;
 pub mod whisper;
 
 use std::sync::Arc;
 
-use serde::Serialize;
-
 use crate::models::{EngineKind, ResolvedModel};
+
 use crate::runtime::RuntimeError;
-
-/// One recognised word with its time span (seconds) and confidence.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Word {
-    pub word: String,
-    pub start: f64,
-    pub end: f64,
-    pub probability: f32,
-}
-
-/// A stretch of transcript, in OpenAI's verbose_json vocabulary.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Segment {
-    pub id: usize,
-    /// Offset of the decoding window, in 10 ms frames.
-    pub seek: usize,
-    pub start: f64,
-    pub end: f64,
-    pub text: String,
-    pub tokens: Vec<i32>,
-    /// Start time of each token in `tokens` (seconds), where the engine
-    /// knows it; not part of OpenAI's shape.
-    #[serde(skip)]
-    pub token_times: Vec<f64>,
-    pub temperature: f32,
-    pub avg_logprob: f32,
-    pub compression_ratio: f32,
-    pub no_speech_prob: f32,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub words: Vec<Word>,
-}
-
-/// What to do with the speech.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Task {
-    #[default]
-    Transcribe,
-    /// Transcribe into English.
-    Translate,
-}
-
-/// The result of recognising one piece of audio.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Transcript {
-    pub task: Task,
-    /// ISO 639-1 code, detected or as requested.
-    pub language: Option<String>,
-    /// Probability of the detected language (None when it was given).
-    pub language_probability: Option<f32>,
-    /// Length of the audio in seconds.
-    pub duration: f64,
-    pub text: String,
-    pub segments: Vec<Segment>,
-}
-
-impl Transcript {
-    /// An empty transcript (no speech) of the given duration.
-    pub fn empty(duration: f64, task: Task, language: Option<String>) -> Self {
-        Transcript {
-            task,
-            language,
-            language_probability: None,
-            duration,
-            text: String::new(),
-            segments: Vec::new(),
-        }
-    }
-
-    /// Rebuilds `text` from the segments.
-    pub fn rebuild_text(&mut self) {
-        self.text = self
-            .segments
-            .iter()
-            .map(|s| s.text.trim())
-            .filter(|t| !t.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ");
-    }
-
-    /// Enforces the timing invariants every output format relies on:
-    /// times inside `[0, duration]`, segments in order and not
-    /// overlapping, words inside their segment and in order.
-    pub fn normalize_times(&mut self) {
-        let duration = self.duration;
-        let mut floor = 0.0f64;
-        for (i, seg) in self.segments.iter_mut().enumerate() {
-            seg.id = i;
-            seg.start = seg.start.clamp(floor, duration);
-            seg.end = seg.end.clamp(seg.start, duration);
-            let mut wfloor = seg.start;
-            for w in &mut seg.words {
-                w.start = w.start.clamp(wfloor, seg.end);
-                w.end = w.end.clamp(w.start, seg.end);
-                wfloor = w.start;
-            }
-            floor = seg.end;
-        }
-    }
-}
-
-/// A progress callback: fraction done in `[0, 1]`.
-pub type ProgressFn = Arc<dyn Fn(f32) + Send + Sync>;
+pub use events::{EngineEvent, EventSink, Progress, SegmentEmitter};
+pub use transcript::{join_text, Segment, Task, Transcript, Word};
 
 /// Per-request recognition settings.
 #[derive(Clone, Default)]
@@ -136,10 +39,30 @@ pub struct TranscribeOptions {
     pub no_fallback: bool,
     /// Threads for this request (0 = the engine's default).
     pub threads: usize,
-    pub progress: Option<ProgressFn>,
+    /// Receives segments as they are decoded, and progress.
+    pub events: Option<EventSink>,
     /// Set to stop recognition early (the client went away, a timeout);
     /// engines check it between decoding steps.
     pub cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl TranscribeOptions {
+    /// Whether the caller asked recognition to stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+/// User input quoted in an error message: at most 64 characters, so a
+/// hostile value cannot make messages (or the logs they reach) huge.
+pub fn quoted(value: &str) -> String {
+    const MAX: usize = 64;
+    match value.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{:?}…", &value[..at]),
+        None => format!("{value:?}"),
+    }
 }
 
 impl std::fmt::Debug for TranscribeOptions {
@@ -170,7 +93,8 @@ pub enum EngineError {
     Runtime(#[from] RuntimeError),
     #[error("cannot load model {path}: {message}")]
     Load { path: String, message: String },
-    #[error("unsupported language '{0}'")]
+    /// The language, already [`quoted`].
+    #[error("unsupported language {0}")]
     UnsupportedLanguage(String),
     #[error("{0}")]
     InvalidOptions(String),
@@ -197,6 +121,11 @@ pub trait Engine: Send + Sync {
     fn kind(&self) -> EngineKind;
     /// Languages the model can transcribe (`["*"]` for any).
     fn languages(&self) -> &[&'static str];
+    /// Whether recognising several requests in one call costs less than
+    /// one call each (so a scheduler should gather them).
+    fn gains_from_batching(&self) -> bool {
+        false
+    }
     /// Recognises every request; one result per request, in order.
     fn transcribe_batch(&self, requests: &[Request<'_>]) -> Vec<Result<Transcript, EngineError>>;
 

@@ -289,43 +289,50 @@ impl ModelStore {
             .join(format!(".import-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&staging);
         fs::create_dir_all(&staging).map_err(io_err(&staging))?;
-        let mut manifest_files = Vec::new();
-        for (f, d) in files.iter().zip(&digests) {
-            let fname = match (detected, catalog_match) {
-                // A single Whisper file keeps the catalog's file name so
-                // the store looks the same whether pulled or imported.
-                (EngineKind::Whisper, Some(e)) if e.name == name && e.files.len() == 1 => {
-                    e.files[0].name.to_string()
-                }
-                _ => f
-                    .file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .to_string(),
-            };
-            let dest = staging.join(&fname);
-            let size = fs::copy(f, &dest).map_err(io_err(&dest))?;
-            manifest_files.push(ManifestFile {
-                name: fname,
-                size,
-                sha256: d.sha256_hex(),
-            });
+        let staged = (|| -> Result<(), StoreError> {
+            let mut manifest_files = Vec::new();
+            for (f, d) in files.iter().zip(&digests) {
+                let fname = match (detected, catalog_match) {
+                    // A single Whisper file keeps the catalog's file name so
+                    // the store looks the same whether pulled or imported.
+                    (EngineKind::Whisper, Some(e)) if e.name == name && e.files.len() == 1 => {
+                        e.files[0].name.to_string()
+                    }
+                    _ => f
+                        .file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .to_string(),
+                };
+                let dest = staging.join(&fname);
+                let size = fs::copy(f, &dest).map_err(io_err(&dest))?;
+                manifest_files.push(ManifestFile {
+                    name: fname,
+                    size,
+                    sha256: d.sha256_hex(),
+                });
+            }
+            write_manifest(
+                &staging,
+                &Manifest {
+                    name: name.clone(),
+                    engine: detected,
+                    source: "import".into(),
+                    catalog_verified,
+                    files: manifest_files,
+                },
+            )?;
+            let dir = self.model_dir(&name);
+            if dir.exists() {
+                fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+            }
+            fs::rename(&staging, &dir).map_err(io_err(&dir))
+        })();
+        if let Err(e) = staged {
+            // A failed import (a full disk, say) leaves nothing behind.
+            let _ = fs::remove_dir_all(&staging);
+            return Err(e);
         }
-        write_manifest(
-            &staging,
-            &Manifest {
-                name: name.clone(),
-                engine: detected,
-                source: "import".into(),
-                catalog_verified,
-                files: manifest_files,
-            },
-        )?;
-        let dir = self.model_dir(&name);
-        if dir.exists() {
-            fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
-        }
-        fs::rename(&staging, &dir).map_err(io_err(&dir))?;
         Ok(self
             .get(&name)
             .expect("a model just renamed into the store is listed"))

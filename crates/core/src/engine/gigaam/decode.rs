@@ -176,6 +176,10 @@ pub fn assemble(tokens: &[Token], vocab: &Vocab, offset: f64) -> (String, Vec<Wo
     let mut chars: Vec<(char, usize)> = Vec::new();
     for (i, tok) in tokens.iter().enumerate() {
         let piece = vocab.pieces.get(tok.id).map(String::as_str).unwrap_or("");
+        // Special pieces (`<unk>`) are not text anyone said.
+        if piece.starts_with('<') && piece.ends_with('>') {
+            continue;
+        }
         for ch in piece.chars() {
             chars.push((if ch == '▁' { ' ' } else { ch }, i));
         }
@@ -255,6 +259,10 @@ mod tests {
         assert_eq!(words.len(), 1);
         assert_eq!(words[0].word, "мир-а");
         assert!((words[0].start - 1.04).abs() < 1e-9);
+        // `<unk>` never reaches the text.
+        let (text, words) = assemble(&toks(&[0, 3, 0, 4, 0]), &v, 0.0);
+        assert_eq!(text, "привет");
+        assert_eq!(words.len(), 1);
     }
 
     #[test]

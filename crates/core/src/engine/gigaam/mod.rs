@@ -10,23 +10,27 @@
 //! that head.
 //!
 //! Every request is cut into chunks of at most [`MAX_CHUNK_S`] at pauses
-//! found by the VAD (with overlap where speech has no pause), the chunks of
-//! *all* requests in a batch go through the encoder together as one
-//! `[B, 64, T]` call with lengths, and each chunk is then decoded on its
-//! own. The encoder masks padding, so the result does not depend on how
-//! chunks were batched.
+//! found by the VAD (with overlap where speech has no pause). The chunks of
+//! *all* requests in a batch go through the encoder together, `[B, 64, T]`
+//! with lengths, round by round (the first chunk of every request, then the
+//! second, …), and each chunk is then decoded on its own and announced as a
+//! segment at once. The encoder masks padding, so the result does not
+//! depend on how chunks were batched.
 
-mod chunk;
+mod batch;
 pub mod decode;
+mod files;
+mod sessions;
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
-use ort::session::Session;
 use ort::value::Tensor;
 
-use self::chunk::Chunk;
 use self::decode::{Token, Vocab, FRAME_S};
+pub use self::files::{locate, Head, HeadFiles};
+use self::sessions::{session, Pool};
+use super::chunk::{self, Chunk};
 use super::{
     compression_ratio, Engine, EngineConfig, EngineError, Request, Segment, Task, Transcript,
 };
@@ -43,137 +47,6 @@ const LANGS: &[&str] = &["ru"];
 /// (zero samples) produces, as in the reference's zero-padded batches.
 const PAD: f32 = -20.723_267; // ln(1e-9)
 
-/// Which decoder head a model has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Head {
-    Rnnt,
-    Ctc,
-}
-
-/// The files of one head.
-#[derive(Debug, Clone)]
-pub struct HeadFiles {
-    pub head: Head,
-    /// RNN-T: encoder; CTC: the whole model.
-    pub model: PathBuf,
-    pub decoder: Option<PathBuf>,
-    pub joint: Option<PathBuf>,
-    pub vocab: PathBuf,
-}
-
-/// Finds a head's files for a directory or one head's `.onnx` path.
-pub fn locate(path: &Path, int8: bool) -> Result<HeadFiles, EngineError> {
-    let not_found = |why: String| EngineError::Load {
-        path: path.display().to_string(),
-        message: why,
-    };
-    let (dir, wanted) = if path.is_dir() {
-        (path.to_path_buf(), None)
-    } else {
-        let name = path
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .to_string();
-        (
-            path.parent().unwrap_or(Path::new(".")).to_path_buf(),
-            Some(name),
-        )
-    };
-    // (prefix, head, vocab) in order of preference.
-    let heads = [
-        ("v3_e2e_rnnt", Head::Rnnt, "v3_e2e_rnnt_vocab.txt"),
-        ("v3_rnnt", Head::Rnnt, "v3_vocab.txt"),
-        ("v3_e2e_ctc", Head::Ctc, "v3_e2e_ctc_vocab.txt"),
-        ("v3_ctc", Head::Ctc, "v3_vocab.txt"),
-    ];
-    let file = |stem: String| {
-        let fp32 = dir.join(format!("{stem}.onnx"));
-        let q = dir.join(format!("{stem}.int8.onnx"));
-        if (int8 || !fp32.exists()) && q.exists() {
-            Some(q)
-        } else if fp32.exists() {
-            Some(fp32)
-        } else {
-            None
-        }
-    };
-    for (prefix, head, vocab) in heads {
-        if let Some(w) = &wanted {
-            if !w.starts_with(&format!("{prefix}_")) && !w.starts_with(&format!("{prefix}.")) {
-                continue;
-            }
-        }
-        let vocab = dir.join(vocab);
-        let found = match head {
-            Head::Rnnt => (
-                file(format!("{prefix}_encoder")),
-                file(format!("{prefix}_decoder")),
-                file(format!("{prefix}_joint")),
-            ),
-            Head::Ctc => (file(prefix.to_string()), None, None),
-        };
-        match (head, found) {
-            (Head::Rnnt, (Some(model), Some(decoder), Some(joint))) if vocab.exists() => {
-                return Ok(HeadFiles {
-                    head,
-                    model,
-                    decoder: Some(decoder),
-                    joint: Some(joint),
-                    vocab,
-                })
-            }
-            (Head::Ctc, (Some(model), _, _)) if vocab.exists() => {
-                return Ok(HeadFiles {
-                    head,
-                    model,
-                    decoder: None,
-                    joint: None,
-                    vocab,
-                })
-            }
-            _ => {}
-        }
-    }
-    Err(not_found(
-        "no complete GigaAM v3 head (e.g. v3_e2e_rnnt_{encoder,decoder,joint}.onnx + v3_e2e_rnnt_vocab.txt, or v3_e2e_ctc.onnx + v3_e2e_ctc_vocab.txt)".into(),
-    ))
-}
-
-/// A blocking pool of ONNX sessions (`Session::run` needs `&mut`).
-struct Pool {
-    items: Mutex<Vec<Session>>,
-    ready: std::sync::Condvar,
-}
-
-impl Pool {
-    fn new(items: Vec<Session>) -> Self {
-        Pool {
-            items: Mutex::new(items),
-            ready: std::sync::Condvar::new(),
-        }
-    }
-
-    fn with<R>(&self, f: impl FnOnce(&mut Session) -> R) -> R {
-        let mut session = {
-            let mut items = self.items.lock().unwrap_or_else(|p| p.into_inner());
-            loop {
-                if let Some(s) = items.pop() {
-                    break s;
-                }
-                items = self.ready.wait(items).unwrap_or_else(|p| p.into_inner());
-            }
-        };
-        let result = f(&mut session);
-        self.items
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(session);
-        self.ready.notify_one();
-        result
-    }
-}
-
 pub struct GigaamEngine {
     name: String,
     head: Head,
@@ -185,25 +58,6 @@ pub struct GigaamEngine {
     max_per_frame: usize,
     max_batch: usize,
     vad: OnceLock<Result<Arc<VadModel>, String>>,
-}
-
-fn load_err(path: &Path) -> impl Fn(ort::Error) -> EngineError + '_ {
-    move |e| EngineError::Load {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    }
-}
-
-fn session(path: &Path, threads: usize) -> Result<Session, EngineError> {
-    let env = runtime::environment()?;
-    Session::builder(env)
-        .and_then(|b| {
-            Ok(b.with_optimization_level(ort::session::builder::GraphOptimizationLevel::All)?)
-        })
-        .and_then(|b| Ok(b.with_intra_threads(threads)?))
-        .and_then(|b| Ok(b.with_inter_threads(1)?))
-        .and_then(|mut b| b.commit_from_file(path))
-        .map_err(load_err(path))
 }
 
 impl GigaamEngine {
@@ -265,10 +119,10 @@ impl GigaamEngine {
             .map_err(|e| EngineError::Inference(format!("voice activity detector: {e}")))
     }
 
-    /// Encodes chunks together; returns per chunk its tokens.
+    /// Recognises chunks together (one encoder call per
+    /// `max_batch` of them); returns per chunk its tokens.
     fn recognize(&self, chunks: &[&[f32]]) -> Result<Vec<Vec<Token>>, EngineError> {
         let mut mel = LogMel::new();
-        let feats: Vec<Vec<f32>> = chunks.iter().map(|c| mel.compute(c)).collect();
         let frames: Vec<usize> = chunks
             .iter()
             .map(|c| features::num_frames(c.len()))
@@ -278,9 +132,14 @@ impl GigaamEngine {
         let mut order: Vec<usize> = (0..chunks.len()).filter(|&i| frames[i] > 0).collect();
         order.sort_by_key(|&i| frames[i]);
         for group in order.chunks(self.max_batch) {
-            let results =
-                self.recognize_group(group.iter().map(|&i| (&feats[i][..], frames[i])).collect())?;
-            for (&i, tokens) in group.iter().zip(results) {
+            // Features per group, so long audio never holds all of them.
+            let feats: Vec<Vec<f32>> = group.iter().map(|&i| mel.compute(chunks[i])).collect();
+            let items = group
+                .iter()
+                .zip(&feats)
+                .map(|(&i, f)| (&f[..], frames[i]))
+                .collect();
+            for (&i, tokens) in group.iter().zip(self.recognize_group(items)?) {
                 out[i] = tokens;
             }
         }
@@ -381,42 +240,12 @@ impl Engine for GigaamEngine {
         LANGS
     }
 
+    fn gains_from_batching(&self) -> bool {
+        true
+    }
+
     fn transcribe_batch(&self, requests: &[Request<'_>]) -> Vec<Result<Transcript, EngineError>> {
-        // Plan every request's chunks; a request that cannot be served
-        // fails alone.
-        let mut plans: Vec<Result<Vec<Chunk>, EngineError>> = Vec::with_capacity(requests.len());
-        for req in requests {
-            plans.push(self.check(req).and_then(|()| self.plan(req.audio)));
-        }
-        let mut all: Vec<&[f32]> = Vec::new();
-        for (req, plan) in requests.iter().zip(&plans) {
-            if let Ok(chunks) = plan {
-                all.extend(chunks.iter().map(|c| &req.audio[c.start..c.end]));
-            }
-        }
-        let decoded = match self.recognize(&all) {
-            Ok(d) => d,
-            Err(e) => {
-                let msg = e.to_string();
-                return requests
-                    .iter()
-                    .map(|_| Err(EngineError::Inference(msg.clone())))
-                    .collect();
-            }
-        };
-        let mut decoded = decoded.into_iter();
-        requests
-            .iter()
-            .zip(plans)
-            .map(|(req, plan)| {
-                let chunks = plan?;
-                let per_chunk: Vec<Vec<Token>> = decoded.by_ref().take(chunks.len()).collect();
-                if let Some(p) = &req.options.progress {
-                    p(1.0);
-                }
-                Ok(self.transcript(req, &chunks, per_chunk))
-            })
-            .collect()
+        batch::run(self, requests)
     }
 }
 
@@ -426,7 +255,8 @@ impl GigaamEngine {
             None | Some("auto") | Some("") | Some("ru") => {}
             Some(other) => {
                 return Err(EngineError::UnsupportedLanguage(format!(
-                    "{other} (GigaAM transcribes Russian only)"
+                    "{} (GigaAM transcribes Russian only)",
+                    super::quoted(other)
                 )))
             }
         }
@@ -458,63 +288,41 @@ impl GigaamEngine {
         Ok(chunk::plan(&speech, audio.len(), max))
     }
 
-    fn transcript(
-        &self,
-        req: &Request<'_>,
-        chunks: &[Chunk],
-        tokens: Vec<Vec<Token>>,
-    ) -> Transcript {
-        let mut segments = Vec::new();
-        for (chunk, toks) in chunks.iter().zip(tokens) {
-            let offset = chunk.start as f64 / SAMPLE_RATE as f64;
-            // Overlapping windows: each keeps the tokens of its own half of
-            // the overlap, so no word is dropped or duplicated.
-            let toks: Vec<Token> = toks
-                .into_iter()
-                .filter(|t| {
-                    let at = offset + t.frame as f64 * FRAME_S;
-                    at >= chunk.keep_from && at < chunk.keep_to
-                })
-                .collect();
-            if toks.is_empty() {
-                continue;
-            }
-            let (text, words) = decode::assemble(&toks, &self.vocab, offset);
-            let start = words.first().map(|w| w.start).unwrap_or(offset);
-            let end = words.last().map(|w| w.end).unwrap_or(offset);
-            let avg_logprob = toks.iter().map(|t| t.logprob).sum::<f32>() / toks.len() as f32;
-            segments.push(Segment {
-                id: segments.len(),
-                seek: (offset * 100.0) as usize,
-                start,
-                end,
-                compression_ratio: compression_ratio(&text),
-                text,
-                tokens: toks.iter().map(|t| t.id as i32).collect(),
-                token_times: toks
-                    .iter()
-                    .map(|t| offset + t.frame as f64 * FRAME_S)
-                    .collect(),
-                temperature: 0.0,
-                avg_logprob,
-                no_speech_prob: 0.0,
-                words: if req.options.word_timestamps {
-                    words
-                } else {
-                    Vec::new()
-                },
-            });
+    /// The segment of one recognised chunk (None when it holds no tokens).
+    fn chunk_segment(&self, chunk: &Chunk, tokens: Vec<Token>, words: bool) -> Option<Segment> {
+        let offset = chunk.start as f64 / SAMPLE_RATE as f64;
+        // Overlapping windows: each keeps the tokens of its own half of
+        // the overlap, so no word is dropped or duplicated.
+        let toks: Vec<Token> = tokens
+            .into_iter()
+            .filter(|t| {
+                let at = offset + t.frame as f64 * FRAME_S;
+                at >= chunk.keep_from && at < chunk.keep_to
+            })
+            .collect();
+        if toks.is_empty() {
+            return None;
         }
-        let mut t = Transcript {
-            task: Task::Transcribe,
-            language: Some("ru".into()),
-            language_probability: None,
-            duration: req.audio.len() as f64 / SAMPLE_RATE as f64,
-            text: String::new(),
-            segments,
-        };
-        t.rebuild_text();
-        t.normalize_times();
-        t
+        let (text, chunk_words) = decode::assemble(&toks, &self.vocab, offset);
+        let start = chunk_words.first().map(|w| w.start).unwrap_or(offset);
+        let end = chunk_words.last().map(|w| w.end).unwrap_or(offset);
+        let avg_logprob = toks.iter().map(|t| t.logprob).sum::<f32>() / toks.len() as f32;
+        Some(Segment {
+            id: 0,
+            seek: (offset * 100.0) as usize,
+            start,
+            end,
+            compression_ratio: compression_ratio(&text),
+            text,
+            tokens: toks.iter().map(|t| t.id as i32).collect(),
+            token_times: toks
+                .iter()
+                .map(|t| offset + t.frame as f64 * FRAME_S)
+                .collect(),
+            temperature: 0.0,
+            avg_logprob,
+            no_speech_prob: 0.0,
+            words: if words { chunk_words } else { Vec::new() },
+        })
     }
 }

@@ -1,0 +1,354 @@
+//! Whisper through whisper.cpp (whisper-rs).
+//!
+//! One `WhisperContext` holds the weights; decoding state lives in a pool of
+//! `WhisperState`s, so concurrent requests run in parallel without one
+//! global lock and without reallocating the KV cache per request.
+
+mod segments;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use whisper_rs::{
+    FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
+};
+
+use self::segments::Collector;
+use super::{
+    chunk, Engine, EngineConfig, EngineError, Request, SegmentEmitter, Task, TranscribeOptions,
+    Transcript,
+};
+use crate::audio::SAMPLE_RATE;
+use crate::models::EngineKind;
+use crate::vad::VadModel;
+
+const LANGS: &[&str] = &["*"];
+/// Longest piece of audio given to one `whisper_full` call, in seconds.
+pub const LONG_PIECE_S: f64 = 600.0;
+/// Longest prompt handed to whisper.cpp, in characters (see [`bounded_prompt`]).
+pub const MAX_PROMPT_CHARS: usize = 1000;
+
+pub struct WhisperEngine {
+    name: String,
+    ctx: WhisperContext,
+    states: Mutex<Vec<WhisperState>>,
+    threads: usize,
+    /// Finds pauses to cut long audio at, loaded on first need.
+    vad: OnceLock<Result<Arc<VadModel>, String>>,
+}
+
+fn inference(e: impl std::fmt::Display) -> EngineError {
+    EngineError::Inference(e.to_string())
+}
+
+impl WhisperEngine {
+    pub fn load(name: &str, path: &Path, config: &EngineConfig) -> Result<Self, EngineError> {
+        check_header(path).map_err(|message| EngineError::Load {
+            path: path.display().to_string(),
+            message,
+        })?;
+        whisper_rs::install_logging_hooks();
+        let ctx = WhisperContext::new_with_params(path, WhisperContextParameters::default())
+            .map_err(|e| EngineError::Load {
+                path: path.display().to_string(),
+                message: format!("{e} (is it a whisper.cpp ggml model?)"),
+            })?;
+        Ok(WhisperEngine {
+            name: name.to_string(),
+            ctx,
+            states: Mutex::new(Vec::new()),
+            threads: config.threads.max(1),
+            vad: OnceLock::new(),
+        })
+    }
+
+    fn take_state(&self) -> Result<WhisperState, EngineError> {
+        if let Some(s) = self.states.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            return Ok(s);
+        }
+        self.ctx.create_state().map_err(inference)
+    }
+
+    fn put_state(&self, state: WhisperState) {
+        self.states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(state);
+    }
+
+    fn run(&self, state: &mut WhisperState, req: &Request<'_>) -> Result<Transcript, EngineError> {
+        let opts = req.options;
+        let audio = req.audio;
+        let duration = audio.len() as f64 / SAMPLE_RATE as f64;
+        let threads = if opts.threads > 0 {
+            opts.threads
+        } else {
+            self.threads
+        };
+        if opts.task == Task::Translate && !self.ctx.is_multilingual() {
+            return Err(EngineError::InvalidOptions(
+                "this Whisper model is English-only and cannot translate".into(),
+            ));
+        }
+        let Some((language, language_probability)) = self.language(state, audio, opts, threads)?
+        else {
+            return Ok(Transcript::empty(duration, opts.task, None));
+        };
+        let mut emitter = SegmentEmitter::new(opts.events.as_ref(), duration);
+        let mut prompt = opts
+            .initial_prompt
+            .as_deref()
+            .map(|p| bounded_prompt(p).to_string());
+        for (start, end) in self.pieces(audio) {
+            let before = emitter.segments().len();
+            let piece = Piece {
+                audio: &audio[start..end],
+                offset: start as f64 / SAMPLE_RATE as f64,
+                language: &language,
+                threads,
+                prompt: prompt.as_deref(),
+            };
+            self.full(state, piece, opts, &mut emitter)?;
+            // The next piece is conditioned on this one's text, as
+            // whisper.cpp conditions each window on the one before.
+            let said = super::join_text(&emitter.segments()[before..]);
+            if !said.is_empty() {
+                prompt = Some(bounded_prompt(&said).to_string());
+            }
+        }
+        let mut transcript = Transcript {
+            task: opts.task,
+            language: Some(language),
+            language_probability,
+            duration,
+            text: String::new(),
+            segments: emitter.into_segments(),
+        };
+        transcript.rebuild_text();
+        Ok(transcript)
+    }
+
+    /// The language to decode in and, when detected, its probability; None
+    /// for empty audio with nothing to detect from.
+    fn language(
+        &self,
+        state: &mut WhisperState,
+        audio: &[f32],
+        opts: &TranscribeOptions,
+        threads: usize,
+    ) -> Result<Option<(String, Option<f32>)>, EngineError> {
+        Ok(Some(match opts.language.as_deref() {
+            Some(l) if !l.is_empty() && l != "auto" => {
+                // whisper.cpp logs an unknown code, and its logger breaks
+                // on long messages: only plausible codes reach it.
+                let plausible = l.len() <= 8 && l.bytes().all(|b| b.is_ascii_lowercase());
+                if !plausible || whisper_rs::get_lang_id(l).is_none() {
+                    return Err(EngineError::UnsupportedLanguage(super::quoted(l)));
+                }
+                (l.to_string(), None)
+            }
+            _ if !self.ctx.is_multilingual() => ("en".to_string(), None),
+            _ => {
+                if audio.is_empty() {
+                    return Ok(None);
+                }
+                // whisper.cpp detects from the first 30 s window; do it
+                // here so the probability can be reported.
+                let head = &audio[..audio.len().min(30 * SAMPLE_RATE as usize)];
+                state.pcm_to_mel(head, threads).map_err(inference)?;
+                let (id, probs) = state.lang_detect(0, threads).map_err(inference)?;
+                let code = whisper_rs::get_lang_str(id).unwrap_or("en").to_string();
+                (code, probs.get(id as usize).copied())
+            }
+        }))
+    }
+
+    /// Long audio in contiguous pieces of at most [`LONG_PIECE_S`], cut in
+    /// pauses the VAD finds: whisper.cpp computes the mel spectrogram of its
+    /// whole input at once, which for hours of audio is hundreds of MB.
+    fn pieces(&self, audio: &[f32]) -> Vec<(usize, usize)> {
+        let max = (LONG_PIECE_S * SAMPLE_RATE as f64) as usize;
+        if audio.len() <= max {
+            return vec![(0, audio.len())];
+        }
+        let speech = self
+            .vad
+            .get_or_init(|| VadModel::embedded().map_err(|e| e.to_string()))
+            .as_ref()
+            .ok()
+            .and_then(|vad| crate::vad::speech_segments(vad, audio, Default::default()).ok())
+            .unwrap_or_default();
+        chunk::contiguous(&speech, audio.len(), max, max / 10)
+    }
+
+    /// Runs `whisper_full` on one piece, announcing its segments on the
+    /// whole audio's timeline.
+    fn full(
+        &self,
+        state: &mut WhisperState,
+        piece: Piece<'_>,
+        opts: &TranscribeOptions,
+        emitter: &mut SegmentEmitter<'_>,
+    ) -> Result<(), EngineError> {
+        let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 5 });
+        params.set_n_threads(piece.threads as i32);
+        params.set_language(Some(piece.language));
+        params.set_translate(opts.task == Task::Translate);
+        params.set_token_timestamps(opts.word_timestamps);
+        params.set_print_progress(false);
+        params.set_print_realtime(false);
+        params.set_print_special(false);
+        params.set_print_timestamps(false);
+        params.set_suppress_blank(true);
+        // OpenAI's decoder fallback: retry a window at a higher temperature
+        // when its output is too repetitive (compression ratio, expressed
+        // by whisper.cpp as token entropy), too improbable (average
+        // log-probability), unless the window is judged silent.
+        params.set_temperature(opts.temperature.max(0.0));
+        params.set_temperature_inc(if opts.no_fallback { 0.0 } else { 0.2 });
+        params.set_entropy_thold(2.4);
+        params.set_logprob_thold(-1.0);
+        params.set_no_speech_thold(0.6);
+        if let Some(prompt) = piece.prompt.filter(|p| !p.is_empty()) {
+            params.set_initial_prompt(prompt);
+        }
+        let mut collector = Collector::new(
+            emitter,
+            piece.offset,
+            piece.audio.len() as f64 / SAMPLE_RATE as f64,
+            opts.word_timestamps,
+            opts.temperature,
+            self.ctx.token_eot(),
+        );
+        let collector_ptr = &mut collector as *mut Collector<'_, '_> as *mut std::ffi::c_void;
+        let cancel = opts.cancel.clone();
+        // SAFETY: the callbacks receive `collector_ptr` and the cancel flag;
+        // both outlive `full`, the only caller of the callbacks, and nothing
+        // else touches `collector` until `full` returns.
+        unsafe {
+            params.set_new_segment_callback(Some(segments::on_new_segment));
+            params.set_new_segment_callback_user_data(collector_ptr);
+            params.set_progress_callback(Some(segments::on_progress));
+            params.set_progress_callback_user_data(collector_ptr);
+            if let Some(flag) = cancel.as_ref() {
+                params.set_abort_callback(Some(should_abort));
+                params.set_abort_callback_user_data(Arc::as_ptr(flag) as *mut std::ffi::c_void);
+            }
+        }
+        let result = state.full(params, piece.audio);
+        drop(cancel);
+        if opts.is_cancelled() {
+            return Err(EngineError::Inference("cancelled".into()));
+        }
+        result.map_err(inference)?;
+        if collector.panicked {
+            return Err(EngineError::Inference(
+                "reading whisper.cpp's segments failed".into(),
+            ));
+        }
+        if collector.seen < state.full_n_segments() {
+            return Err(EngineError::Inference(
+                "whisper.cpp produced segments without announcing them".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One `whisper_full` call's input.
+struct Piece<'a> {
+    audio: &'a [f32],
+    /// Where the piece starts in the whole audio, in seconds.
+    offset: f64,
+    language: &'a str,
+    threads: usize,
+    prompt: Option<&'a str>,
+}
+
+/// Checks a ggml file's hyperparameters before whisper.cpp reads it:
+/// whisper.cpp trusts them, and a corrupt file's values make it allocate
+/// without bound or crash the process.
+fn check_header(path: &Path) -> Result<(), String> {
+    use std::io::Read;
+    let mut head = [0u8; 48];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .map_err(|e| format!("cannot read the model header: {e}"))?;
+    if &head[..4] != b"lmgg" {
+        return Err("not a whisper.cpp ggml file (bad magic)".into());
+    }
+    let field =
+        |i: usize| i32::from_le_bytes(head[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes"));
+    // n_vocab, n_audio_ctx, n_audio_state, n_audio_head, n_audio_layer,
+    // n_text_ctx, n_text_state, n_text_head, n_text_layer, n_mels, ftype
+    let limits: [(&str, i32, i32); 11] = [
+        ("n_vocab", 1, 1 << 20),
+        ("n_audio_ctx", 1, 1 << 16),
+        ("n_audio_state", 1, 1 << 14),
+        ("n_audio_head", 1, 256),
+        ("n_audio_layer", 1, 256),
+        ("n_text_ctx", 1, 1 << 16),
+        ("n_text_state", 1, 1 << 14),
+        ("n_text_head", 1, 256),
+        ("n_text_layer", 1, 256),
+        ("n_mels", 1, 512),
+        // The quantization version times 1000, plus the type.
+        ("ftype", 0, 100_000),
+    ];
+    for (i, (name, lo, hi)) in limits.iter().enumerate() {
+        let v = field(i);
+        if !(*lo..=*hi).contains(&v) || (*name == "ftype" && v % 1000 > 64) {
+            return Err(format!("corrupt model header: {name} = {v}"));
+        }
+    }
+    Ok(())
+}
+
+/// whisper.cpp's abort callback: the request's cancel flag.
+///
+/// # Safety
+/// `data` must be the `AtomicBool` of the request's cancel flag, alive
+/// until `full` returns.
+unsafe extern "C" fn should_abort(data: *mut std::ffi::c_void) -> bool {
+    // SAFETY: per the contract above.
+    unsafe { (*(data as *const AtomicBool)).load(Ordering::Relaxed) }
+}
+
+/// The tail of a prompt that whisper.cpp can use: it keeps only the last
+/// 224 tokens anyway, and its tokenizer's recursive regular expression
+/// needs stack in proportion to a run of letters, so a user-sized prompt
+/// is cut to its last [`MAX_PROMPT_CHARS`] characters first.
+fn bounded_prompt(prompt: &str) -> &str {
+    match prompt.char_indices().rev().nth(MAX_PROMPT_CHARS - 1) {
+        Some((at, _)) => &prompt[at..],
+        None => prompt,
+    }
+}
+
+impl Engine for WhisperEngine {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> EngineKind {
+        EngineKind::Whisper
+    }
+
+    fn languages(&self) -> &[&'static str] {
+        LANGS
+    }
+
+    fn transcribe_batch(&self, requests: &[Request<'_>]) -> Vec<Result<Transcript, EngineError>> {
+        // whisper.cpp decodes one stream per state; items run in turn.
+        requests
+            .iter()
+            .map(|req| {
+                let mut state = self.take_state()?;
+                let result = self.run(&mut state, req);
+                self.put_state(state);
+                result
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,109 @@
+//! The OpenAPI 3.1 description of the HTTP API, served at `/openapi.json`,
+//! and the Swagger UI that renders it at `/docs` (vendored: the server
+//! needs no network to show its own documentation).
+//!
+//! The document lists the handlers; the handlers and the document take
+//! their body types from `http::types`, so nothing imports this module but
+//! the router.
+
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::extract::Path;
+use super::routes::{health, models, native, openai};
+use crate::error::{ErrorKind, ServiceError};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "glagol",
+        description = "Private on-device speech-to-text: an OpenAI-compatible transcription API, \
+                       glagol's native API with server-sent events, and model lifecycle control.",
+        license(name = "MIT")
+    ),
+    paths(
+        health::health,
+        health::ready,
+        models::list,
+        models::get,
+        models::load,
+        models::unload,
+        models::events,
+        openai::transcriptions,
+        openai::translations,
+        native::transcribe,
+        native::stream,
+        openapi_json,
+        docs,
+    ),
+    modifiers(&Security),
+    // Keys are needed only when the server is configured with some.
+    security((), ("bearer" = []), ("api_key" = [])),
+    tags(
+        (name = "health", description = "Liveness and readiness probes (never need a key)"),
+        (name = "models", description = "Installed models and their lifecycle"),
+        (name = "openai", description = "OpenAI-compatible audio API"),
+        (name = "native", description = "glagol's native transcription API"),
+        (name = "meta", description = "This document and its viewer"),
+    )
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+    }
+}
+
+/// `GET /openapi.json`: this document.
+#[utoipa::path(get, path = "/openapi.json", tag = "meta",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this server", content_type = "application/json")))]
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// `GET /docs`: Swagger UI over `/openapi.json`.
+#[utoipa::path(get, path = "/docs", tag = "meta",
+    responses((status = 200, description = "Swagger UI, an HTML page", content_type = "text/html")))]
+pub async fn docs() -> Html<&'static str> {
+    Html(include_str!("../../assets/swagger-ui/index.html"))
+}
+
+/// Swagger UI's script and stylesheet (swagger-ui-dist, Apache-2.0).
+pub async fn docs_asset(Path(file): Path<String>) -> Response {
+    let (body, mime): (&'static [u8], &str) = match file.as_str() {
+        "swagger-ui-bundle.js" => (
+            include_bytes!("../../assets/swagger-ui/swagger-ui-bundle.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "swagger-ui.css" => (
+            include_bytes!("../../assets/swagger-ui/swagger-ui.css"),
+            "text/css; charset=utf-8",
+        ),
+        _ => {
+            return ServiceError::new(ErrorKind::NotFound, "not_found", "no such file")
+                .into_response()
+        }
+    };
+    (
+        [
+            (header::CONTENT_TYPE, mime),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        body,
+    )
+        .into_response()
+}

@@ -1,0 +1,78 @@
+//! API keys: `Authorization: Bearer KEY` (the scheme in any case) or
+//! `X-API-Key: KEY`, when keys are configured. The caller's identity is
+//! left in the request for the rate limiter: a valid key, or nobody in
+//! particular (then the client address counts). Failed attempts are
+//! throttled per client address, so keys cannot be guessed at speed.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::Policy;
+use crate::config::hash_key;
+use crate::error::{ErrorKind, ServiceError};
+
+/// Who is calling, as far as policy is concerned.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// A configured key, by its hash.
+    Key(String),
+    /// No keys configured (loopback), or none needed.
+    Anonymous,
+}
+
+/// The key a request presents, if any.
+pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, key) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+        });
+    bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+}
+
+/// The client's address (loopback when unknown, as in in-process tests).
+pub fn client_ip(req: &Request) -> IpAddr {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip())
+}
+
+pub async fn require_key(
+    State(policy): State<Arc<Policy>>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ServiceError> {
+    let config = policy.app.config();
+    if config.key_hashes.is_empty() {
+        req.extensions_mut().insert(Caller::Anonymous);
+        return Ok(next.run(req).await);
+    }
+    let failure = match presented_key(req.headers()) {
+        Some(key) => {
+            let hash = hash_key(key);
+            if config.key_hashes.contains(&hash) {
+                req.extensions_mut().insert(Caller::Key(hash));
+                return Ok(next.run(req).await);
+            }
+            ServiceError::new(
+                ErrorKind::Unauthenticated,
+                "invalid_api_key",
+                "the API key is not valid",
+            )
+        }
+        None => ServiceError::new(
+            ErrorKind::Unauthenticated,
+            "missing_api_key",
+            "send an API key as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
+        ),
+    };
+    policy.failed_attempt(client_ip(&req))?;
+    Err(failure)
+}

@@ -1,0 +1,123 @@
+//! Policy in front of the API, as middleware: request ids, the browser
+//! origin policy, the `Host` check, body limits, API keys and rate limits.
+
+pub mod auth;
+pub mod cors;
+pub mod rate_limit;
+pub mod request_id;
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use self::rate_limit::Buckets;
+use crate::error::{ErrorKind, ServiceError};
+use crate::state::AppState;
+
+/// Failed key attempts allowed per client address per minute.
+const FAILED_KEYS_PER_MINUTE: u32 = 20;
+
+/// The policy middleware's state: the app, and the rate-limit buckets
+/// (rebuilt when a reload changes the rate).
+pub struct Policy {
+    pub app: Arc<AppState>,
+    buckets: Mutex<Option<Arc<Buckets>>>,
+    failed_keys: Buckets,
+}
+
+impl Policy {
+    pub fn new(app: Arc<AppState>) -> Arc<Policy> {
+        Arc::new(Policy {
+            app,
+            buckets: Mutex::new(None),
+            failed_keys: Buckets::new(FAILED_KEYS_PER_MINUTE).expect("a positive constant"),
+        })
+    }
+
+    /// The buckets for the configured rate (None: unlimited).
+    fn buckets(&self) -> Option<Arc<Buckets>> {
+        let rate = self.app.config().settings.rate_limit_per_minute;
+        let mut current = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if current.as_ref().map(|b| b.per_minute) != Some(rate) {
+            *current = Buckets::new(rate).map(Arc::new);
+        }
+        current.clone()
+    }
+
+    /// Counts a failed key attempt; too many → `rate_limited`.
+    fn failed_attempt(&self, ip: IpAddr) -> Result<(), ServiceError> {
+        self.failed_keys.take(&ip.to_string()).map_err(|wait| {
+            rate_limit::limited(wait, "too many failed API key attempts; slow down")
+        })
+    }
+}
+
+/// What an oversized request's body is read (and discarded) before the 413,
+/// so a client that sends its whole body before reading the answer sees
+/// the answer instead of a reset connection.
+const DISCARD_BYTES: usize = 1 << 20;
+const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Refuses bodies over the configured limit: at once when `Content-Length`
+/// says so (a client that asked `Expect: 100-continue` never sends the
+/// body), else as the body is read (the extractors then answer 413
+/// `payload_too_large`). Read per request, so a reload applies to the next.
+pub async fn body_limit(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let limit = state.config().settings.max_body_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(declared) = declared.filter(|n| *n > limit) {
+        let expects_continue = req.headers().contains_key(header::EXPECT);
+        if !expects_continue {
+            let body = http_body_util::Limited::new(req.into_body(), DISCARD_BYTES);
+            let _ =
+                tokio::time::timeout(DISCARD_TIME, http_body_util::BodyExt::collect(body)).await;
+        }
+        let mut response = ServiceError::new(
+            ErrorKind::TooLarge,
+            "payload_too_large",
+            format!("the body is {declared} bytes; the limit is {limit} bytes"),
+        )
+        .into_response();
+        response.headers_mut().insert(
+            header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+        return response;
+    }
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let req = req.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, limit)));
+    next.run(req).await
+}
+
+/// Defends a loopback server without keys against DNS rebinding: a page on
+/// a foreign name that resolves to 127.0.0.1 sends that name as `Host`;
+/// only loopback names and the listen address are accepted then.
+pub async fn host_check(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let config = state.config();
+    let listen = config.settings.listen;
+    if !config.key_hashes.is_empty() || !listen.ip().is_loopback() {
+        return next.run(req).await;
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(|h| cors::host_of(&h.to_ascii_lowercase()).to_string());
+    match host {
+        Some(h) if !cors::is_loopback_host(&h) && h != listen.ip().to_string() => ServiceError::new(
+            ErrorKind::Forbidden,
+            "host_not_allowed",
+            "this server answers only to loopback host names; configure API keys to serve other names",
+        )
+        .into_response(),
+        _ => next.run(req).await,
+    }
+}

@@ -1,0 +1,50 @@
+//! Liveness and readiness.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+
+use crate::http::types::{Health, Readiness};
+use crate::state::AppState;
+
+/// `GET /health`: the process answers.
+#[utoipa::path(get, path = "/health", tag = "health",
+    responses((status = 200, description = "The process is alive", body = Health)))]
+pub async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+    })
+}
+
+/// `GET /ready`: 200 when requests can be served, else 503 with a reason.
+#[utoipa::path(get, path = "/ready", tag = "health",
+    responses(
+        (status = 200, description = "Requests can be served", body = Readiness),
+        (status = 503, description = "Nothing can serve now: no models, every queue full, or shutting down", body = Readiness),
+    ))]
+pub async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Readiness>) {
+    let reason = if state.shutting_down() {
+        Err("shutting down".to_string())
+    } else {
+        state.registry.readiness()
+    };
+    match reason {
+        Ok(()) => (
+            StatusCode::OK,
+            Json(Readiness {
+                status: "ready",
+                reason: None,
+            }),
+        ),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Readiness {
+                status: "not_ready",
+                reason: Some(reason),
+            }),
+        ),
+    }
+}

@@ -1,0 +1,7 @@
+//! HTTP routes, by resource. Handlers are thin: parse, call the service or
+//! the registry, build a typed body from `http::types`.
+
+pub mod health;
+pub mod models;
+pub mod native;
+pub mod openai;

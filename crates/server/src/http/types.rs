@@ -1,0 +1,339 @@
+//! Every body the HTTP API sends or documents, as typed structs: handlers
+//! build these and the OpenAPI document is derived from the same types,
+//! so the two cannot drift.
+
+#![allow(dead_code)] // form structs are read by the OpenAPI derive only
+
+use glagol_core::engine::{Progress, Segment, Transcript};
+use glagol_core::format::{VerboseJson, VerboseWord};
+use glagol_core::models::{EngineKind, InstalledModel};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::models::{ModelStatus, State};
+
+/// The error body every failure carries (OpenAI's shape).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `model_not_ready`, `busy`, `not_audio`.
+    pub code: &'static str,
+    /// What went wrong and what to do about it.
+    pub message: String,
+    /// OpenAI's error class: `invalid_request_error`, `authentication_error`, …
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub param: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: &'static str,
+    pub version: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    pub status: &'static str,
+    /// Why not ready: no models, saturated, shutting down.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A model as `/v1/models` reports it: OpenAI's fields plus glagol's.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelInfo {
+    pub id: String,
+    /// Always `model`.
+    pub object: &'static str,
+    /// When the model was installed (Unix seconds).
+    pub created: u64,
+    pub owned_by: &'static str,
+    /// `whisper` or `gigaam`.
+    #[schema(value_type = String)]
+    pub engine: EngineKind,
+    /// ISO-639-1 codes; `*` = any (Whisper).
+    pub languages: Vec<&'static str>,
+    pub state: State,
+    /// Unix seconds.
+    pub loaded_at: Option<u64>,
+    /// Process RSS growth measured when the model loaded.
+    pub resident_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Items waiting for a worker of this model.
+    pub queued: usize,
+}
+
+impl ModelInfo {
+    pub fn new(model: &InstalledModel, status: ModelStatus) -> ModelInfo {
+        ModelInfo {
+            created: std::fs::metadata(&model.path)
+                .and_then(|md| md.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            id: model.name.clone(),
+            object: "model",
+            owned_by: "glagol",
+            engine: model.engine,
+            languages: match model.engine {
+                EngineKind::Gigaam => vec!["ru"],
+                EngineKind::Whisper => vec!["*"],
+                EngineKind::Vad => vec![],
+            },
+            state: status.state,
+            loaded_at: status.loaded_at,
+            resident_bytes: status.resident_bytes,
+            error: status.error,
+            queued: status.queued,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelList {
+    /// Always `list`.
+    pub object: &'static str,
+    pub data: Vec<ModelInfo>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoadStatus {
+    pub id: String,
+    /// `load_initiated` or `already_ready`.
+    pub status: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UnloadStatus {
+    pub id: String,
+    /// `unloaded` or `not_loaded`.
+    pub status: &'static str,
+    /// Process resident memory before the unload, in bytes.
+    pub rss_before_bytes: Option<u64>,
+    /// … and after it (freed heap is returned to the system).
+    pub rss_after_bytes: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Usage {
+    /// Always `duration`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Audio seconds, rounded up.
+    pub seconds: u64,
+}
+
+impl Usage {
+    pub fn of(t: &Transcript) -> Usage {
+        Usage {
+            kind: "duration",
+            seconds: t.duration.ceil() as u64,
+        }
+    }
+}
+
+/// `response_format=json`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TranscriptionJson {
+    pub text: String,
+    pub usage: Usage,
+}
+
+/// `response_format=verbose_json` on the OpenAI API.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OpenAiVerbose {
+    #[serde(flatten)]
+    pub transcript: VerboseJson,
+    pub usage: Usage,
+}
+
+/// `format=verbose_json` on the native API, and its SSE `done` event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NativeVerbose {
+    #[serde(flatten)]
+    pub transcript: VerboseJson,
+    /// The model that answered.
+    pub model: String,
+}
+
+/// SSE `transcript.text.delta` (OpenAI): text to append.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TextDelta {
+    /// Always `transcript.text.delta`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub delta: String,
+}
+
+/// SSE `transcript.text.done` (OpenAI): the whole text.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TextDone {
+    /// Always `transcript.text.done`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub text: String,
+    pub usage: Usage,
+}
+
+/// SSE `progress` (native).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProgressEvent {
+    /// Fraction of the audio recognised, 0–1.
+    pub progress: f32,
+    /// Chunks (GigaAM) or segments (Whisper) finished.
+    pub segments_done: usize,
+    /// Chunks in all, where known in advance (GigaAM).
+    pub segments_total: Option<usize>,
+    /// Audio seconds recognised so far.
+    pub seconds: f64,
+    /// Audio seconds in all.
+    pub duration: f64,
+}
+
+impl From<Progress> for ProgressEvent {
+    fn from(p: Progress) -> Self {
+        ProgressEvent {
+            progress: p.fraction(),
+            segments_done: p.done,
+            segments_total: p.total,
+            seconds: (p.seconds * 1000.0).round() / 1000.0,
+            duration: p.duration,
+        }
+    }
+}
+
+/// SSE `segment` (native): a decoded segment, as soon as it is decoded.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SegmentEvent {
+    pub id: usize,
+    pub start: f64,
+    pub end: f64,
+    pub text: String,
+    pub words: Vec<VerboseWord>,
+}
+
+impl From<&Segment> for SegmentEvent {
+    fn from(s: &Segment) -> Self {
+        SegmentEvent {
+            id: s.id,
+            start: s.start,
+            end: s.end,
+            text: s.text.clone(),
+            words: s.words.iter().map(VerboseWord::new).collect(),
+        }
+    }
+}
+
+/// `multipart/form-data` of `POST /v1/audio/transcriptions`.
+#[derive(ToSchema)]
+pub struct TranscriptionForm {
+    /// The audio file: WAV, MP3, FLAC, Ogg (Vorbis/Opus), WebM, M4A/AAC.
+    #[schema(format = Binary, content_media_type = "application/octet-stream")]
+    pub file: String,
+    /// A model id from `GET /v1/models`, or an alias (`whisper-1` = the default model).
+    pub model: Option<String>,
+    /// ISO-639-1 language code; detected when absent (Whisper).
+    pub language: Option<String>,
+    /// Text that guides the style or vocabulary (the last 1000 characters are used).
+    pub prompt: Option<String>,
+    pub response_format: Option<ResponseFormat>,
+    /// Sampling temperature, 0–1; 0 = greedy with fallback.
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub temperature: Option<f32>,
+    /// `word` and/or `segment`; needs `response_format=verbose_json`.
+    #[schema(rename = "timestamp_granularities[]")]
+    pub timestamp_granularities: Option<Vec<Granularity>>,
+    /// Answer with server-sent events (`transcript.text.delta`, `transcript.text.done`).
+    pub stream: Option<bool>,
+}
+
+/// `multipart/form-data` of `POST /v1/audio/translations` (into English).
+#[derive(ToSchema)]
+pub struct TranslationForm {
+    #[schema(format = Binary, content_media_type = "application/octet-stream")]
+    pub file: String,
+    pub model: Option<String>,
+    pub prompt: Option<String>,
+    pub response_format: Option<ResponseFormat>,
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub temperature: Option<f32>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum ResponseFormat {
+    Json,
+    Text,
+    Srt,
+    VerboseJson,
+    Vtt,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum Granularity {
+    Word,
+    Segment,
+}
+
+/// `multipart/form-data` variant of the native API.
+#[derive(ToSchema)]
+pub struct NativeForm {
+    #[schema(format = Binary, content_media_type = "application/octet-stream")]
+    pub file: String,
+}
+
+/// The failures every API route can answer with.
+#[derive(utoipa::IntoResponses)]
+pub enum CommonErrors {
+    /// Malformed request (`invalid_request`, …)
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// API key missing or invalid (`missing_api_key`, `invalid_api_key`)
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// Browser origin or host name not allowed (`origin_not_allowed`, `host_not_allowed`)
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// Rate limit exceeded (`rate_limited`); see Retry-After
+    #[response(status = 429)]
+    RateLimited(ErrorBody),
+}
+
+/// The failures every transcription route can answer with.
+#[derive(utoipa::IntoResponses)]
+pub enum TranscriptionErrors {
+    /// Bad form field or undecodable audio (`invalid_request`, `not_audio`, `unsupported_codec`, `unsupported_language`, …)
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// API key missing or invalid
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// Browser origin or host name not allowed (`origin_not_allowed`, `host_not_allowed`)
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// No such model installed (`model_not_found`)
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// Body or audio over the limits (`payload_too_large`, `audio_too_long`, `input_too_large`)
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// Rate limit exceeded (`rate_limited`); see Retry-After
+    #[response(status = 429)]
+    RateLimited(ErrorBody),
+    /// Model loading or failed (`model_not_ready`, `model_failed`), queue full (`busy`), shutting down; see Retry-After
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+    /// Recognition exceeded the inference timeout (`inference_timeout`)
+    #[response(status = 504)]
+    Timeout(ErrorBody),
+}

@@ -1,0 +1,169 @@
+//! The order in which one model's waiting work runs.
+//!
+//! Classes first: a live final before a live partial before an interactive
+//! request before a background job. A class passed over too often while it
+//! waits gets its turn (its budget), so a steady stream of live work cannot
+//! starve requests, nor requests starve jobs. Within a class, items go by
+//! *virtual arrival*: arrival time plus the item's audio seconds, so a 5 s
+//! clip that arrives while a 10 min file waits goes first, and the file
+//! still goes before anything that arrives more than 10 min after it.
+//!
+//! A partial for a live stream is only worth its newest audio: a new
+//! partial replaces the stream's queued one, and a final drops both.
+//! Cancelled items and items past their deadline leave at dequeue.
+
+use std::time::Instant;
+
+use super::{Class, WorkItem};
+use crate::error::{ErrorKind, ServiceError};
+
+/// How many dispatches of higher classes a waiting class tolerates.
+const BUDGET: [u32; 4] = [u32::MAX, 4, 8, 16];
+
+struct Queued {
+    item: WorkItem,
+    /// Virtual arrival, seconds since the queue's epoch.
+    key: f64,
+    seq: u64,
+}
+
+/// Items that leave the queue without running, with the reason to give.
+pub(super) type Rejected = Vec<(WorkItem, ServiceError)>;
+
+pub(super) struct Queue {
+    items: Vec<Queued>,
+    next_seq: u64,
+    epoch: Instant,
+    passed_over: [u32; 4],
+}
+
+impl Queue {
+    pub fn new() -> Self {
+        Queue {
+            items: Vec::new(),
+            next_seq: 0,
+            epoch: Instant::now(),
+            passed_over: [0; 4],
+        }
+    }
+
+    /// Interactive requests waiting (what the queue depth bounds).
+    pub fn interactive(&self) -> usize {
+        self.items
+            .iter()
+            .filter(|q| q.item.class == Class::Interactive && !q.item.options.is_cancelled())
+            .count()
+    }
+
+    /// Items waiting, cancelled ones not counted.
+    pub fn len(&self) -> usize {
+        self.items
+            .iter()
+            .filter(|q| !q.item.options.is_cancelled())
+            .count()
+    }
+
+    /// Adds an item; returns the queued items it makes stale.
+    pub fn push(&mut self, item: WorkItem) -> Rejected {
+        let mut stale = Rejected::new();
+        if let Some(stream) = item.stream {
+            let supersedes = |q: &Queued| {
+                q.item.stream == Some(stream)
+                    && q.item.class == Class::LivePartial
+                    && matches!(item.class, Class::LivePartial | Class::LiveFinal)
+            };
+            let mut i = 0;
+            while i < self.items.len() {
+                if supersedes(&self.items[i]) {
+                    let old = self.items.swap_remove(i).item;
+                    stale.push((
+                        old,
+                        ServiceError::new(
+                            ErrorKind::Conflict,
+                            "partial_superseded",
+                            "newer audio of the stream arrived",
+                        ),
+                    ));
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        let key = self.epoch.elapsed().as_secs_f64() + item.audio_seconds().max(0.0);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.items.push(Queued { item, key, seq });
+        stale
+    }
+
+    /// Removes cancelled and expired items.
+    pub fn prune(&mut self, now: Instant) -> Rejected {
+        let mut gone = Rejected::new();
+        let mut i = 0;
+        while i < self.items.len() {
+            let item = &self.items[i].item;
+            let why = if item.options.is_cancelled() {
+                Some(ServiceError::new(
+                    ErrorKind::Conflict,
+                    "cancelled",
+                    "the request was cancelled",
+                ))
+            } else if item.deadline.is_some_and(|d| d <= now) {
+                Some(ServiceError::new(
+                    ErrorKind::Timeout,
+                    "inference_timeout",
+                    "the request waited longer than its deadline",
+                ))
+            } else {
+                None
+            };
+            match why {
+                Some(e) => gone.push((self.items.swap_remove(i).item, e)),
+                None => i += 1,
+            }
+        }
+        gone
+    }
+
+    /// The next item to run, by class, budget and virtual arrival.
+    pub fn pop(&mut self) -> Option<WorkItem> {
+        let waiting = |c: Class| self.items.iter().any(|q| q.item.class == c);
+        let class = Class::ALL
+            .into_iter()
+            .filter(|&c| waiting(c))
+            .find(|&c| self.passed_over[c as usize] >= BUDGET[c as usize])
+            .or_else(|| Class::ALL.into_iter().find(|&c| waiting(c)))?;
+        let at = self.best_of(|item| item.class == class)?;
+        for lower in Class::ALL.into_iter().filter(|&l| l != class && waiting(l)) {
+            self.passed_over[lower as usize] = self.passed_over[lower as usize].saturating_add(1);
+        }
+        self.passed_over[class as usize] = 0;
+        Some(self.items.swap_remove(at).item)
+    }
+
+    /// The next item `fits` accepts, in the order within a class (for
+    /// topping up a batch).
+    pub fn pop_where(&mut self, fits: impl Fn(&WorkItem) -> bool) -> Option<WorkItem> {
+        let at = self.best_of(fits)?;
+        Some(self.items.swap_remove(at).item)
+    }
+
+    fn best_of(&self, fits: impl Fn(&WorkItem) -> bool) -> Option<usize> {
+        self.items
+            .iter()
+            .enumerate()
+            .filter(|(_, q)| fits(&q.item))
+            .min_by(|(_, a), (_, b)| {
+                (a.item.class as u8)
+                    .cmp(&(b.item.class as u8))
+                    .then(a.key.total_cmp(&b.key))
+                    .then(a.seq.cmp(&b.seq))
+            })
+            .map(|(i, _)| i)
+    }
+
+    /// Empties the queue.
+    pub fn drain(&mut self) -> Vec<WorkItem> {
+        self.items.drain(..).map(|q| q.item).collect()
+    }
+}

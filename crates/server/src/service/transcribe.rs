@@ -1,0 +1,260 @@
+//! A file in, a stream of events out.
+//!
+//! Everything that can be refused is refused before the stream starts
+//! (unknown model, model not ready, bad options, undecodable audio, a full
+//! queue), so a transport can still answer with a plain error. After that,
+//! the stream yields what the engine produces while it runs and ends with
+//! exactly one terminal event — explicitly, not when some sender happens to
+//! be dropped.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use glagol_core::audio::{self, Audio, AudioError, AudioLimits};
+use glagol_core::engine::{EngineEvent, EventSink, TranscribeOptions, Transcript};
+use glagol_core::vad::VadConfig;
+use tokio::sync::mpsc;
+
+use super::budget::Reservation;
+use super::{Event, Service};
+use crate::error::{ErrorKind, ServiceError};
+use crate::models::Lease;
+use crate::scheduler::{Admission, Class, WorkItem};
+
+/// The audio of a request.
+pub enum AudioInput {
+    /// A file in any supported container; the extension is only a hint.
+    Encoded {
+        bytes: Vec<u8>,
+        extension: Option<String>,
+    },
+    /// 16 kHz mono samples.
+    Samples(Vec<f32>),
+}
+
+/// One transcription to run.
+pub struct TranscribeRequest {
+    /// Model id or alias; None for the default model.
+    pub model: Option<String>,
+    pub audio: AudioInput,
+    pub options: TranscribeOptions,
+    /// Recognise only the speech the VAD finds.
+    pub vad: bool,
+    pub class: Class,
+}
+
+/// A running transcription: its events, in order, ending with one terminal
+/// event. Dropping it cancels the work (queued or running).
+pub struct Transcription {
+    /// The model that recognises it (aliases resolved).
+    pub model: String,
+    /// Seconds of audio.
+    pub duration: f64,
+    events: mpsc::UnboundedReceiver<Message>,
+    cancel: Arc<AtomicBool>,
+    /// Until a worker starts: the longest wait in the queue; then: the
+    /// longest recognition may take.
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+    finished: bool,
+    started: Instant,
+    _admission: Option<Admission>,
+    _audio: Reservation,
+    _lease: Lease,
+}
+
+/// What the worker side sends a transcription.
+enum Message {
+    /// A worker started on it.
+    Started,
+    Event(Event),
+}
+
+impl Transcription {
+    /// The next event; None after the terminal one.
+    pub async fn next(&mut self) -> Option<Event> {
+        if self.finished {
+            return None;
+        }
+        let event = loop {
+            match tokio::time::timeout_at(self.deadline, self.events.recv()).await {
+                Ok(Some(Message::Started)) => {
+                    self.deadline = tokio::time::Instant::now() + self.timeout;
+                }
+                Ok(Some(Message::Event(event))) => break event,
+                Ok(None) => {
+                    break Event::Error(ServiceError::internal(
+                        "recognition ended without a result",
+                    ))
+                }
+                Err(_) => {
+                    // The worker stays busy until the engine sees the flag.
+                    self.cancel.store(true, Ordering::SeqCst);
+                    break Event::Error(ServiceError::new(
+                        ErrorKind::Timeout,
+                        "inference_timeout",
+                        format!(
+                            "the request waited or ran longer than the inference timeout of {} s",
+                            self.timeout.as_secs()
+                        ),
+                    ));
+                }
+            }
+        };
+        if event.is_terminal() {
+            self.finished = true;
+            if let Event::Done(t) = &event {
+                crate::service::record_inference(
+                    &self.model,
+                    t.duration,
+                    self.started.elapsed().as_secs_f64(),
+                );
+            }
+        }
+        Some(event)
+    }
+
+    /// Drains the events; the transcript or the error.
+    pub async fn finish(mut self) -> Result<Transcript, ServiceError> {
+        while let Some(event) = self.next().await {
+            match event {
+                Event::Done(t) => return Ok(t),
+                Event::Error(e) => return Err(e),
+                _ => {}
+            }
+        }
+        Err(ServiceError::internal("recognition ended without a result"))
+    }
+}
+
+impl Drop for Transcription {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.cancel.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Service {
+    /// Starts a transcription (see the module docs for what is refused up front).
+    pub async fn transcribe(
+        &self,
+        request: TranscribeRequest,
+    ) -> Result<Transcription, ServiceError> {
+        let config = self.config.get();
+        let mut options = request.options;
+        super::validate(&options)?;
+        let model = config.resolve_model(request.model.as_deref());
+        let wait = config
+            .settings
+            .wait_for_load
+            .then(|| config.inference_timeout());
+        let lease = self.registry.acquire(&model, wait).await?;
+        let admission = match request.class {
+            Class::Interactive => Some(lease.scheduler().admit()?),
+            _ => None,
+        };
+        let limits = AudioLimits {
+            max_bytes: config.settings.max_body_bytes,
+            max_duration_s: config.settings.max_audio_seconds,
+        };
+        let reservation = Reservation::new(self.audio.clone(), config.audio_memory());
+        let (audio, reservation) = self.decode(request.audio, limits, reservation).await?;
+        let vad = if request.vad {
+            Some((self.vad()?, VadConfig::default()))
+        } else {
+            None
+        };
+        let duration = audio.duration();
+        let (tx, events) = mpsc::unbounded_channel();
+        let cancel = Arc::new(AtomicBool::new(false));
+        options.cancel = Some(cancel.clone());
+        options.events = Some(sink(tx.clone(), &model));
+        let timeout = config.inference_timeout();
+        let started = tx.clone();
+        let item = WorkItem {
+            audio: audio.samples,
+            options,
+            vad,
+            class: request.class,
+            stream: None,
+            deadline: Some(Instant::now() + timeout),
+            started: Some(Box::new(move || {
+                let _ = started.send(Message::Started);
+            })),
+            done: Box::new(move |result| {
+                let _ = tx.send(Message::Event(match result {
+                    Ok(t) => Event::Done(t),
+                    Err(e) => Event::Error(e),
+                }));
+            }),
+        };
+        lease.scheduler().submit(item)?;
+        Ok(Transcription {
+            model,
+            duration,
+            events,
+            cancel,
+            deadline: tokio::time::Instant::now() + timeout,
+            timeout,
+            finished: false,
+            started: Instant::now(),
+            _admission: admission,
+            _audio: reservation,
+            _lease: lease,
+        })
+    }
+
+    /// Decodes off the async runtime, a bounded number at a time, within
+    /// the audio memory budget.
+    async fn decode(
+        &self,
+        input: AudioInput,
+        limits: AudioLimits,
+        mut reservation: Reservation,
+    ) -> Result<(Audio, Reservation), ServiceError> {
+        let (bytes, extension) = match input {
+            AudioInput::Samples(samples) => {
+                if !reservation.grow_to(sample_bytes(samples.len())) {
+                    return Err(AudioError::NoMemory.into());
+                }
+                return Ok((Audio::from_mono_16k(samples), reservation));
+            }
+            AudioInput::Encoded { bytes, extension } => (bytes, extension),
+        };
+        let _permit = self
+            .decoders
+            .acquire()
+            .await
+            .map_err(|_| ServiceError::shutting_down())?;
+        let (decoded, reservation) = tokio::task::spawn_blocking(move || {
+            let decoded =
+                audio::decode_bytes_reserving(bytes, extension.as_deref(), &limits, &mut |n| {
+                    reservation.grow_to(sample_bytes(n))
+                });
+            (decoded, reservation)
+        })
+        .await
+        .map_err(|e| ServiceError::internal(format!("decoding failed: {e}")))?;
+        Ok((decoded?, reservation))
+    }
+}
+
+fn sample_bytes(samples: usize) -> u64 {
+    (samples * std::mem::size_of::<f32>()) as u64
+}
+
+/// The engine's events, queued for the transcription's reader.
+fn sink(tx: mpsc::UnboundedSender<Message>, model: &str) -> EventSink {
+    let segments = metrics::counter!("glagol_segments_decoded_total", "model" => model.to_string());
+    Arc::new(move |event: EngineEvent<'_>| {
+        let _ = tx.send(Message::Event(match event {
+            EngineEvent::Segment(s) => {
+                segments.increment(1);
+                Event::Segment(s.clone())
+            }
+            EngineEvent::Progress(p) => Event::Progress(p),
+        }));
+    })
+}

@@ -1,0 +1,247 @@
+//! The scheduler's ordering, batching and concurrency, with a fake engine.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use glagol_core::engine::testing::FakeEngine;
+use glagol_core::engine::{Engine, TranscribeOptions};
+use glagol_server::error::ServiceError;
+use glagol_server::scheduler::{Class, Scheduler, SchedulerConfig, WorkItem};
+use std::sync::mpsc;
+
+fn config(workers: usize, max_batch: usize) -> SchedulerConfig {
+    SchedulerConfig {
+        workers,
+        queue_depth: 16,
+        max_batch,
+        max_wait: Duration::from_millis(50),
+    }
+}
+
+type Outcome = (String, Result<String, String>);
+
+/// An item named `name` with `seconds` of audio whose outcome goes to `tx`.
+fn item(
+    name: &str,
+    seconds: f64,
+    class: Class,
+    stream: Option<u64>,
+    tx: &mpsc::Sender<Outcome>,
+) -> WorkItem {
+    let (tx, name) = (tx.clone(), name.to_string());
+    WorkItem {
+        audio: vec![0.0; (seconds * 16_000.0) as usize],
+        options: TranscribeOptions {
+            cancel: Some(Arc::new(AtomicBool::new(false))),
+            ..Default::default()
+        },
+        vad: None,
+        class,
+        stream,
+        deadline: None,
+        started: None,
+        done: Box::new(move |r: Result<_, ServiceError>| {
+            let _ = tx.send((name, r.map(|t| t.text).map_err(|e| e.code.to_string())));
+        }),
+    }
+}
+
+fn start(fake: &FakeEngine, config: SchedulerConfig) -> Arc<Scheduler> {
+    let engine: Arc<dyn Engine> = Arc::new(fake.clone());
+    Scheduler::start("fake", engine, config).unwrap()
+}
+
+/// Waits until the engine is busy, so later items queue.
+fn wait_running(fake: &FakeEngine) {
+    let until = Instant::now() + Duration::from_secs(5);
+    while fake.running() == 0 {
+        assert!(Instant::now() < until, "the engine never started");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn order(rx: &mpsc::Receiver<Outcome>, n: usize) -> Vec<Outcome> {
+    (0..n)
+        .map(|_| rx.recv_timeout(Duration::from_secs(30)).unwrap())
+        .collect()
+}
+
+#[test]
+fn an_interactive_request_queued_behind_background_work_runs_first() {
+    let fake = FakeEngine::new("fake").cost_per_second(Duration::from_millis(100));
+    let s = start(&fake, config(1, 1));
+    let (tx, rx) = mpsc::channel();
+    s.submit(item("job-1", 3.0, Class::Background, None, &tx))
+        .unwrap();
+    wait_running(&fake);
+    s.submit(item("job-2", 1.0, Class::Background, None, &tx))
+        .unwrap();
+    s.submit(item("job-3", 1.0, Class::Background, None, &tx))
+        .unwrap();
+    s.submit(item("request", 5.0, Class::Interactive, None, &tx))
+        .unwrap();
+    let names: Vec<String> = order(&rx, 4)
+        .into_iter()
+        .map(|(n, r)| {
+            r.unwrap();
+            n
+        })
+        .collect();
+    assert_eq!(names, ["job-1", "request", "job-2", "job-3"]);
+}
+
+#[test]
+fn short_requests_overtake_long_ones_by_virtual_arrival() {
+    let fake = FakeEngine::new("fake").cost_per_second(Duration::from_millis(20));
+    let s = start(&fake, config(1, 1));
+    let (tx, rx) = mpsc::channel();
+    s.submit(item("running", 10.0, Class::Interactive, None, &tx))
+        .unwrap();
+    wait_running(&fake);
+    for (name, seconds) in [("long", 60.0), ("medium", 20.0), ("short", 2.0)] {
+        s.submit(item(name, seconds, Class::Interactive, None, &tx))
+            .unwrap();
+    }
+    let names: Vec<String> = order(&rx, 4).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["running", "short", "medium", "long"]);
+}
+
+#[test]
+fn a_stale_partial_is_dropped_when_newer_audio_of_its_stream_arrives() {
+    let fake = FakeEngine::new("fake").cost_per_second(Duration::from_millis(100));
+    let s = start(&fake, config(1, 1));
+    let (tx, rx) = mpsc::channel();
+    s.submit(item("busy", 2.0, Class::Interactive, None, &tx))
+        .unwrap();
+    wait_running(&fake);
+    s.submit(item("partial-1", 1.0, Class::LivePartial, Some(7), &tx))
+        .unwrap();
+    s.submit(item("other-stream", 1.0, Class::LivePartial, Some(8), &tx))
+        .unwrap();
+    s.submit(item("partial-2", 1.5, Class::LivePartial, Some(7), &tx))
+        .unwrap();
+    // Superseded at once, while the engine is still busy.
+    let (name, result) = rx.recv_timeout(Duration::from_secs(1)).unwrap();
+    assert_eq!(
+        (name.as_str(), result),
+        ("partial-1", Err("partial_superseded".into()))
+    );
+    // A final drops the stream's queued partial too.
+    s.submit(item("final", 2.0, Class::LiveFinal, Some(7), &tx))
+        .unwrap();
+    let (name, result) = rx.recv_timeout(Duration::from_secs(1)).unwrap();
+    assert_eq!(
+        (name.as_str(), result),
+        ("partial-2", Err("partial_superseded".into()))
+    );
+    let rest: Vec<(String, bool)> = order(&rx, 3)
+        .into_iter()
+        .map(|(n, r)| (n, r.is_ok()))
+        .collect();
+    assert_eq!(
+        rest,
+        [
+            ("busy".into(), true),
+            ("final".into(), true),
+            ("other-stream".into(), true)
+        ]
+    );
+}
+
+#[test]
+fn a_full_queue_answers_busy_and_cancelled_items_leave_it() {
+    let fake = FakeEngine::new("fake").cost_per_second(Duration::from_millis(100));
+    let s = start(
+        &fake,
+        SchedulerConfig {
+            queue_depth: 2,
+            ..config(1, 1)
+        },
+    );
+    let (tx, rx) = mpsc::channel();
+    s.submit(item("running", 2.0, Class::Interactive, None, &tx))
+        .unwrap();
+    wait_running(&fake);
+    let gone = item("gone", 1.0, Class::Interactive, None, &tx);
+    let flag = gone.options.cancel.clone().unwrap();
+    s.submit(gone).unwrap();
+    s.submit(item("waiting", 1.0, Class::Interactive, None, &tx))
+        .unwrap();
+    let refused = s.submit(item("refused", 1.0, Class::Interactive, None, &tx));
+    assert_eq!(refused.unwrap_err().code, "busy");
+    // Background work is bounded by its source, not the request queue.
+    s.submit(item("job", 0.5, Class::Background, None, &tx))
+        .unwrap();
+    flag.store(true, Ordering::SeqCst);
+    assert_eq!(s.queued(), 2);
+    let mut outcomes = order(&rx, 4);
+    outcomes.sort();
+    assert_eq!(
+        outcomes
+            .iter()
+            .map(|(n, r)| (n.as_str(), r.is_ok()))
+            .collect::<Vec<_>>(),
+        [
+            ("gone", false),
+            ("job", true),
+            ("running", true),
+            ("waiting", true)
+        ]
+    );
+}
+
+#[test]
+fn waiting_items_are_gathered_into_one_batch_where_the_engine_gains() {
+    let fake = FakeEngine::new("fake")
+        .batching(true)
+        .cost_per_second(Duration::from_millis(100));
+    let s = start(&fake, config(1, 4));
+    let (tx, rx) = mpsc::channel();
+    s.submit(item("first", 2.0, Class::Interactive, None, &tx))
+        .unwrap();
+    wait_running(&fake);
+    for i in 0..5 {
+        s.submit(item(&format!("r{i}"), 0.5, Class::Interactive, None, &tx))
+            .unwrap();
+    }
+    for (_, r) in order(&rx, 6) {
+        r.unwrap();
+    }
+    assert_eq!(fake.batch_sizes(), [1, 4, 1]);
+    // An engine that does not gain from batching gets one item per call.
+    let plain = FakeEngine::new("plain").cost_per_second(Duration::from_millis(50));
+    let s = start(&plain, config(1, 4));
+    s.submit(item("first", 1.0, Class::Interactive, None, &tx))
+        .unwrap();
+    wait_running(&plain);
+    for i in 0..3 {
+        s.submit(item(&format!("p{i}"), 0.5, Class::Interactive, None, &tx))
+            .unwrap();
+    }
+    order(&rx, 4);
+    assert_eq!(plain.batch_sizes(), [1, 1, 1, 1]);
+}
+
+#[test]
+fn stopping_fails_waiting_items_and_refuses_new_ones() {
+    let fake = FakeEngine::new("fake").cost_per_second(Duration::from_millis(100));
+    let s = start(&fake, config(1, 1));
+    let (tx, rx) = mpsc::channel();
+    s.submit(item("running", 1.0, Class::Interactive, None, &tx))
+        .unwrap();
+    wait_running(&fake);
+    s.submit(item("waiting", 1.0, Class::Interactive, None, &tx))
+        .unwrap();
+    s.stop();
+    let mut outcomes = order(&rx, 2);
+    outcomes.sort();
+    assert_eq!(outcomes[0].0, "running");
+    assert!(outcomes[0].1.is_ok());
+    assert_eq!(
+        outcomes[1],
+        ("waiting".into(), Err("model_unloaded".into()))
+    );
+    let late = s.submit(item("late", 1.0, Class::Interactive, None, &tx));
+    assert_eq!(late.unwrap_err().code, "model_unloaded");
+}
