@@ -123,6 +123,68 @@ fn decompression_bombs_decode_in_bounded_memory_and_over_budget_ones_are_refused
 }
 
 #[test]
+fn a_flood_of_bombs_uploads_and_garbage_is_answered_under_the_memory_ceiling() {
+    let s = Server::start(&[
+        "--preload",
+        "gigaam-tiny",
+        "--default-model",
+        "gigaam-tiny",
+        "--audio-memory-mb",
+        "200",
+        "--queue-depth",
+        "4",
+    ]);
+    s.wait_ready("gigaam-tiny");
+    let base = common::peak_rss(s.pid());
+    let bomb = common::silent_flac(48_000 * 3600 / 4096);
+    let clip = std::fs::read(common::misc("jfk.flac")).unwrap();
+    let url = s.url("/v1/transcribe?format=json");
+    let mut bodies: Vec<Vec<u8>> = Vec::new();
+    for i in 0..24 {
+        bodies.push(match i % 4 {
+            0 => bomb.clone(),
+            1 | 2 => clip.clone(),
+            _ => format!("garbage {i}").repeat(100).into_bytes(),
+        });
+    }
+    let handles: Vec<_> = bodies
+        .into_iter()
+        .map(|body| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut r = Server::agent()
+                    .post(&url)
+                    .send(&body[..])
+                    .expect("the connection was dropped");
+                let status = r.status().as_u16();
+                let text = r.body_mut().read_to_string().unwrap();
+                (
+                    status,
+                    if status == 200 {
+                        String::new()
+                    } else {
+                        code(&text)
+                    },
+                )
+            })
+        })
+        .collect();
+    let results: Vec<(u16, String)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    for (status, code) in &results {
+        let ok = *status == 200
+            || (*status == 400 && code == "not_audio")
+            || (*status == 503 && code == "busy");
+        assert!(ok, "{status} {code}: {results:?}");
+    }
+    assert!(results.iter().any(|(s, _)| *s == 200));
+    let grown = common::peak_rss(s.pid()).saturating_sub(base);
+    eprintln!("flood: peak RSS +{} MB over the loaded server", grown >> 20);
+    // The audio budget (200 MB) plus decoding and recognition buffers.
+    assert!(grown < 600 << 20, "peak RSS grew {} MB", grown >> 20);
+    alive(&s);
+}
+
+#[test]
 fn non_finite_samples_do_not_pin_a_worker_nor_reach_the_text() {
     let s = Server::start(&[
         "--preload",

@@ -287,3 +287,40 @@ fn openapi_document_validates_and_docs_render_in_chromium() {
     }
     assert!(!dom.contains("errors-wrapper"), "Swagger UI shows errors");
 }
+
+#[test]
+fn schemathesis_finds_no_server_errors_nor_responses_off_the_schema() {
+    // Real models behind the API, the synthetic GigaAM as the default (fast
+    // on generated input); keys on, so auth is exercised too.
+    let s = Server::start(&[
+        "--default-model",
+        "gigaam-tiny",
+        "--preload",
+        "gigaam-tiny",
+        "--wait-for-load",
+        "--api-key",
+        "k",
+    ]);
+    s.wait_ready_with_key("gigaam-tiny", "k");
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("schemathesis")
+        .current_dir(dir.path())
+        .args(["run", &s.url("/openapi.json")])
+        .args([
+            "--checks",
+            "all",
+            "--exclude-checks",
+            "positive_data_acceptance",
+        ])
+        .args(["--max-examples", "20", "--workers", "1", "--seed", "7"])
+        .args(["--header", "Authorization: Bearer k"])
+        .output()
+        .expect("schemathesis (scripts/test installs it)");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(s.get("/health").0, 200);
+}

@@ -8,7 +8,8 @@ use rubato::{Fft, FixedSync, Indexing, Resampler};
 /// Input frames per FFT chunk.
 const CHUNK: usize = 1024;
 
-/// Converts a mono stream from one rate to another. The output has
+/// Converts a mono stream from one rate to another, keeping samples in
+/// `[-1, 1]`. The output has
 /// `ceil(len × to / from)` samples in all, with the resampler's start-up
 /// delay trimmed so that output sample `n` lines up with input time `n / to`.
 pub struct StreamResampler {
@@ -125,7 +126,9 @@ impl StreamResampler {
         };
         let skip = (*to_trim).min(produced);
         *to_trim -= skip;
-        out.extend_from_slice(&scratch[skip..produced]);
+        // A full-scale input rings a little past full scale when filtered;
+        // engines are promised samples in [-1, 1].
+        out.extend(scratch[skip..produced].iter().map(|x| x.clamp(-1.0, 1.0)));
         *output_total += (produced - skip) as u64;
     }
 }

@@ -14,6 +14,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::extract::Path;
 use super::routes::{health, models, native, openai};
+use super::types;
 use crate::error::{ErrorKind, ServiceError};
 
 #[derive(OpenApi)]
@@ -39,6 +40,15 @@ use crate::error::{ErrorKind, ServiceError};
         openapi_json,
         docs,
     ),
+    components(schemas(
+        types::ErrorBody,
+        types::TextDelta,
+        types::TextDone,
+        types::ProgressEvent,
+        types::SegmentEvent,
+        types::NativeVerbose,
+        crate::models::ModelEvent,
+    )),
     modifiers(&Security),
     // Keys are needed only when the server is configured with some.
     security((), ("bearer" = []), ("api_key" = [])),
@@ -68,11 +78,87 @@ impl Modify for Security {
     }
 }
 
+/// The events each server-sent event stream carries: (event names, the
+/// schema of their JSON `data`).
+const EVENT_STREAMS: &[(&str, &[(&[&str], &str)])] = &[
+    (
+        "/v1/models/events",
+        &[(
+            &[
+                "model_loading",
+                "model_ready",
+                "model_unloaded",
+                "model_waiting_for_memory",
+                "model_failed",
+            ],
+            "ModelEvent",
+        )],
+    ),
+    ("/v1/audio/transcriptions", OPENAI_EVENTS),
+    ("/v1/audio/translations", OPENAI_EVENTS),
+    (
+        "/v1/transcribe/stream",
+        &[
+            (&["progress"], "ProgressEvent"),
+            (&["segment"], "SegmentEvent"),
+            (&["done"], "NativeVerbose"),
+            (&["error"], "ErrorBody"),
+        ],
+    ),
+];
+
+const OPENAI_EVENTS: &[(&[&str], &str)] = &[
+    (&["transcript.text.delta"], "TextDelta"),
+    (&["transcript.text.done"], "TextDone"),
+    (&["error"], "ErrorBody"),
+];
+
+/// The document, with each `text/event-stream` response described event
+/// by event: an object with the event's name and its `data`, a JSON
+/// string (`contentMediaType`) of the given schema (`contentSchema`) —
+/// which utoipa's types cannot say.
+pub fn document() -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serialises");
+    for (path, events) in EVENT_STREAMS {
+        let variants: Vec<serde_json::Value> = events
+            .iter()
+            .map(|(names, schema)| {
+                serde_json::json!({
+                    "type": "object",
+                    "required": ["event", "data"],
+                    "properties": {
+                        "event": { "type": "string", "enum": names },
+                        "data": {
+                            "type": "string",
+                            "contentMediaType": "application/json",
+                            "contentSchema": { "$ref": format!("#/components/schemas/{schema}") },
+                        },
+                        "id": { "type": "string" },
+                    },
+                })
+            })
+            .collect();
+        let Some(operations) = doc["paths"].get_mut(*path).and_then(|p| p.as_object_mut()) else {
+            continue;
+        };
+        for operation in operations.values_mut() {
+            if let Some(stream) = operation
+                .pointer_mut("/responses/200/content/text~1event-stream")
+                .and_then(|m| m.as_object_mut())
+            {
+                stream.insert("schema".into(), serde_json::json!({ "oneOf": variants }));
+            }
+        }
+    }
+    doc
+}
+
 /// `GET /openapi.json`: this document.
 #[utoipa::path(get, path = "/openapi.json", tag = "meta",
     responses((status = 200, description = "The OpenAPI 3.1 document of this server", content_type = "application/json")))]
-pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+pub async fn openapi_json() -> Json<serde_json::Value> {
+    static DOC: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    Json(DOC.get_or_init(document).clone())
 }
 
 /// `GET /docs`: Swagger UI over `/openapi.json`.

@@ -156,6 +156,14 @@ pub struct OpenAiVerbose {
     pub usage: Usage,
 }
 
+/// The JSON bodies of the OpenAI routes: `json` or `verbose_json`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum OpenAiTranscription {
+    Json(TranscriptionJson),
+    Verbose(OpenAiVerbose),
+}
+
 /// `format=verbose_json` on the native API, and its SSE `done` event.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NativeVerbose {

@@ -138,11 +138,7 @@ pub async fn transcribe(
         (status = 200, description = "Server-sent events: `progress` (ProgressEvent), `segment` (SegmentEvent, as soon as \
             each segment is decoded), then `done` (verbose_json with `model`) or `error` (`{error: {code, message}}`); \
             the stream ends after `done` or `error`",
-            content(
-                (ProgressEvent = "text/event-stream"),
-                (SegmentEvent = "text/event-stream"),
-                (NativeVerbose = "text/event-stream"),
-            )),
+            content_type = "text/event-stream", body = ProgressEvent),
         TranscriptionErrors,
     ))]
 pub async fn stream(

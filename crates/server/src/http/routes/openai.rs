@@ -16,7 +16,9 @@ use crate::error::ServiceError;
 use crate::http::error::sse_event;
 use crate::http::extract::{file_field, second_file, Multipart};
 use crate::http::types::TranscriptionErrors;
-use crate::http::types::{OpenAiVerbose, TextDelta, TextDone, TranscriptionJson, Usage};
+use crate::http::types::{
+    OpenAiTranscription, OpenAiVerbose, TextDelta, TextDone, TranscriptionJson, Usage,
+};
 use crate::scheduler::Class;
 use crate::service::{Event, TranscribeRequest, Transcription};
 use crate::state::AppState;
@@ -118,8 +120,7 @@ async fn parse(Multipart(mut multipart): Multipart, task: Task) -> Result<Form, 
         (status = 200, description = "The transcript in the requested format; with `stream=true`, server-sent events \
             `transcript.text.delta` (append-only `delta`, sent as each segment is decoded) and `transcript.text.done` (`text`, `usage`)",
             content(
-                (TranscriptionJson = "application/json"),
-                (OpenAiVerbose = "application/json"),
+                (OpenAiTranscription = "application/json"),
                 (String = "text/plain"),
                 (TextDelta = "text/event-stream"),
             )),
@@ -139,8 +140,7 @@ pub async fn transcriptions(
         (status = 200, description = "The transcript in the requested format; with `stream=true`, server-sent events \
             `transcript.text.delta` (append-only `delta`) and `transcript.text.done` (`text`, `usage`)",
             content(
-                (TranscriptionJson = "application/json"),
-                (OpenAiVerbose = "application/json"),
+                (OpenAiTranscription = "application/json"),
                 (String = "text/plain"),
                 (TextDelta = "text/event-stream"),
             )),
@@ -169,10 +169,10 @@ async fn handle(
 
 fn respond(t: &Transcript, format: OutputFormat, words: bool, segments: bool) -> Response {
     match format {
-        OutputFormat::Json => Json(TranscriptionJson {
+        OutputFormat::Json => Json(OpenAiTranscription::Json(TranscriptionJson {
             text: t.text.clone(),
             usage: Usage::of(t),
-        })
+        }))
         .into_response(),
         OutputFormat::VerboseJson => {
             let mut v = VerboseJson::new(t);
@@ -184,10 +184,10 @@ fn respond(t: &Transcript, format: OutputFormat, words: bool, segments: bool) ->
             if !segments {
                 v.segments = None;
             }
-            Json(OpenAiVerbose {
+            Json(OpenAiTranscription::Verbose(OpenAiVerbose {
                 transcript: v,
                 usage: Usage::of(t),
-            })
+            }))
             .into_response()
         }
         other => (
