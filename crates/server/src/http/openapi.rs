@@ -78,9 +78,11 @@ impl Modify for Security {
     }
 }
 
-/// The events each server-sent event stream carries: (event names, the
-/// schema of their JSON `data`).
-const EVENT_STREAMS: &[(&str, &[(&[&str], &str)])] = &[
+/// Events of one kind: their names, and the schema of their JSON `data`.
+type Events = (&'static [&'static str], &'static str);
+
+/// The events each server-sent event stream carries.
+const EVENT_STREAMS: &[(&str, &[Events])] = &[
     (
         "/v1/models/events",
         &[(
@@ -107,7 +109,7 @@ const EVENT_STREAMS: &[(&str, &[(&[&str], &str)])] = &[
     ),
 ];
 
-const OPENAI_EVENTS: &[(&[&str], &str)] = &[
+const OPENAI_EVENTS: &[Events] = &[
     (&["transcript.text.delta"], "TextDelta"),
     (&["transcript.text.done"], "TextDone"),
     (&["error"], "ErrorBody"),
