@@ -158,10 +158,9 @@ fn transcribe_one(
         word_timestamps: args.word_timestamps,
         initial_prompt: args.prompt.clone(),
         temperature: args.temperature,
-        no_fallback: false,
         threads: args.engine.threads.unwrap_or(0),
         events,
-        cancel: None,
+        ..Default::default()
     };
     let transcript = pipeline::transcribe(
         engine,

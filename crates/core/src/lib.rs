@@ -10,6 +10,8 @@
 //! - [`engine`]: the batch-in/batch-out [`engine::Engine`] trait, the
 //!   shared [`engine::Transcript`] types, and the engines (Whisper today).
 //! - [`pipeline`]: whole-file recognition with the optional VAD gate.
+//! - [`stream`]: live audio into utterances (VAD endpointing, partial
+//!   cadence) and stable partials.
 //! - [`models`]: catalog, on-disk store, verified resumable downloads.
 //! - [`format`]: txt, json, verbose_json, srt, vtt.
 //! - [`wer`]: word error rate for benchmarks and tests.
@@ -24,6 +26,7 @@ pub mod format;
 pub mod models;
 pub mod pipeline;
 pub mod runtime;
+pub mod stream;
 pub mod vad;
 pub mod wer;
 

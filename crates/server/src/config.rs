@@ -141,6 +141,21 @@ settings! {
     /// keep-alive connection may wait for its next request).
     #[arg(long, env = "GLAGOL_HEADER_READ_TIMEOUT", value_name = "SECONDS")]
     header_read_timeout: u64 = 30, Restart;
+    /// Live sessions per model at a time (more: close 1013 with `retry_after_ms`).
+    #[arg(long, env = "GLAGOL_MAX_SESSIONS", value_name = "N")]
+    max_sessions: usize = 32, Reload;
+    /// Live sessions per API key (or client address without keys).
+    #[arg(long, env = "GLAGOL_MAX_SESSIONS_PER_KEY", value_name = "N")]
+    max_sessions_per_key: usize = 16, Reload;
+    /// Seconds a live session may go without a message before it is closed.
+    #[arg(long, env = "GLAGOL_SESSION_IDLE_TIMEOUT", value_name = "SECONDS")]
+    session_idle_timeout: u64 = 60, Reload;
+    /// Longest live session, in seconds of audio.
+    #[arg(long, env = "GLAGOL_MAX_SESSION_SECONDS", value_name = "SECONDS")]
+    max_session_seconds: u64 = 3600, Reload;
+    /// Largest WebSocket message, in bytes (audio frames, JSON events).
+    #[arg(long, env = "GLAGOL_MAX_FRAME_BYTES", value_name = "BYTES")]
+    max_frame_bytes: usize = 1 << 20, Reload;
     /// Seconds to let in-flight requests finish after SIGTERM (0: exit at once).
     #[arg(long, env = "GLAGOL_DRAIN", value_name = "SECONDS")]
     drain: u64 = 30, Reload;
@@ -264,6 +279,31 @@ impl Config {
             "between 1 and 3600 seconds",
         )?;
         check(s.memory_retry >= 1, "memory_retry", "at least 1 second")?;
+        check(
+            (1..=10_000).contains(&s.max_sessions),
+            "max_sessions",
+            "between 1 and 10000",
+        )?;
+        check(
+            (1..=10_000).contains(&s.max_sessions_per_key),
+            "max_sessions_per_key",
+            "between 1 and 10000",
+        )?;
+        check(
+            (1..=86_400).contains(&s.session_idle_timeout),
+            "session_idle_timeout",
+            "between 1 and 86400 seconds",
+        )?;
+        check(
+            (1..=604_800).contains(&s.max_session_seconds),
+            "max_session_seconds",
+            "between 1 and 604800 seconds",
+        )?;
+        check(
+            (1024..=(64 << 20)).contains(&s.max_frame_bytes),
+            "max_frame_bytes",
+            "between 1024 and 67108864",
+        )?;
         for (from, to) in &s.aliases {
             check(
                 !from.is_empty() && !to.trim().is_empty(),

@@ -72,12 +72,18 @@ pub async fn serve(config: Config, reloader: Option<Reloader>) -> anyhow::Result
         let _ = stop_tx.send(true);
     };
     let header_timeout = Duration::from_secs(state.config().settings.header_read_timeout);
-    let server = http::listen::serve(
+    let http = http::listen::serve(
         listener,
         http::router(state.clone()),
         header_timeout,
         shutdown,
     );
+    // Live sessions outlive their connection's upgrade: wait for them too.
+    let sessions = state.service.sessions.clone();
+    let server = async move {
+        http.await;
+        sessions.all_closed().await;
+    };
     tokio::pin!(server);
     let deadline = async {
         let _ = stop_rx.wait_for(|s| *s).await;

@@ -20,6 +20,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub service: Service,
     shutting_down: AtomicBool,
+    /// Tells long-lived connections (live sessions) that the server stops.
+    shutdown: tokio::sync::watch::Sender<bool>,
     reloader: Option<Reloader>,
 }
 
@@ -52,6 +54,7 @@ impl AppState {
             registry,
             config,
             shutting_down: AtomicBool::new(false),
+            shutdown: tokio::sync::watch::channel(false).0,
             reloader,
         })
     }
@@ -67,6 +70,12 @@ impl AppState {
 
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
+        self.shutdown.send_replace(true);
+    }
+
+    /// Resolves when the server begins to shut down.
+    pub fn on_shutdown(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutdown.subscribe()
     }
 
     /// Re-reads the settings and applies the reloadable ones; the others

@@ -5,6 +5,7 @@
 
 pub mod http;
 pub mod server;
+pub mod ws;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

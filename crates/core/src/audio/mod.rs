@@ -12,6 +12,7 @@
 //! instead of exhausting memory.
 
 mod decode;
+pub mod pcm;
 mod resample;
 
 pub use decode::{decode_bytes, decode_bytes_reserving, decode_file};

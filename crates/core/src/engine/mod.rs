@@ -37,6 +37,10 @@ pub struct TranscribeOptions {
     /// (OpenAI's fallback) unless `no_fallback` is set.
     pub temperature: f32,
     pub no_fallback: bool,
+    /// A draft (a live partial): the engine may trade accuracy for speed
+    /// (Whisper encodes only the audio's length instead of a 30 s window,
+    /// without temperature fallback).
+    pub draft: bool,
     /// Threads for this request (0 = the engine's default).
     pub threads: usize,
     /// Receives segments as they are decoded, and progress.

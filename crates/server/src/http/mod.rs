@@ -7,6 +7,7 @@ pub mod listen;
 pub mod metrics;
 pub mod openapi;
 pub mod policy;
+pub mod realtime;
 pub mod routes;
 pub mod types;
 
@@ -35,6 +36,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/audio/translations", post(openai::translations))
         .route("/v1/transcribe", post(native::transcribe))
         .route("/v1/transcribe/stream", post(native::stream))
+        .route("/v1/ws", get(realtime::native::ws))
+        .route("/v1/realtime", get(realtime::openai::realtime))
         .route_layer(from_fn_with_state(policy.clone(), rate_limit::rate_limit))
         .route_layer(from_fn_with_state(policy, auth::require_key));
     Router::new()

@@ -37,6 +37,8 @@ use crate::error::{ErrorKind, ServiceError};
         openai::translations,
         native::transcribe,
         native::stream,
+        super::realtime::native::ws,
+        super::realtime::openai::realtime,
         openapi_json,
         docs,
     ),
@@ -57,6 +59,7 @@ use crate::error::{ErrorKind, ServiceError};
         (name = "models", description = "Installed models and their lifecycle"),
         (name = "openai", description = "OpenAI-compatible audio API"),
         (name = "native", description = "glagol's native transcription API"),
+        (name = "live", description = "Live transcription over WebSocket (docs/streaming.md)"),
         (name = "meta", description = "This document and its viewer"),
     )
 )]

@@ -3,7 +3,8 @@
 //! Classes first: a live final before a live partial before an interactive
 //! request before a background job. A class passed over too often while it
 //! waits gets its turn (its budget), so a steady stream of live work cannot
-//! starve requests, nor requests starve jobs. Within a class, items go by
+//! starve requests, nor requests starve jobs. Live items go in arrival
+//! order. Requests and jobs go by
 //! *virtual arrival*: arrival time plus the item's audio seconds, so a 5 s
 //! clip that arrives while a 10 min file waits goes first, and the file
 //! still goes before anything that arrives more than 10 min after it.
@@ -89,7 +90,12 @@ impl Queue {
                 }
             }
         }
-        let key = self.epoch.elapsed().as_secs_f64() + item.audio_seconds().max(0.0);
+        // Live work goes in arrival order (finals of a stream stay in order).
+        let weight = match item.class {
+            Class::Interactive | Class::Background => item.audio_seconds().max(0.0),
+            Class::LiveFinal | Class::LivePartial => 0.0,
+        };
+        let key = self.epoch.elapsed().as_secs_f64() + weight;
         let seq = self.next_seq;
         self.next_seq += 1;
         self.items.push(Queued { item, key, seq });

@@ -8,6 +8,8 @@
 
 mod budget;
 mod event;
+pub mod session;
+mod slots;
 mod transcribe;
 
 use std::sync::{Arc, OnceLock};
@@ -18,6 +20,8 @@ use tokio::sync::Semaphore;
 
 use budget::AudioBudget;
 pub use event::Event;
+pub use session::{LiveSession, SessionEvent, SessionOptions};
+pub use slots::{SessionSlot, SessionSlots};
 pub use transcribe::{AudioInput, TranscribeRequest, Transcription};
 
 use crate::config::Current;
@@ -32,6 +36,8 @@ pub struct Service {
     decoders: Semaphore,
     /// Decoded audio held by requests in flight.
     audio: Arc<AudioBudget>,
+    /// Live sessions open, per model and per caller.
+    pub sessions: Arc<SessionSlots>,
 }
 
 impl Service {
@@ -43,6 +49,7 @@ impl Service {
             vad: OnceLock::new(),
             decoders: Semaphore::new(cores),
             audio: Arc::default(),
+            sessions: Arc::default(),
         }
     }
 

@@ -206,7 +206,19 @@ impl WhisperEngine {
         // by whisper.cpp as token entropy), too improbable (average
         // log-probability), unless the window is judged silent.
         params.set_temperature(opts.temperature.max(0.0));
-        params.set_temperature_inc(if opts.no_fallback { 0.0 } else { 0.2 });
+        params.set_temperature_inc(if opts.no_fallback || opts.draft {
+            0.0
+        } else {
+            0.2
+        });
+        if opts.draft {
+            // The encoder over the audio's own length (50 frames a second,
+            // with a margin) instead of the 30 s window.
+            let seconds = piece.audio.len() as f64 / SAMPLE_RATE as f64;
+            let frames =
+                (((seconds * 50.0).ceil() as u32 + 64).next_multiple_of(64)).min(1500) as i32;
+            params.set_audio_ctx(frames);
+        }
         params.set_entropy_thold(2.4);
         params.set_logprob_thold(-1.0);
         params.set_no_speech_thold(0.6);

@@ -25,7 +25,9 @@ pub enum Caller {
     Anonymous,
 }
 
-/// The key a request presents, if any.
+/// The key a request presents, if any: the `Authorization` header, the
+/// `X-API-Key` header, or — for browser WebSocket clients, which cannot set
+/// headers — an `openai-insecure-api-key.KEY` WebSocket subprotocol.
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
     let bearer = headers
         .get(header::AUTHORIZATION)
@@ -34,7 +36,16 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
             let (scheme, key) = v.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
         });
-    bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+    let subprotocol = || {
+        headers
+            .get(header::SEC_WEBSOCKET_PROTOCOL)
+            .and_then(|v| v.to_str().ok())?
+            .split(',')
+            .find_map(|p| p.trim().strip_prefix("openai-insecure-api-key."))
+    };
+    bearer
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+        .or_else(subprotocol)
 }
 
 /// The client's address (loopback when unknown, as in in-process tests).

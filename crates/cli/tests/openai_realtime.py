@@ -1,0 +1,91 @@
+"""OpenAI's Realtime transcription with the unmodified official client
+(`pip install "openai[realtime]"`): streams a 16 kHz WAV as 24 kHz PCM16 in
+100 ms appends, paced in real time, and reports per turn the deltas, the
+completed transcript and how many deltas arrived before speech stopped.
+
+    python3 openai_realtime.py BASE_URL WAV ga|beta TURNS
+"""
+import base64
+import json
+import sys
+import threading
+import time
+import wave
+
+from openai import OpenAI
+
+base, path, shape, expected = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+with wave.open(path) as w:
+    pcm16k = w.readframes(w.getnframes())
+# 16 kHz → 24 kHz by linear interpolation (a test signal, not hi-fi).
+samples = [int.from_bytes(pcm16k[i:i + 2], "little", signed=True) for i in range(0, len(pcm16k), 2)]
+out = bytearray()
+for j in range(len(samples) * 3 // 2):
+    x = j * 2 / 3
+    i = int(x)
+    a, b = samples[i], samples[min(i + 1, len(samples) - 1)]
+    out += int(a + (b - a) * (x - i)).to_bytes(2, "little", signed=True)
+pcm = bytes(out)
+
+client = OpenAI(base_url=base, api_key="unused", websocket_base_url=base.replace("http", "ws", 1))
+if shape == "ga":
+    conn_cm = client.realtime.connect(extra_query={"intent": "transcription"})
+else:
+    conn_cm = client.beta.realtime.connect(model="gpt-4o-transcribe", extra_query={"intent": "transcription"})
+
+turns, current = {}, {}
+with conn_cm as conn:
+    if shape == "ga":
+        conn.session.update(session={
+            "type": "transcription",
+            "audio": {"input": {
+                "format": {"type": "audio/pcm", "rate": 24000},
+                "transcription": {"model": "whisper-1", "language": "ru"},
+                "turn_detection": {"type": "server_vad", "silence_duration_ms": 500},
+            }},
+        })
+    else:
+        conn.send({"type": "transcription_session.update", "session": {
+            "input_audio_format": "pcm16",
+            "input_audio_transcription": {"model": "whisper-1", "language": "ru"},
+            "turn_detection": {"type": "server_vad", "silence_duration_ms": 500},
+        }})
+
+    def send():
+        step = 4800  # 100 ms of 24 kHz PCM16
+        t0 = time.time()
+        for k, i in enumerate(range(0, len(pcm), step)):
+            conn.input_audio_buffer.append(audio=base64.b64encode(pcm[i:i + step]).decode())
+            time.sleep(max(0.0, t0 + (k + 1) * 0.1 - time.time()))
+        # Trailing silence so the last turn ends by the VAD.
+        for _ in range(15):
+            conn.input_audio_buffer.append(audio=base64.b64encode(b"\0" * step).decode())
+            time.sleep(0.1)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    speaking = set()
+    deadline = time.time() + len(pcm) / 48000 + 180
+    for event in conn:
+        kind = event.type
+        item = getattr(event, "item_id", None)
+        if kind == "input_audio_buffer.speech_started":
+            speaking.add(item)
+        elif kind == "input_audio_buffer.speech_stopped":
+            speaking.discard(item)
+        elif kind == "conversation.item.input_audio_transcription.delta":
+            t = turns.setdefault(item, {"deltas": "", "deltas_before_stop": 0})
+            t["deltas"] += event.delta
+            if item in speaking:
+                t["deltas_before_stop"] += 1
+        elif kind == "conversation.item.input_audio_transcription.completed":
+            t = turns.setdefault(item, {"deltas": "", "deltas_before_stop": 0})
+            t["transcript"] = event.transcript
+            if sum("transcript" in x for x in turns.values()) >= expected:
+                break
+        elif kind == "error":
+            raise SystemExit(f"error event: {event}")
+        if time.time() > deadline:
+            break
+    sender.join()
+print(json.dumps({"turns": list(turns.values())}))

@@ -1,0 +1,383 @@
+//! Live transcription end to end: the real server, real models, the native
+//! WebSocket protocol and OpenAI's Realtime protocol.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::server::{signal, Server};
+use common::ws::Client;
+use serde_json::Value;
+
+const SR: f64 = 16_000.0;
+
+/// Live tests measure behaviour in real time: one at a time, so two model
+/// servers do not share the two cores.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A ≥ 2 min recording of the Golos clips joined by pauses, and where the
+/// speech of each clip is, in seconds: the offline VAD over the whole
+/// recording with the live default of 500 ms silence, each clip's segments
+/// merged.
+fn recording() -> (Vec<f32>, Vec<(f64, f64)>, Vec<PathBuf>) {
+    let clips: Vec<PathBuf> = common::golos().into_iter().map(|(p, _)| p).collect();
+    let (audio, spans) = common::joined_recording(&clips, 120.0);
+    let vad = glagol_core::vad::VadModel::embedded().unwrap();
+    let config = glagol_core::vad::VadConfig {
+        min_silence_ms: 500,
+        ..Default::default()
+    };
+    let segments = glagol_core::vad::speech_segments(&vad, &audio, config).unwrap();
+    let speech = spans
+        .iter()
+        .map(|&(a, b)| {
+            let mine: Vec<_> = segments
+                .iter()
+                .filter(|s| s.start < b && s.end > a)
+                .collect();
+            let (s, e) = (mine.first().unwrap().start, mine.last().unwrap().end);
+            (s as f64 / SR, e as f64 / SR)
+        })
+        .collect();
+    (audio, speech, clips)
+}
+
+fn wav_of(audio: &[f32]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("a.wav");
+    common::write_wav(&p, audio, 16_000);
+    std::fs::read(p).unwrap()
+}
+
+fn transcribe_file(s: &Server, model: &str, audio: &[f32], language: &str) -> String {
+    let mut r = Server::agent()
+        .post(&s.url(&format!(
+            "/v1/transcribe?model={model}&format=json&language={language}"
+        )))
+        .send(&wav_of(audio)[..])
+        .unwrap();
+    let body = r.body_mut().read_to_string().unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{body}");
+    serde_json::from_str::<Value>(&body).unwrap()["text"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Streams the recording and returns the finals, in order.
+fn stream(s: &Server, query: &str, audio: &[f32], paced: bool) -> (Client, Vec<Value>) {
+    let url = s
+        .url(&format!("/v1/ws?{query}"))
+        .replace("http://", "ws://");
+    let mut c = Client::connect(&url);
+    c.wait_for(Duration::from_secs(60), |r| !r.is_empty());
+    assert_eq!(c.received[0].1["type"], "ready", "{:?}", c.received[0].1);
+    c.stream(audio, paced);
+    c.send_text(r#"{"type":"stop"}"#);
+    let code = c.wait_closed(Duration::from_secs(300));
+    assert_eq!(code, 1000, "{:?}", c.types());
+    let finals = c.of_type("final");
+    (c, finals)
+}
+
+fn check_boundaries(finals: &[Value], speech: &[(f64, f64)]) {
+    assert_eq!(finals.len(), speech.len(), "one final per clip: {finals:?}");
+    for (f, (start, end)) in finals.iter().zip(speech) {
+        let (fs, fe) = (f["start"].as_f64().unwrap(), f["end"].as_f64().unwrap());
+        assert!((fs - start).abs() <= 0.25, "start {fs} vs {start}");
+        assert!((fe - end).abs() <= 0.25, "end {fe} vs {end}");
+        assert_eq!(f["endpoint_reason"], "vad");
+    }
+}
+
+#[test]
+fn native_gigaam_finals_are_the_file_results_of_their_utterances() {
+    let _one = exclusive();
+    let s = Server::start(&["--preload", "gigaam-tiny"]);
+    s.wait_ready("gigaam-tiny");
+    let (audio, speech, _) = recording();
+    for paced in [false, true] {
+        let (c, finals) = stream(&s, "model=gigaam-tiny&prefix_ms=0", &audio, paced);
+        check_boundaries(&finals, &speech);
+        for f in &finals {
+            let (a, b) = (
+                (f["start"].as_f64().unwrap() * SR).round() as usize,
+                (f["end"].as_f64().unwrap() * SR).round() as usize,
+            );
+            let file = transcribe_file(&s, "gigaam-tiny", &audio[a..b], "ru");
+            assert_eq!(
+                f["text"].as_str().unwrap(),
+                file,
+                "utterance {}",
+                f["utterance_id"]
+            );
+        }
+        // Partials came before their finals, with speech_started first.
+        let types = c.types();
+        let first_partial = types
+            .iter()
+            .position(|t| t == "partial")
+            .expect("no partial");
+        let first_final = types.iter().position(|t| t == "final").unwrap();
+        let first_start = types.iter().position(|t| t == "speech_started").unwrap();
+        assert!(
+            first_start < first_partial && first_partial < first_final,
+            "{types:?}"
+        );
+    }
+}
+
+#[test]
+fn native_whisper_finals_are_as_accurate_as_files() {
+    let _one = exclusive();
+    let s = Server::start(&["--preload", "whisper-base"]);
+    s.wait_ready("whisper-base");
+    let (audio, speech, clips) = recording();
+    let (_, finals) = stream(
+        &s,
+        "model=whisper-base&language=ru&prefix_ms=0",
+        &audio,
+        false,
+    );
+    check_boundaries(&finals, &speech);
+    let references: Vec<String> = common::golos().into_iter().map(|(_, r)| r).collect();
+    let (mut stream_errors, mut file_errors, mut words) = (0, 0, 0);
+    for (i, f) in finals.iter().enumerate() {
+        let reference = &references[i % references.len()];
+        let clip =
+            glagol_core::audio::decode_file(&clips[i % clips.len()], &Default::default()).unwrap();
+        let file = transcribe_file(&s, "whisper-base", &clip.samples, "ru");
+        let (e, n) = glagol_core::wer::word_errors(reference, f["text"].as_str().unwrap());
+        let (fe, _) = glagol_core::wer::word_errors(reference, &file);
+        stream_errors += e;
+        file_errors += fe;
+        words += n;
+    }
+    let (streamed, filed) = (
+        100.0 * stream_errors as f64 / words as f64,
+        100.0 * file_errors as f64 / words as f64,
+    );
+    eprintln!("whisper-base WER: streamed finals {streamed:.1} %, files {filed:.1} %");
+    assert!(
+        streamed <= filed + 0.5,
+        "streamed {streamed:.1} % vs files {filed:.1} %"
+    );
+}
+
+#[test]
+fn openai_realtime_clients_get_deltas_while_speaking_and_one_completion_per_turn() {
+    let _one = exclusive();
+    let s = Server::start(&["--preload", "whisper-base"]);
+    s.wait_ready("whisper-base");
+    let dir = tempfile::tempdir().unwrap();
+    let clips: Vec<PathBuf> = common::golos()
+        .into_iter()
+        .map(|(p, _)| p)
+        .take(4)
+        .collect();
+    let (audio, spans) = common::joined_recording(&clips, 1.0);
+    let wav = dir.path().join("turns.wav");
+    common::write_wav(&wav, &audio, 16_000);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openai_realtime.py");
+    for shape in ["ga", "beta"] {
+        let out = std::process::Command::new("python3")
+            .arg(&script)
+            .arg(format!("{}/v1", s.base))
+            .arg(&wav)
+            .arg(shape)
+            .arg(spans.len().to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{shape}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let turns = v["turns"].as_array().unwrap();
+        assert_eq!(
+            turns.len(),
+            spans.len(),
+            "{shape}: one completion per clip: {v}"
+        );
+        for t in turns {
+            assert_eq!(
+                t["deltas"].as_str(),
+                t["transcript"].as_str(),
+                "{shape}: {t}"
+            );
+        }
+        assert!(
+            turns
+                .iter()
+                .any(|t| t["deltas_before_stop"].as_u64().unwrap() > 0),
+            "{shape}: no delta arrived while the user spoke: {v}"
+        );
+    }
+}
+
+#[test]
+fn bad_live_input_gets_typed_errors_and_leaves_others_unaffected() {
+    let _one = exclusive();
+    let s = Server::start(&[
+        "--preload",
+        "gigaam-tiny",
+        "--max-frame-bytes",
+        "65536",
+        "--max-sessions",
+        "6",
+    ]);
+    s.wait_ready("gigaam-tiny");
+    let ws = |q: &str| {
+        s.url(&format!("/v1/ws?model=gigaam-tiny{q}"))
+            .replace("http://", "ws://")
+    };
+    // A healthy session runs alongside.
+    let mut healthy = Client::connect(&ws(""));
+    healthy.wait_for(Duration::from_secs(30), |r| !r.is_empty());
+    let golos = glagol_core::audio::decode_file(&common::golos()[0].0, &Default::default())
+        .unwrap()
+        .samples;
+
+    // Unsupported rate or encoding: refused before the upgrade.
+    for q in ["&sample_rate=96000", "&encoding=mp3", "&vad_threshold=7"] {
+        let err = Client::connect_with(ws(q)).err().expect("upgrade refused");
+        match err {
+            tungstenite::Error::Http(r) => assert_eq!(r.status().as_u16(), 400, "{q}"),
+            other => panic!("{q}: {other}"),
+        }
+    }
+    let mut c = Client::connect(&ws(""));
+    c.wait_for(Duration::from_secs(30), |r| !r.is_empty());
+    for (text, code) in [
+        ("{not json", "invalid_json"),
+        (r#"{"type":"dance"}"#, "unknown_message"),
+        (
+            r#"{"type":"configure","sample_rate":3}"#,
+            "invalid_configuration",
+        ),
+    ] {
+        c.send_text(text);
+        c.wait_for(Duration::from_secs(10), |r| {
+            r.iter().any(|(_, m)| m["code"] == code)
+        });
+    }
+    for _ in 0..2000 {
+        c.send_binary(&[]);
+    }
+    c.send_binary(&[1, 2, 3]); // an odd byte is carried over
+    c.send_text(r#"{"type":"configure","sample_rate":8000}"#);
+    c.wait_for(Duration::from_secs(10), |r| {
+        r.iter().any(|(_, m)| m["code"] == "configure_after_audio")
+    });
+    c.send_binary(&vec![0u8; 100_000]);
+    assert_eq!(c.wait_closed(Duration::from_secs(10)), 1009);
+    assert!(c
+        .of_type("error")
+        .iter()
+        .any(|e| e["code"] == "message_too_large"));
+
+    // An abrupt disconnect mid-utterance.
+    let mut gone = Client::connect(&ws(""));
+    gone.wait_for(Duration::from_secs(30), |r| !r.is_empty());
+    gone.stream(&golos[..golos.len() / 2], false);
+    drop(gone);
+
+    // Over the session limit: error with retry_after_ms, close 1013.
+    let mut many: Vec<Client> = Vec::new();
+    let mut refused = 0;
+    for _ in 0..20 {
+        let mut c = Client::connect(&ws(""));
+        c.wait_for(Duration::from_secs(30), |r| !r.is_empty());
+        if c.received[0].1["type"] == "error" {
+            assert_eq!(c.received[0].1["code"], "session_limit");
+            assert!(c.received[0].1["retry_after_ms"].as_u64().unwrap() > 0);
+            assert_eq!(c.wait_closed(Duration::from_secs(10)), 1013);
+            refused += 1;
+        } else {
+            many.push(c);
+        }
+    }
+    assert!(refused >= 14, "{refused}");
+    drop(many);
+
+    // The healthy session still recognises.
+    healthy.stream(&golos, false);
+    healthy.send_text(r#"{"type":"stop"}"#);
+    assert_eq!(healthy.wait_closed(Duration::from_secs(60)), 1000);
+    assert_eq!(healthy.of_type("final").len(), 1, "{:?}", healthy.types());
+    assert_eq!(s.get("/health").0, 200);
+}
+
+#[test]
+fn finalize_ends_an_utterance_and_the_session_goes_on() {
+    let _one = exclusive();
+    let s = Server::start(&["--preload", "gigaam-tiny"]);
+    s.wait_ready("gigaam-tiny");
+    let golos = glagol_core::audio::decode_file(&common::golos()[1].0, &Default::default())
+        .unwrap()
+        .samples;
+    let url = s
+        .url("/v1/ws?model=gigaam-tiny&silence_ms=5000")
+        .replace("http://", "ws://");
+    let mut c = Client::connect(&url);
+    c.wait_for(Duration::from_secs(30), |r| !r.is_empty());
+    c.stream(&golos, false);
+    c.send_text(r#"{"type":"finalize"}"#);
+    c.wait_for(Duration::from_secs(30), |r| {
+        r.iter().any(|(_, m)| m["type"] == "final")
+    });
+    assert_eq!(c.of_type("final")[0]["endpoint_reason"], "finalize");
+    c.send_text(r#"{"type":"keepalive"}"#);
+    c.stream(&golos, false);
+    c.send_text(r#"{"type":"stop"}"#);
+    assert_eq!(c.wait_closed(Duration::from_secs(30)), 1000);
+    let finals = c.of_type("final");
+    assert_eq!(finals.len(), 2);
+    assert_eq!(finals[1]["endpoint_reason"], "stop");
+    assert!(finals[1]["utterance_id"].as_u64() > finals[0]["utterance_id"].as_u64());
+}
+
+#[test]
+fn sigterm_gives_every_live_session_its_final_and_close_1001() {
+    let _one = exclusive();
+    let s = Server::start(&["--preload", "gigaam-tiny", "--drain", "20"]);
+    s.wait_ready("gigaam-tiny");
+    let golos = glagol_core::audio::decode_file(&common::golos()[2].0, &Default::default())
+        .unwrap()
+        .samples;
+    let url = s
+        .url("/v1/ws?model=gigaam-tiny&silence_ms=5000")
+        .replace("http://", "ws://");
+    let mut clients: Vec<Client> = (0..5)
+        .map(|_| {
+            let mut c = Client::connect(&url);
+            c.wait_for(Duration::from_secs(30), |r| !r.is_empty());
+            c
+        })
+        .collect();
+    for c in &mut clients {
+        c.stream(&golos, false); // mid-utterance: the long silence setting keeps it open
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let mut server = s;
+    signal(server.pid(), 15);
+    for c in &mut clients {
+        assert_eq!(
+            c.wait_closed(Duration::from_secs(30)),
+            1001,
+            "{:?}",
+            c.types()
+        );
+        let finals = c.of_type("final");
+        assert_eq!(finals.len(), 1, "{:?}", c.types());
+        assert_eq!(finals[0]["endpoint_reason"], "shutdown");
+    }
+    let status = server.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}

@@ -1,0 +1,410 @@
+//! Live audio into utterances, for every engine.
+//!
+//! [`Utterances`] takes a session's 16 kHz samples as they arrive and,
+//! with the Silero VAD, says when speech starts, when a partial result is
+//! due (on the session's audio clock: soon after speech starts, then at a
+//! longer cadence), and when an utterance ends — after a configured silence,
+//! at the quietest point once it reaches its maximum length, or when the
+//! caller finalizes. An ended utterance carries its whole audio, so the
+//! final is recognised once, like a file: finals have file quality.
+//!
+//! [`partials`] makes a sequence of partial hypotheses stable for a
+//! client: words agreed on by consecutive partials are committed and never
+//! retracted, which is also what append-only deltas need.
+
+pub mod partials;
+
+use std::sync::Arc;
+
+use crate::audio::SAMPLE_RATE;
+use crate::vad::{VadConfig, VadError, VadEvent, VadModel, VadStream, WINDOW};
+
+/// How utterances are found and how often partials are due.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamConfig {
+    /// Speech probability at or above which a window is speech.
+    pub threshold: f32,
+    /// Silence that ends an utterance.
+    pub silence_ms: u32,
+    /// Longest utterance; a longer one is cut at its quietest point.
+    pub max_utterance_s: f64,
+    /// Audio kept before the detected speech start (so the first sound is
+    /// not clipped), in milliseconds.
+    pub prefix_ms: u32,
+    /// End utterances at silences (false: only [`Utterances::finalize`]
+    /// ends them, as when a client commits its own turns).
+    pub endpointing: bool,
+    /// Partials at all.
+    pub partials: bool,
+    /// Speech before the first partial of an utterance, in ms.
+    pub first_partial_ms: u32,
+    /// Audio between later partials, in ms.
+    pub partial_interval_ms: u32,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            threshold: 0.5,
+            silence_ms: 500,
+            max_utterance_s: 20.0,
+            prefix_ms: 300,
+            endpointing: true,
+            partials: true,
+            first_partial_ms: 300,
+            partial_interval_ms: 700,
+        }
+    }
+}
+
+impl StreamConfig {
+    /// Checks the values a client may set.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.05..=0.95).contains(&self.threshold) {
+            return Err(format!(
+                "threshold must be between 0.05 and 0.95, got {}",
+                self.threshold
+            ));
+        }
+        if !(100..=10_000).contains(&self.silence_ms) {
+            return Err(format!(
+                "silence must be 100–10000 ms, got {}",
+                self.silence_ms
+            ));
+        }
+        if !(self.max_utterance_s.is_finite() && (2.0..=60.0).contains(&self.max_utterance_s)) {
+            return Err(format!(
+                "max utterance must be 2–60 s, got {}",
+                self.max_utterance_s
+            ));
+        }
+        if self.prefix_ms > 2000 {
+            return Err(format!(
+                "prefix must be at most 2000 ms, got {}",
+                self.prefix_ms
+            ));
+        }
+        Ok(())
+    }
+
+    fn vad(&self) -> VadConfig {
+        VadConfig {
+            threshold: self.threshold,
+            neg_threshold: (self.threshold - 0.15).max(0.01),
+            min_silence_ms: self.silence_ms,
+            ..VadConfig::default()
+        }
+    }
+}
+
+/// Why an utterance ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// Silence after speech.
+    Vad,
+    /// It reached the maximum length.
+    MaxLength,
+    /// The client asked to end it now.
+    Finalize,
+    /// The client ended the session.
+    Stop,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+impl EndReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            EndReason::Vad => "vad",
+            EndReason::MaxLength => "max_length",
+            EndReason::Finalize => "finalize",
+            EndReason::Stop => "stop",
+            EndReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// What the detector found. Positions are samples on the session clock.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UtteranceEvent {
+    /// Speech started (`start` includes the prefix).
+    Started { id: u64, start: usize },
+    /// A partial of utterance `id` is due: recognise `audio`, which covers
+    /// `start..end`.
+    Partial {
+        id: u64,
+        start: usize,
+        end: usize,
+        audio: Vec<f32>,
+    },
+    /// Utterance `id` ended; `audio` covers `start..end`.
+    Ended {
+        id: u64,
+        start: usize,
+        end: usize,
+        reason: EndReason,
+        audio: Vec<f32>,
+    },
+}
+
+struct Current {
+    id: u64,
+    start: usize,
+    /// Where speech itself was detected (after the prefix).
+    speech: usize,
+    next_partial: Option<usize>,
+}
+
+/// Finds utterances in one live stream.
+pub struct Utterances {
+    config: StreamConfig,
+    vad: VadStream,
+    /// Samples from `base` on: the current utterance (and its prefix), or
+    /// the last prefix's worth when there is none.
+    buffer: Vec<f32>,
+    base: usize,
+    /// Samples received.
+    clock: usize,
+    /// Loudness of each VAD window of the buffer, to cut long utterances
+    /// where it is quietest.
+    energy: Vec<(usize, f32)>,
+    current: Option<Current>,
+    next_id: u64,
+    /// Where the last utterance ended (the next prefix cannot reach before).
+    last_end: usize,
+}
+
+fn ms(ms: u32) -> usize {
+    ms as usize * SAMPLE_RATE as usize / 1000
+}
+
+impl Utterances {
+    pub fn new(model: Arc<VadModel>, config: StreamConfig) -> Utterances {
+        Utterances {
+            vad: VadStream::new(model, config.vad()),
+            config,
+            buffer: Vec::new(),
+            base: 0,
+            clock: 0,
+            energy: Vec::new(),
+            current: None,
+            next_id: 1,
+            last_end: 0,
+        }
+    }
+
+    /// Samples received so far (the session clock).
+    pub fn clock(&self) -> usize {
+        self.clock
+    }
+
+    /// Whether an utterance is open.
+    pub fn in_utterance(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// Feeds samples; returns what they completed, in order.
+    pub fn push(&mut self, samples: &[f32]) -> Result<Vec<UtteranceEvent>, VadError> {
+        let mut out = Vec::new();
+        // Feed in VAD windows so each event is handled at its own time.
+        for piece in samples.chunks(WINDOW) {
+            let at = self.clock;
+            self.buffer.extend_from_slice(piece);
+            self.clock += piece.len();
+            let rms = (piece.iter().map(|x| x * x).sum::<f32>() / piece.len() as f32).sqrt();
+            self.energy.push((at, rms));
+            if !self.config.endpointing {
+                // The client decides where turns end; everything is speech.
+                if self.current.is_none() {
+                    self.start(at + ms(self.config.prefix_ms), &mut out);
+                }
+                self.check_length(&mut out);
+                self.check_partial(&mut out);
+                self.trim();
+                continue;
+            }
+            for event in self.vad.push(piece)? {
+                match event {
+                    VadEvent::SpeechStart { sample } if self.current.is_none() => {
+                        self.start(sample, &mut out)
+                    }
+                    VadEvent::SpeechEnd { sample } => {
+                        let end = sample.min(self.clock);
+                        self.end(end, EndReason::Vad, &mut out);
+                    }
+                    VadEvent::SpeechStart { .. } => {}
+                }
+            }
+            self.check_length(&mut out);
+            self.check_partial(&mut out);
+            self.trim();
+        }
+        Ok(out)
+    }
+
+    /// Ends the open utterance now (client `finalize`, `stop`, shutdown).
+    pub fn finalize(&mut self, reason: EndReason) -> Option<UtteranceEvent> {
+        let mut out = Vec::new();
+        self.end(self.clock, reason, &mut out);
+        // Speech that goes on starts a new utterance once the VAD hears it.
+        if self.config.endpointing {
+            self.vad.finish(self.clock);
+        }
+        self.trim();
+        out.pop()
+    }
+
+    /// Drops the open utterance without a result (the client cleared its
+    /// buffer).
+    pub fn clear(&mut self) {
+        self.current = None;
+        self.last_end = self.clock;
+        if self.config.endpointing {
+            self.vad.finish(self.clock);
+        }
+        self.trim();
+    }
+
+    fn start(&mut self, speech: usize, out: &mut Vec<UtteranceEvent>) {
+        let start = speech
+            .saturating_sub(ms(self.config.prefix_ms))
+            .max(self.last_end)
+            .max(self.base);
+        let id = self.next_id;
+        self.next_id += 1;
+        let next_partial = self
+            .config
+            .partials
+            .then(|| speech + ms(self.config.first_partial_ms));
+        self.current = Some(Current {
+            id,
+            start,
+            speech,
+            next_partial,
+        });
+        out.push(UtteranceEvent::Started { id, start });
+    }
+
+    fn end(&mut self, end: usize, reason: EndReason, out: &mut Vec<UtteranceEvent>) {
+        let Some(current) = self.current.take() else {
+            return;
+        };
+        let end = end.max(current.start);
+        out.push(UtteranceEvent::Ended {
+            id: current.id,
+            start: current.start,
+            end,
+            reason,
+            audio: self.slice(current.start, end),
+        });
+        self.last_end = end;
+    }
+
+    /// Cuts an utterance at its maximum length, in the quietest window of
+    /// its last quarter; the speech after the cut is a new utterance.
+    fn check_length(&mut self, out: &mut Vec<UtteranceEvent>) {
+        let max = (self.config.max_utterance_s * SAMPLE_RATE as f64) as usize;
+        let Some(current) = &self.current else {
+            return;
+        };
+        if self.clock - current.start < max {
+            return;
+        }
+        let from = current.start + max * 3 / 4;
+        let cut = self
+            .energy
+            .iter()
+            .filter(|(at, _)| *at >= from)
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map_or(self.clock, |(at, _)| at + WINDOW / 2)
+            .min(self.clock);
+        self.end(cut, EndReason::MaxLength, out);
+        let id = self.next_id;
+        self.next_id += 1;
+        self.current = Some(Current {
+            id,
+            start: cut,
+            speech: cut,
+            next_partial: self
+                .config
+                .partials
+                .then(|| cut + ms(self.config.first_partial_ms)),
+        });
+        out.push(UtteranceEvent::Started { id, start: cut });
+    }
+
+    fn check_partial(&mut self, out: &mut Vec<UtteranceEvent>) {
+        let clock = self.clock;
+        let interval = ms(self.config.partial_interval_ms);
+        let Some(current) = &mut self.current else {
+            return;
+        };
+        match current.next_partial {
+            Some(due) if clock >= due && clock > current.speech => {
+                current.next_partial = Some(clock + interval);
+                let (id, start) = (current.id, current.start);
+                out.push(UtteranceEvent::Partial {
+                    id,
+                    start,
+                    end: clock,
+                    audio: self.slice(start, clock),
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// Moves a partial later (the caller is still busy with the last one).
+    pub fn defer_partial(&mut self) {
+        let interval = ms(self.config.partial_interval_ms) / 2;
+        if let Some(current) = &mut self.current {
+            if let Some(due) = &mut current.next_partial {
+                *due = (*due).max(self.clock + interval);
+            }
+        }
+    }
+
+    fn slice(&self, start: usize, end: usize) -> Vec<f32> {
+        let (a, b) = (
+            start.saturating_sub(self.base),
+            end.saturating_sub(self.base),
+        );
+        self.buffer[a.min(self.buffer.len())..b.min(self.buffer.len())].to_vec()
+    }
+
+    /// Drops audio no utterance can need: before the open utterance, or
+    /// older than a prefix when there is none.
+    fn trim(&mut self) {
+        let keep_from = match &self.current {
+            Some(c) => c.start,
+            // Speech is confirmed ~250 ms after it starts; keep that and the prefix.
+            None => self.clock.saturating_sub(ms(self.config.prefix_ms + 500)),
+        };
+        if keep_from > self.base {
+            let n = (keep_from - self.base).min(self.buffer.len());
+            self.buffer.drain(..n);
+            self.base += n;
+            self.energy.retain(|(at, _)| *at >= keep_from);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_values_are_checked() {
+        assert!(StreamConfig::default().validate().is_ok());
+        let bad = StreamConfig {
+            threshold: f32::NAN,
+            ..Default::default()
+        };
+        assert!(bad.validate().is_err());
+        let bad = StreamConfig {
+            max_utterance_s: 1000.0,
+            ..Default::default()
+        };
+        assert!(bad.validate().is_err());
+    }
+}

@@ -1,0 +1,198 @@
+//! Stable partials: what a client is shown of an utterance while it grows.
+//!
+//! Each partial re-recognises the whole utterance so far, so hypotheses
+//! revise earlier words. A word is *committed* once two consecutive
+//! hypotheses agree on it and everything before it (local agreement), or
+//! once it ended [`SETTLED_S`] before the end of the audio its hypothesis
+//! saw (later audio rarely changes it, and a slow engine may not deliver a
+//! second hypothesis before the utterance ends); a committed word is never
+//! taken back. A partial shows the committed words
+//! followed by the newest hypothesis's remaining words, so only that tail
+//! can change. The committed words are exactly what an append-only
+//! protocol (OpenAI's `delta`) can send while the user speaks.
+
+/// Audio after a word's end that settles it, in seconds.
+pub const SETTLED_S: f64 = 1.2;
+
+/// Words compared without case and punctuation.
+fn key(word: &str) -> String {
+    word.chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// What one partial shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shown {
+    /// The whole text to display.
+    pub text: String,
+    /// How many leading words of `text` are committed.
+    pub committed: usize,
+    /// Text newly committed by this partial (with its leading space when
+    /// it follows earlier text): append it to what was committed before.
+    pub delta: String,
+    /// Words shown by the previous partial that this one changed.
+    pub retracted: usize,
+}
+
+/// The stabilizer of one utterance.
+#[derive(Debug, Default)]
+pub struct Stabilizer {
+    committed: Vec<String>,
+    previous: Vec<String>,
+    shown: Vec<String>,
+    /// Totals over the utterance: words retracted, partials shown.
+    pub retracted: usize,
+    pub partials: usize,
+}
+
+impl Stabilizer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Committed text so far.
+    pub fn committed_text(&self) -> String {
+        self.committed.join(" ")
+    }
+
+    /// Takes the next hypothesis (the whole utterance so far). `ends` are
+    /// its words' end times and `heard` the length of the audio it saw, in
+    /// seconds from the utterance's start, where the engine knows them
+    /// (`ends` must then have one entry per word of the text).
+    pub fn update(&mut self, hypothesis: &str, ends: &[f64], heard: f64) -> Shown {
+        let words: Vec<String> = hypothesis.split_whitespace().map(String::from).collect();
+        // Commit what this hypothesis and the previous one agree on beyond
+        // what is committed, except the very last word (it may still grow),
+        // and the words long enough before the end of the audio.
+        let before = self.committed.len();
+        let agreed = words
+            .iter()
+            .zip(&self.previous)
+            .take_while(|(a, b)| key(a) == key(b))
+            .count()
+            .min(words.len().saturating_sub(1));
+        let settled = if ends.len() == words.len() {
+            ends.iter()
+                .take_while(|&&end| end + SETTLED_S <= heard)
+                .count()
+        } else {
+            0
+        };
+        let stable = agreed.max(settled);
+        if stable > before {
+            self.committed.extend(words[before..stable].iter().cloned());
+        }
+        let mut delta = self.committed[before..].join(" ");
+        if before > 0 && !delta.is_empty() {
+            delta.insert(0, ' ');
+        }
+        let mut shown = self.committed.clone();
+        shown.extend(words.iter().skip(self.committed.len()).cloned());
+        let retracted = self
+            .shown
+            .iter()
+            .enumerate()
+            .filter(|(i, w)| shown.get(*i).is_none_or(|s| key(s) != key(w)))
+            .count();
+        self.retracted += retracted;
+        self.partials += 1;
+        self.previous = words;
+        self.shown = shown.clone();
+        Shown {
+            text: shown.join(" "),
+            committed: self.committed.len(),
+            delta,
+            retracted,
+        }
+    }
+
+    /// The rest of an utterance for an append-only client once its final is
+    /// known: the final's words after the part of it the committed words
+    /// stand for (the final prefix closest to them in word edits), with a
+    /// leading space when text was committed before.
+    pub fn completion(&self, final_text: &str) -> String {
+        let words: Vec<&str> = final_text.split_whitespace().collect();
+        let from = aligned_prefix(&self.committed, &words);
+        let rest = words[from..].join(" ");
+        if !self.committed.is_empty() && !rest.is_empty() {
+            format!(" {rest}")
+        } else {
+            rest
+        }
+    }
+}
+
+/// How many leading words of `final_words` the `committed` words stand
+/// for: the prefix with the fewest word edits from them (the shortest on a tie).
+fn aligned_prefix(committed: &[String], final_words: &[&str]) -> usize {
+    let a: Vec<String> = committed.iter().map(|w| key(w)).collect();
+    let b: Vec<String> = final_words.iter().map(|w| key(w)).collect();
+    // Edit distances between a and every prefix of b, row by row.
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, x) in a.iter().enumerate() {
+        let mut next = vec![i + 1; b.len() + 1];
+        for (j, y) in b.iter().enumerate() {
+            let substitute = row[j] + usize::from(x != y);
+            next[j + 1] = substitute.min(row[j + 1] + 1).min(next[j] + 1);
+        }
+        row = next;
+    }
+    (0..=b.len()).min_by_key(|&j| (row[j], j)).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agreed_words_are_committed_and_never_retracted() {
+        let mut s = Stabilizer::new();
+        let a = s.update("hello word", &[], 1.0);
+        assert_eq!((a.committed, a.delta.as_str(), a.retracted), (0, "", 0));
+        let b = s.update("hello world how", &[], 1.5);
+        assert_eq!((b.committed, b.delta.as_str()), (1, "hello"));
+        assert_eq!(b.text, "hello world how");
+        assert_eq!(b.retracted, 1, "'word' became 'world'");
+        let c = s.update("Hello, world, how are you", &[], 2.0);
+        assert_eq!((c.committed, c.delta.as_str()), (3, " world, how"));
+        assert!(c.text.starts_with("hello world, how"));
+        // A hypothesis that loses words does not retract committed ones.
+        let d = s.update("hello", &[], 2.5);
+        assert_eq!(d.text, "hello world, how");
+        assert_eq!(d.delta, "");
+        let tail = s.completion("Hello, world, how are you today?");
+        assert_eq!(tail, " are you today?");
+        assert_eq!(
+            format!("{}{}", s.committed_text(), tail),
+            "hello world, how are you today?"
+        );
+    }
+
+    #[test]
+    fn words_long_before_the_end_of_the_audio_are_settled() {
+        let mut s = Stabilizer::new();
+        let a = s.update("one two three", &[0.5, 1.0, 2.0], 2.3);
+        assert_eq!((a.committed, a.delta.as_str()), (2, "one two"));
+        let b = s.update("one two tree four", &[0.5, 1.0, 2.0, 2.6], 3.3);
+        assert_eq!((b.committed, b.delta.as_str()), (3, " tree"));
+    }
+
+    #[test]
+    fn the_completion_follows_the_words_the_commit_stood_for() {
+        let mut s = Stabilizer::new();
+        s.update("60 тысяч 10 ге сколько", &[0.3, 0.6, 0.8, 0.9, 1.2], 3.0);
+        assert_eq!(s.committed_text(), "60 тысяч 10 ге сколько");
+        assert_eq!(
+            s.completion("60 тысяч тенгет сколько будет стоить"),
+            " будет стоить"
+        );
+    }
+
+    #[test]
+    fn completion_without_committed_words_is_the_final() {
+        let s = Stabilizer::new();
+        assert_eq!(s.completion("all of it"), "all of it");
+    }
+}

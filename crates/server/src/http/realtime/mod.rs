@@ -1,0 +1,302 @@
+//! Live transcription over WebSocket: glagol's native protocol (`/v1/ws`)
+//! and OpenAI's Realtime transcription (`/v1/realtime`), both on the same
+//! [`crate::service::LiveSession`].
+//!
+//! This module holds what the two share: the upgrade (limits, subprotocol),
+//! the session's place among the open ones, and the connection loop —
+//! client messages, session events, keep-alive pings, the idle timeout,
+//! the session length limit and shutdown — with the protocol deciding what
+//! messages mean and look like ([`Protocol`]).
+//!
+//! Close codes: 1000 after `stop` (or the client's close), 1001 when the
+//! server shuts down (after every open utterance got its final), 1008 on a
+//! policy limit (idle, session length), 1009 for a message over
+//! `max_frame_bytes`, 1011 on an internal failure, 1013 when the session
+//! limits are reached (the `error` before it carries `retry_after_ms`).
+
+pub mod native;
+pub mod openai;
+pub mod protocol;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use glagol_core::stream::EndReason;
+use tokio::time::Instant;
+
+use super::policy::auth::Caller;
+use crate::error::ServiceError;
+use crate::service::{LiveSession, SessionEvent, SessionOptions, SessionSlot};
+use crate::state::AppState;
+
+pub const CLOSE_NORMAL: u16 = 1000;
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+pub const CLOSE_POLICY: u16 = 1008;
+pub const CLOSE_TOO_BIG: u16 = 1009;
+pub const CLOSE_INTERNAL: u16 = 1011;
+pub const CLOSE_TRY_LATER: u16 = 1013;
+
+/// How often the server pings; two unanswered pings close the connection.
+const PING_EVERY: Duration = Duration::from_secs(20);
+
+/// The WebSocket upgrade, with its rejection in the documented error shape.
+pub struct Upgrade(pub axum::extract::ws::WebSocketUpgrade);
+
+impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
+    type Rejection = ServiceError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::ws::WebSocketUpgrade::from_request_parts(parts, state)
+            .await
+            .map(Upgrade)
+            .map_err(|e| super::error::rejection(e.status(), e.body_text()))
+    }
+}
+
+/// Who opens a session, for the per-caller limit: the API key, or the
+/// client address.
+pub fn caller(parts: &Parts) -> String {
+    match parts.extensions.get::<Caller>() {
+        Some(Caller::Key(hash)) => format!("key:{hash}"),
+        _ => {
+            let ip = parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
+            format!("ip:{ip}")
+        }
+    }
+}
+
+/// What a protocol does with the connection's traffic.
+pub trait Protocol: Send {
+    /// The message that greets the client once its session is open.
+    fn opened(&mut self, session: &LiveSession) -> Vec<String>;
+    /// A text message from the client.
+    fn text(&mut self, text: &str, session: &mut Option<LiveSession>) -> Reply;
+    /// A binary message from the client.
+    fn binary(&mut self, bytes: &[u8], session: &mut LiveSession) -> Reply;
+    /// A session event, as messages for the client.
+    fn event(&mut self, event: SessionEvent) -> Vec<String>;
+    /// An error, as a message for the client.
+    fn error(&mut self, error: &ServiceError) -> String;
+    /// Options for a new session after the client reconfigured it, if it did.
+    fn reopen(&mut self) -> Option<SessionOptions> {
+        None
+    }
+}
+
+/// Why the connection loop woke up.
+enum Wake {
+    Message(Option<Result<Message, axum::Error>>),
+    Event(SessionEvent),
+    Shutdown,
+    Ping,
+    Idle,
+}
+
+/// What a client message leads to.
+#[derive(Default)]
+pub struct Reply {
+    /// Messages to send now.
+    pub send: Vec<String>,
+    /// Close the session: finalize with this reason, send the last finals,
+    /// then close with this code.
+    pub close: Option<(EndReason, u16)>,
+    /// The message counted as activity (not an empty frame).
+    pub active: bool,
+}
+
+/// Runs one connection to its end.
+pub async fn run(
+    mut socket: WebSocket,
+    state: Arc<AppState>,
+    options: SessionOptions,
+    slot: Result<SessionSlot, ServiceError>,
+    mut protocol: impl Protocol,
+) {
+    let slot = match slot {
+        Ok(slot) => slot,
+        Err(e) => {
+            let _ = socket.send(Message::text(protocol.error(&e))).await;
+            close(&mut socket, CLOSE_TRY_LATER, "session limit").await;
+            return;
+        }
+    };
+    let mut session = match state.service.open_session(options).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            let _ = socket.send(Message::text(protocol.error(&e))).await;
+            let code = if e.kind == crate::error::ErrorKind::InvalidRequest
+                || e.kind == crate::error::ErrorKind::NotFound
+            {
+                CLOSE_POLICY
+            } else {
+                CLOSE_INTERNAL
+            };
+            close(&mut socket, code, "cannot open the session").await;
+            return;
+        }
+    };
+    for m in protocol.opened(session.as_ref().expect("just opened")) {
+        if socket.send(Message::text(m)).await.is_err() {
+            return;
+        }
+    }
+    let limits = state.config();
+    let (idle, max_audio, max_frame) = (
+        Duration::from_secs(limits.settings.session_idle_timeout),
+        limits.settings.max_session_seconds as f64,
+        limits.settings.max_frame_bytes,
+    );
+    let mut shutdown = state.on_shutdown();
+    let mut last_seen = Instant::now();
+    let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+    let mut last_pong = Instant::now();
+    let ending: Option<(EndReason, u16, &str)> = loop {
+        let Some(live) = session.as_mut() else {
+            break Some((EndReason::Stop, CLOSE_INTERNAL, "no session"));
+        };
+        let wake = tokio::select! {
+            message = socket.recv() => Wake::Message(message),
+            event = live.next() => Wake::Event(event),
+            _ = shutdown.wait_for(|s| *s) => Wake::Shutdown,
+            _ = ping.tick() => Wake::Ping,
+            _ = tokio::time::sleep_until(last_seen + idle) => Wake::Idle,
+        };
+        match wake {
+            Wake::Message(message) => {
+                let Some(Ok(message)) = message else {
+                    break None; // the client went away: its work is withdrawn
+                };
+                let reply = match message {
+                    Message::Text(t) if t.len() > max_frame => {
+                        break Some(too_big(&mut socket, &mut protocol).await)
+                    }
+                    Message::Binary(b) if b.len() > max_frame => {
+                        break Some(too_big(&mut socket, &mut protocol).await)
+                    }
+                    Message::Text(t) => protocol.text(t.as_str(), &mut session),
+                    Message::Binary(b) => match session.as_mut() {
+                        Some(live) => protocol.binary(&b, live),
+                        None => Reply::default(),
+                    },
+                    Message::Pong(_) => {
+                        last_pong = Instant::now();
+                        Reply::default()
+                    }
+                    Message::Ping(_) => Reply::default(),
+                    Message::Close(_) => break Some((EndReason::Stop, CLOSE_NORMAL, "bye")),
+                };
+                if reply.active {
+                    last_seen = Instant::now();
+                }
+                if let Some(options) = protocol.reopen() {
+                    session = None;
+                    match state.service.open_session(options).await {
+                        Ok(s) => session = Some(s),
+                        Err(e) => {
+                            let _ = socket.send(Message::text(protocol.error(&e))).await;
+                            break Some((
+                                EndReason::Stop,
+                                CLOSE_POLICY,
+                                "cannot reconfigure the session",
+                            ));
+                        }
+                    }
+                    for m in protocol.opened(session.as_ref().expect("just opened")) {
+                        let _ = socket.send(Message::text(m)).await;
+                    }
+                }
+                for m in reply.send {
+                    let _ = socket.send(Message::text(m)).await;
+                }
+                if let Some((reason, code)) = reply.close {
+                    break Some((reason, code, "stop"));
+                }
+                if session.as_ref().is_some_and(|s| s.clock() > max_audio) {
+                    let e = ServiceError::new(
+                        crate::error::ErrorKind::Forbidden,
+                        "max_session_duration_exceeded",
+                        format!("a session may take at most {max_audio} s of audio"),
+                    );
+                    let _ = socket.send(Message::text(protocol.error(&e))).await;
+                    break Some((EndReason::Stop, CLOSE_POLICY, "session too long"));
+                }
+            }
+            Wake::Event(event) => {
+                for m in protocol.event(event) {
+                    let _ = socket.send(Message::text(m)).await;
+                }
+            }
+            Wake::Shutdown => {
+                break Some((
+                    EndReason::Shutdown,
+                    CLOSE_GOING_AWAY,
+                    "server shutting down",
+                ))
+            }
+            Wake::Ping => {
+                if last_pong.elapsed() > PING_EVERY * 2 + Duration::from_secs(5) {
+                    break None;
+                }
+                let _ = socket.send(Message::Ping(Vec::new().into())).await;
+            }
+            Wake::Idle => {
+                let e = ServiceError::new(
+                    crate::error::ErrorKind::Timeout,
+                    "idle_timeout",
+                    format!("no message for {} s", idle.as_secs()),
+                );
+                let _ = socket.send(Message::text(protocol.error(&e))).await;
+                break Some((EndReason::Stop, CLOSE_POLICY, "idle"));
+            }
+        }
+    };
+    if let (Some((reason, code, why)), Some(mut live)) = (ending, session) {
+        live.finalize(reason);
+        // The client waits for its finals; each may take up to the inference timeout.
+        let deadline = Instant::now()
+            + limits
+                .inference_timeout()
+                .max(crate::service::session::FINAL_GRACE);
+        while live.has_pending_finals() {
+            match tokio::time::timeout_at(deadline, live.next()).await {
+                Ok(event) => {
+                    for m in protocol.event(event) {
+                        let _ = socket.send(Message::text(m)).await;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        close(&mut socket, code, why).await;
+    }
+    drop(slot);
+}
+
+async fn too_big(
+    socket: &mut WebSocket,
+    protocol: &mut impl Protocol,
+) -> (EndReason, u16, &'static str) {
+    let e = ServiceError::new(
+        crate::error::ErrorKind::TooLarge,
+        "message_too_large",
+        "the message is over max_frame_bytes",
+    );
+    let _ = socket.send(Message::text(protocol.error(&e))).await;
+    (EndReason::Stop, CLOSE_TOO_BIG, "message too large")
+}
+
+async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })))
+        .await;
+}

@@ -1,0 +1,578 @@
+//! OpenAI's Realtime API in transcription mode: `GET /v1/realtime?intent=transcription`.
+//!
+//! Both wire shapes the official clients send are accepted: the GA
+//! `session.update` (`type: "transcription"`, `audio.input.{format,
+//! transcription, turn_detection}`), answered with `session.created` /
+//! `session.updated`, and the beta `transcription_session.update`
+//! (`OpenAI-Beta: realtime=v1`), answered with `transcription_session.*`.
+//! Audio is base64 PCM16 at 24 kHz (`audio/pcm`, `pcm16`) or G.711
+//! (`audio/pcmu`/`g711_ulaw`, `audio/pcma`/`g711_alaw`, 8 kHz). With
+//! `server_vad` the server ends turns; with `turn_detection: null` the
+//! client commits them. Transcription deltas are append-only and sent while
+//! the user speaks; the deltas of a turn add up to its `completed` transcript.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use glagol_core::audio::pcm::{Encoding, PcmStream, G711};
+use glagol_core::audio::PcmFormat;
+use glagol_core::stream::{EndReason, StreamConfig};
+use serde_json::{json, Value};
+
+use super::{caller, Protocol, Reply, Upgrade};
+use crate::error::{ErrorKind, ServiceError};
+use crate::http::extract::Query;
+use crate::service::{LiveSession, SessionEvent, SessionOptions};
+use crate::state::AppState;
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Params {
+    /// Must be `transcription` (conversations are not served).
+    intent: Option<String>,
+    /// Model id or alias; OpenAI model names (`gpt-4o-transcribe`, …) mean the default model.
+    model: Option<String>,
+}
+
+/// `GET /v1/realtime`: upgrades to OpenAI's Realtime transcription protocol.
+#[utoipa::path(get, path = "/v1/realtime", tag = "live", params(Params),
+    responses(
+        (status = 101, description = "Switching to OpenAI's Realtime protocol (transcription intent), subprotocol `realtime`"),
+        (status = 400, description = "Not a transcription session, or not a WebSocket request", body = crate::http::types::ErrorBody),
+        crate::http::types::CommonErrors,
+    ))]
+pub async fn realtime(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<Params>,
+    Upgrade(upgrade): Upgrade,
+    request: Request,
+) -> Result<Response, ServiceError> {
+    if params.intent.as_deref() != Some("transcription") {
+        return Err(ServiceError::invalid(
+            "unsupported_intent",
+            "this server serves transcription sessions only: connect with ?intent=transcription",
+        ));
+    }
+    let config = state.config();
+    let model = params.model.filter(|m| {
+        !m.starts_with("gpt-")
+            && state
+                .registry
+                .installed(&config.resolve_model(Some(m)))
+                .is_ok()
+    });
+    let (parts, _) = request.into_parts();
+    let beta = is_beta(&parts.headers);
+    let resolved = config.resolve_model(model.as_deref());
+    let slot = state.service.sessions.take(
+        &resolved,
+        &caller(&parts),
+        config.settings.max_sessions,
+        config.settings.max_sessions_per_key,
+    );
+    let realtime = Realtime::new(beta, model);
+    let options = realtime.options.clone();
+    let max = config.settings.max_frame_bytes;
+    Ok(upgrade
+        .protocols(["realtime"])
+        .max_message_size(max * 2)
+        .max_frame_size(max * 2)
+        .on_upgrade(move |socket| super::run(socket, state, options, slot, realtime))
+        .into_response())
+}
+
+fn is_beta(headers: &HeaderMap) -> bool {
+    headers
+        .get("openai-beta")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("realtime=v1"))
+}
+
+struct Realtime {
+    beta: bool,
+    options: SessionOptions,
+    /// The session's audio format as the client named it.
+    format: Value,
+    turn_detection: Value,
+    pcm: PcmStream,
+    scratch: Vec<f32>,
+    next_event: u64,
+    session_id: String,
+    previous_item: Option<String>,
+    /// Audio appended since the last commit or turn end.
+    buffered: bool,
+    reopen: Option<SessionOptions>,
+    /// The next session message is `updated` rather than `created`.
+    created: bool,
+}
+
+impl Realtime {
+    fn new(beta: bool, model: Option<String>) -> Realtime {
+        Realtime {
+            beta,
+            options: SessionOptions {
+                model,
+                ..SessionOptions::default()
+            },
+            format: json!({"type": "audio/pcm", "rate": 24000}),
+            turn_detection: json!({"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": 500}),
+            pcm: PcmStream::new(Encoding::Pcm(PcmFormat::S16Le), 24_000),
+            scratch: Vec::new(),
+            next_event: 0,
+            session_id: format!("sess_{:x}", rand_id()),
+            previous_item: None,
+            buffered: false,
+            reopen: None,
+            created: false,
+        }
+    }
+
+    fn event(&mut self, kind: &str, mut body: Value) -> String {
+        self.next_event += 1;
+        body["type"] = json!(kind);
+        body["event_id"] = json!(format!("event_{}_{}", self.session_id, self.next_event));
+        body.to_string()
+    }
+
+    fn item(&self, utterance: u64) -> String {
+        format!("item_{}_{utterance}", self.session_id)
+    }
+
+    fn session_object(&self) -> Value {
+        let model = self
+            .options
+            .model
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        if self.beta {
+            let format = match self.format["type"].as_str() {
+                Some("audio/pcmu") => "g711_ulaw",
+                Some("audio/pcma") => "g711_alaw",
+                _ => "pcm16",
+            };
+            json!({
+                "id": self.session_id,
+                "object": "realtime.transcription_session",
+                "input_audio_format": format,
+                "input_audio_transcription": {"model": model, "language": self.options.language, "prompt": self.options.prompt},
+                "turn_detection": self.turn_detection,
+            })
+        } else {
+            json!({
+                "id": self.session_id,
+                "object": "realtime.session",
+                "type": "transcription",
+                "audio": {"input": {
+                    "format": self.format,
+                    "transcription": {"model": model, "language": self.options.language, "prompt": self.options.prompt},
+                    "turn_detection": self.turn_detection,
+                }},
+            })
+        }
+    }
+
+    fn session_message(&mut self) -> String {
+        let verb = if self.created { "updated" } else { "created" };
+        self.created = true;
+        let kind = if self.beta {
+            format!("transcription_session.{verb}")
+        } else {
+            format!("session.{verb}")
+        };
+        let session = self.session_object();
+        self.event(&kind, json!({ "session": session }))
+    }
+
+    fn error_event(
+        &mut self,
+        code: &str,
+        message: &str,
+        kind: ErrorKind,
+        client_event: Option<&str>,
+    ) -> String {
+        let r#type = if kind == ErrorKind::InvalidRequest {
+            "invalid_request_error"
+        } else {
+            "server_error"
+        };
+        self.event(
+            "error",
+            json!({ "error": { "type": r#type, "code": code, "message": message, "param": null, "event_id": client_event } }),
+        )
+    }
+
+    fn complaint(&mut self, code: &str, message: String, client_event: Option<&str>) -> Reply {
+        Reply {
+            send: vec![self.error_event(code, &message, ErrorKind::InvalidRequest, client_event)],
+            active: true,
+            close: None,
+        }
+    }
+
+    /// Applies a `session.update` / `transcription_session.update`.
+    fn update(&mut self, session: &Value) -> Result<(), String> {
+        // GA: session.audio.input.*; beta: session.input_audio_*.
+        let input = &session["audio"]["input"];
+        let transcription = if input.is_object() {
+            &input["transcription"]
+        } else {
+            &session["input_audio_transcription"]
+        };
+        let format = if input.is_object() {
+            input.get("format")
+        } else {
+            None
+        };
+        let beta_format = session.get("input_audio_format");
+        let turn = if input.is_object() {
+            input.get("turn_detection")
+        } else {
+            session.get("turn_detection")
+        };
+        if let Some(f) = format {
+            let (encoding, rate) = match f["type"].as_str() {
+                Some("audio/pcm") => {
+                    let rate = f["rate"].as_u64().unwrap_or(24_000);
+                    if rate != 24_000 {
+                        return Err(format!("audio/pcm must be at 24000 Hz, got {rate}"));
+                    }
+                    (Encoding::Pcm(PcmFormat::S16Le), 24_000)
+                }
+                Some("audio/pcmu") => (Encoding::G711(G711::MuLaw), 8_000),
+                Some("audio/pcma") => (Encoding::G711(G711::ALaw), 8_000),
+                other => {
+                    return Err(format!(
+                    "unsupported audio format {other:?}: use audio/pcm, audio/pcmu or audio/pcma"
+                ))
+                }
+            };
+            self.pcm = PcmStream::new(encoding, rate);
+            self.format = f.clone();
+        }
+        if let Some(f) = beta_format {
+            let (encoding, rate, ga) = match f.as_str() {
+                Some("pcm16") => (
+                    Encoding::Pcm(PcmFormat::S16Le),
+                    24_000,
+                    json!({"type": "audio/pcm", "rate": 24000}),
+                ),
+                Some("g711_ulaw") => (
+                    Encoding::G711(G711::MuLaw),
+                    8_000,
+                    json!({"type": "audio/pcmu"}),
+                ),
+                Some("g711_alaw") => (
+                    Encoding::G711(G711::ALaw),
+                    8_000,
+                    json!({"type": "audio/pcma"}),
+                ),
+                other => {
+                    return Err(format!(
+                    "unsupported input_audio_format {other:?}: use pcm16, g711_ulaw or g711_alaw"
+                ))
+                }
+            };
+            self.pcm = PcmStream::new(encoding, rate);
+            self.format = ga;
+        }
+        let mut options = self.options.clone();
+        if transcription.is_object() {
+            if let Some(m) = transcription["model"]
+                .as_str()
+                .filter(|m| !m.starts_with("gpt-") && *m != "whisper-1")
+            {
+                options.model = Some(m.to_string());
+            }
+            options.language = transcription["language"]
+                .as_str()
+                .map(String::from)
+                .or(options.language);
+            options.prompt = transcription["prompt"]
+                .as_str()
+                .map(String::from)
+                .or(options.prompt);
+        }
+        if let Some(turn) = turn {
+            options.stream = stream_config(turn, options.stream)?;
+            self.turn_detection = turn.clone();
+        }
+        options.stream.validate()?;
+        self.options = options.clone();
+        self.reopen = Some(options);
+        Ok(())
+    }
+}
+
+/// `turn_detection`: `server_vad` with its knobs, or null (the client commits).
+fn stream_config(turn: &Value, mut stream: StreamConfig) -> Result<StreamConfig, String> {
+    if turn.is_null() {
+        stream.endpointing = false;
+        return Ok(stream);
+    }
+    match turn["type"].as_str() {
+        Some("server_vad") | None => {}
+        Some("semantic_vad") => {}
+        Some(other) => return Err(format!("unsupported turn_detection type {other:?}")),
+    }
+    stream.endpointing = true;
+    if let Some(v) = turn["threshold"].as_f64() {
+        stream.threshold = v as f32;
+    }
+    if let Some(v) = turn["prefix_padding_ms"].as_u64() {
+        stream.prefix_ms = v.min(u32::MAX as u64) as u32;
+    }
+    if let Some(v) = turn["silence_duration_ms"].as_u64() {
+        stream.silence_ms = v.min(u32::MAX as u64) as u32;
+    }
+    Ok(stream)
+}
+
+fn rand_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
+impl Protocol for Realtime {
+    fn opened(&mut self, _session: &LiveSession) -> Vec<String> {
+        vec![self.session_message()]
+    }
+
+    fn text(&mut self, text: &str, session: &mut Option<LiveSession>) -> Reply {
+        let event: Value = match serde_json::from_str(text) {
+            Ok(v @ Value::Object(_)) => v,
+            Ok(_) => return self.complaint("invalid_json", "events are JSON objects".into(), None),
+            Err(e) => {
+                return self.complaint("invalid_json", format!("the event is not JSON: {e}"), None)
+            }
+        };
+        let client_event = event["event_id"].as_str().map(String::from);
+        let id = client_event.as_deref();
+        match event["type"].as_str().unwrap_or("") {
+            "session.update" | "transcription_session.update" => {
+                let shape = event["type"].as_str().unwrap_or("");
+                self.beta = shape == "transcription_session.update";
+                let session_value = &event["session"];
+                if !session_value.is_object() {
+                    return self.complaint(
+                        "invalid_value",
+                        "`session` must be an object".into(),
+                        id,
+                    );
+                }
+                if !self.beta
+                    && session_value["type"]
+                        .as_str()
+                        .is_some_and(|t| t != "transcription")
+                {
+                    return self.complaint(
+                        "invalid_value",
+                        "only transcription sessions are served (session.type = \"transcription\")"
+                            .into(),
+                        id,
+                    );
+                }
+                match self.update(session_value) {
+                    // The reply goes out once the session reopened.
+                    Ok(()) => Reply {
+                        active: true,
+                        ..Reply::default()
+                    },
+                    Err(e) => self.complaint("invalid_value", e, id),
+                }
+            }
+            "input_audio_buffer.append" => {
+                let Some(audio) = event["audio"].as_str() else {
+                    return self.complaint(
+                        "invalid_value",
+                        "`audio` must be a base64 string".into(),
+                        id,
+                    );
+                };
+                let bytes = match base64::engine::general_purpose::STANDARD.decode(audio) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        return self.complaint(
+                            "invalid_value",
+                            format!("`audio` is not base64: {e}"),
+                            id,
+                        )
+                    }
+                };
+                let Some(live) = session.as_mut() else {
+                    return Reply::default();
+                };
+                if bytes.is_empty() {
+                    return Reply::default();
+                }
+                self.buffered = true;
+                self.scratch.clear();
+                self.pcm.push(&bytes, &mut self.scratch);
+                match live.push(&self.scratch) {
+                    Ok(()) => Reply {
+                        active: true,
+                        ..Reply::default()
+                    },
+                    Err(e) => Reply {
+                        send: vec![self.error_event(e.code, &e.message, e.kind, id)],
+                        active: true,
+                        close: None,
+                    },
+                }
+            }
+            "input_audio_buffer.commit" => {
+                let Some(live) = session.as_mut() else {
+                    return Reply::default();
+                };
+                self.scratch.clear();
+                self.pcm.flush(&mut self.scratch);
+                let _ = live.push(&self.scratch);
+                if !live.in_utterance() {
+                    return self.complaint(
+                        "input_audio_buffer_commit_empty",
+                        "there is no audio in the buffer to commit".into(),
+                        id,
+                    );
+                }
+                live.finalize(EndReason::Finalize);
+                Reply {
+                    active: true,
+                    ..Reply::default()
+                }
+            }
+            "input_audio_buffer.clear" => {
+                if let Some(live) = session.as_mut() {
+                    live.clear();
+                }
+                self.buffered = false;
+                let cleared = self.event("input_audio_buffer.cleared", json!({}));
+                Reply {
+                    send: vec![cleared],
+                    active: true,
+                    close: None,
+                }
+            }
+            "" => self.complaint("invalid_value", "the event has no `type`".into(), id),
+            other => {
+                let message = format!("unknown event type {}", glagol_core::engine::quoted(other));
+                self.complaint("invalid_value", message, id)
+            }
+        }
+    }
+
+    fn binary(&mut self, _bytes: &[u8], _session: &mut LiveSession) -> Reply {
+        self.complaint(
+            "invalid_value",
+            "send audio as base64 in input_audio_buffer.append events".into(),
+            None,
+        )
+    }
+
+    fn event(&mut self, event: SessionEvent) -> Vec<String> {
+        let vad = !self.turn_detection.is_null();
+        match event {
+            SessionEvent::SpeechStarted { utterance, start } => {
+                if !vad {
+                    return Vec::new();
+                }
+                let item = self.item(utterance);
+                vec![self.event(
+                    "input_audio_buffer.speech_started",
+                    json!({ "audio_start_ms": (start * 1000.0).round() as u64, "item_id": item }),
+                )]
+            }
+            SessionEvent::SpeechStopped { utterance, end } => {
+                let item = self.item(utterance);
+                let mut out = Vec::new();
+                if vad {
+                    out.push(self.event(
+                        "input_audio_buffer.speech_stopped",
+                        json!({ "audio_end_ms": (end * 1000.0).round() as u64, "item_id": item }),
+                    ));
+                }
+                let previous = self.previous_item.replace(item.clone());
+                out.push(self.event(
+                    "input_audio_buffer.committed",
+                    json!({ "item_id": item, "previous_item_id": previous }),
+                ));
+                let created = if self.beta {
+                    "conversation.item.created"
+                } else {
+                    "conversation.item.added"
+                };
+                out.push(self.event(
+                    created,
+                    json!({ "previous_item_id": previous, "item": {
+                        "id": item, "object": "realtime.item", "type": "message", "status": "completed",
+                        "role": "user", "content": [{ "type": "input_audio", "transcript": null }],
+                    }}),
+                ));
+                self.buffered = false;
+                out
+            }
+            SessionEvent::Partial(p) => {
+                if p.delta.is_empty() {
+                    return Vec::new();
+                }
+                let item = self.item(p.utterance);
+                vec![self.event(
+                    "conversation.item.input_audio_transcription.delta",
+                    json!({ "item_id": item, "content_index": 0, "delta": p.delta }),
+                )]
+            }
+            SessionEvent::Final(f) => {
+                let item = self.item(f.utterance);
+                let mut out = Vec::new();
+                if !f.completion.is_empty() {
+                    out.push(self.event(
+                        "conversation.item.input_audio_transcription.delta",
+                        json!({ "item_id": item, "content_index": 0, "delta": f.completion }),
+                    ));
+                }
+                let transcript = format!("{}{}", f.committed, f.completion);
+                out.push(self.event(
+                    "conversation.item.input_audio_transcription.completed",
+                    json!({
+                        "item_id": item, "content_index": 0, "transcript": transcript,
+                        "usage": { "type": "duration", "seconds": ((f.end - f.start) * 1000.0).round() / 1000.0 },
+                    }),
+                ));
+                out
+            }
+            SessionEvent::Error {
+                utterance: Some(u),
+                error,
+            } => {
+                let item = self.item(u);
+                vec![self.event(
+                    "conversation.item.input_audio_transcription.failed",
+                    json!({ "item_id": item, "content_index": 0, "error": {
+                        "type": "server_error", "code": error.code, "message": error.message,
+                    }}),
+                )]
+            }
+            SessionEvent::Error {
+                utterance: None,
+                error,
+            } => {
+                vec![self.error_event(error.code, &error.message, error.kind, None)]
+            }
+        }
+    }
+
+    fn error(&mut self, error: &ServiceError) -> String {
+        self.error_event(error.code, &error.message, error.kind, None)
+    }
+
+    fn reopen(&mut self) -> Option<SessionOptions> {
+        self.reopen.take()
+    }
+}

@@ -1,0 +1,458 @@
+//! A live session: audio in as it arrives, utterance events out.
+//!
+//! The session holds a lease on its model for its whole life (the model
+//! stays loaded between utterances), finds utterances with
+//! [`glagol_core::stream::Utterances`], and sends their recognition to the
+//! model's scheduler as work items of its stream: partials (at most one in
+//! flight; a newer one replaces a queued one) and finals (the whole
+//! utterance, once, like a file). Results come back on a channel; finals
+//! are handed out in utterance order. Like sherpa-onnx's `Connection`, the
+//! session is only state: the scheduler batches work across sessions.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use glagol_core::audio::SAMPLE_RATE;
+use glagol_core::engine::{TranscribeOptions, Transcript, Word};
+use glagol_core::stream::partials::Stabilizer;
+use glagol_core::stream::{EndReason, StreamConfig, UtteranceEvent, Utterances};
+use tokio::sync::mpsc;
+
+use super::Service;
+use crate::error::ServiceError;
+use crate::models::Lease;
+use crate::scheduler::{Class, WorkItem};
+
+/// Session keys for the scheduler (partials of one stream replace each other).
+static NEXT_STREAM: AtomicU64 = AtomicU64::new(1);
+
+/// What a session is asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    /// Model id or alias; None for the default model.
+    pub model: Option<String>,
+    /// ISO-639-1 code; None to detect (Whisper).
+    pub language: Option<String>,
+    pub prompt: Option<String>,
+    pub stream: StreamConfig,
+}
+
+/// A partial result of the open utterance.
+#[derive(Debug, Clone)]
+pub struct Partial {
+    pub utterance: u64,
+    /// Committed words followed by the newest hypothesis's other words.
+    pub text: String,
+    /// How many leading words of `text` will not change.
+    pub committed: usize,
+    /// Text committed by this partial, to append to earlier deltas.
+    pub delta: String,
+    /// Words shown by the previous partial that this one changed.
+    pub retracted: usize,
+    pub words: Vec<Word>,
+    /// Session audio seconds.
+    pub start: f64,
+    pub end: f64,
+}
+
+/// The final result of an utterance (recognised whole, like a file).
+#[derive(Debug, Clone)]
+pub struct Final {
+    pub utterance: u64,
+    pub text: String,
+    pub words: Vec<Word>,
+    pub start: f64,
+    pub end: f64,
+    pub reason: EndReason,
+    /// What an append-only client appends to the deltas it was sent.
+    pub completion: String,
+    /// Text the deltas committed before the final.
+    pub committed: String,
+    pub language: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum SessionEvent {
+    SpeechStarted {
+        utterance: u64,
+        start: f64,
+    },
+    SpeechStopped {
+        utterance: u64,
+        end: f64,
+    },
+    Partial(Partial),
+    Final(Final),
+    /// Recognising an utterance failed; the session goes on.
+    Error {
+        utterance: Option<u64>,
+        error: ServiceError,
+    },
+}
+
+enum Done {
+    Partial {
+        utterance: u64,
+        end: usize,
+        submitted: Instant,
+        result: Result<Transcript, ServiceError>,
+    },
+    Final {
+        utterance: u64,
+        submitted: Instant,
+        result: Result<Transcript, ServiceError>,
+    },
+}
+
+struct Utterance {
+    start: usize,
+    end: Option<(usize, EndReason)>,
+    stabilizer: Stabilizer,
+    partial_in_flight: bool,
+    /// The newest audio end a shown partial covered.
+    shown_until: usize,
+}
+
+pub struct LiveSession {
+    model: String,
+    stream: u64,
+    options: TranscribeOptions,
+    detector: Utterances,
+    utterances: BTreeMap<u64, Utterance>,
+    /// Finals received but not yet handed out (an earlier one is pending).
+    finished: BTreeMap<u64, Result<Transcript, ServiceError>>,
+    out: VecDeque<SessionEvent>,
+    tx: mpsc::UnboundedSender<Done>,
+    rx: mpsc::UnboundedReceiver<Done>,
+    /// Set when the session ends: its queued work is withdrawn.
+    cancel: Arc<AtomicBool>,
+    _lease: Lease,
+}
+
+fn seconds(samples: usize) -> f64 {
+    samples as f64 / SAMPLE_RATE as f64
+}
+
+impl Service {
+    /// Opens a session: resolves and leases its model, waiting for it to
+    /// load (up to the inference timeout).
+    pub async fn open_session(&self, options: SessionOptions) -> Result<LiveSession, ServiceError> {
+        let config = self.config.get();
+        options
+            .stream
+            .validate()
+            .map_err(|e| ServiceError::invalid("invalid_configuration", e))?;
+        let transcribe = TranscribeOptions {
+            language: options.language.clone(),
+            initial_prompt: options.prompt.clone(),
+            word_timestamps: true,
+            ..Default::default()
+        };
+        super::validate(&transcribe)?;
+        let model = config.resolve_model(options.model.as_deref());
+        let lease = self
+            .registry
+            .acquire(&model, Some(config.inference_timeout()))
+            .await?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        metrics::gauge!("glagol_live_sessions", "model" => model.clone()).increment(1.0);
+        Ok(LiveSession {
+            detector: Utterances::new(self.vad()?, options.stream),
+            stream: NEXT_STREAM.fetch_add(1, Ordering::Relaxed),
+            options: transcribe,
+            model,
+            utterances: BTreeMap::new(),
+            finished: BTreeMap::new(),
+            out: VecDeque::new(),
+            tx,
+            rx,
+            cancel: Arc::new(AtomicBool::new(false)),
+            _lease: lease,
+        })
+    }
+}
+
+impl LiveSession {
+    /// The model recognising this session.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// Session audio received, in seconds.
+    pub fn clock(&self) -> f64 {
+        seconds(self.detector.clock())
+    }
+
+    /// Feeds 16 kHz mono samples.
+    pub fn push(&mut self, samples: &[f32]) -> Result<(), ServiceError> {
+        let events = self.detector.push(samples)?;
+        for event in events {
+            self.handle(event);
+        }
+        Ok(())
+    }
+
+    /// Ends the open utterance now (`finalize`, `stop`, shutdown).
+    pub fn finalize(&mut self, reason: EndReason) {
+        if let Some(event) = self.detector.finalize(reason) {
+            self.handle(event);
+        }
+    }
+
+    /// Whether an utterance is open.
+    pub fn in_utterance(&self) -> bool {
+        self.detector.in_utterance()
+    }
+
+    /// Drops the open utterance without a result.
+    pub fn clear(&mut self) {
+        if let Some((&id, u)) = self.utterances.last_key_value() {
+            if u.end.is_none() {
+                self.utterances.remove(&id);
+            }
+        }
+        self.detector.clear();
+    }
+
+    /// Whether an utterance's final is still to come.
+    pub fn has_pending_finals(&self) -> bool {
+        self.utterances.values().any(|u| u.end.is_some())
+    }
+
+    /// The next event; waits for recognition results when none is ready.
+    /// Cancel-safe.
+    pub async fn next(&mut self) -> SessionEvent {
+        loop {
+            if let Some(event) = self.out.pop_front() {
+                return event;
+            }
+            // The session holds a sender itself, so this never ends.
+            if let Some(done) = self.rx.recv().await {
+                self.finish(done);
+            }
+        }
+    }
+
+    fn handle(&mut self, event: UtteranceEvent) {
+        match event {
+            UtteranceEvent::Started { id, start } => {
+                self.utterances.insert(
+                    id,
+                    Utterance {
+                        start,
+                        end: None,
+                        stabilizer: Stabilizer::new(),
+                        partial_in_flight: false,
+                        shown_until: 0,
+                    },
+                );
+                self.out.push_back(SessionEvent::SpeechStarted {
+                    utterance: id,
+                    start: seconds(start),
+                });
+            }
+            UtteranceEvent::Partial { id, end, audio, .. } => {
+                let busy = self.utterances.get(&id).is_none_or(|u| u.partial_in_flight);
+                if busy {
+                    // Backs off under load: never two partials of one stream.
+                    self.detector.defer_partial();
+                    metrics::counter!("glagol_partials_skipped_total", "model" => self.model.clone()).increment(1);
+                    return;
+                }
+                if let Some(u) = self.utterances.get_mut(&id) {
+                    u.partial_in_flight = true;
+                }
+                let tx = self.tx.clone();
+                let submitted = Instant::now();
+                self.submit(
+                    audio,
+                    Class::LivePartial,
+                    move |result| Done::Partial {
+                        utterance: id,
+                        end,
+                        submitted,
+                        result,
+                    },
+                    tx,
+                );
+            }
+            UtteranceEvent::Ended {
+                id,
+                end,
+                reason,
+                audio,
+                ..
+            } => {
+                if let Some(u) = self.utterances.get_mut(&id) {
+                    u.end = Some((end, reason));
+                }
+                self.out.push_back(SessionEvent::SpeechStopped {
+                    utterance: id,
+                    end: seconds(end),
+                });
+                let tx = self.tx.clone();
+                let submitted = Instant::now();
+                self.submit(
+                    audio,
+                    Class::LiveFinal,
+                    move |result| Done::Final {
+                        utterance: id,
+                        submitted,
+                        result,
+                    },
+                    tx,
+                );
+            }
+        }
+    }
+
+    fn submit(
+        &self,
+        audio: Vec<f32>,
+        class: Class,
+        done: impl FnOnce(Result<Transcript, ServiceError>) -> Done + Send + 'static,
+        tx: mpsc::UnboundedSender<Done>,
+    ) {
+        let options = TranscribeOptions {
+            cancel: Some(self.cancel.clone()),
+            draft: class == Class::LivePartial,
+            ..self.options.clone()
+        };
+        let item = WorkItem {
+            audio,
+            options,
+            vad: None,
+            class,
+            stream: Some(self.stream),
+            deadline: None,
+            started: None,
+            done: Box::new(move |result| {
+                let _ = tx.send(done(result));
+            }),
+        };
+        // A refused item has already reported its error through `done`.
+        let _ = self._lease.scheduler().submit(item);
+    }
+
+    fn finish(&mut self, done: Done) {
+        match done {
+            Done::Partial {
+                utterance,
+                end,
+                submitted,
+                result,
+            } => {
+                let Some(u) = self.utterances.get_mut(&utterance) else {
+                    return;
+                };
+                u.partial_in_flight = false;
+                let transcript = match result {
+                    Ok(t) => t,
+                    Err(e) if e.code == "partial_superseded" => {
+                        metrics::counter!("glagol_partials_dropped_total", "model" => self.model.clone()).increment(1);
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                // Too late: the final is on its way, or a newer one was shown.
+                if u.end.is_some() || end < u.shown_until {
+                    return;
+                }
+                metrics::histogram!("glagol_partial_latency_seconds", "model" => self.model.clone())
+                    .record(submitted.elapsed().as_secs_f64());
+                u.shown_until = end;
+                let ends: Vec<f64> = transcript
+                    .segments
+                    .iter()
+                    .flat_map(|s| s.words.iter())
+                    .map(|w| w.end)
+                    .collect();
+                let shown = u
+                    .stabilizer
+                    .update(&transcript.text, &ends, seconds(end - u.start));
+                let offset = seconds(u.start);
+                self.out.push_back(SessionEvent::Partial(Partial {
+                    utterance,
+                    text: shown.text,
+                    committed: shown.committed,
+                    delta: shown.delta,
+                    retracted: shown.retracted,
+                    words: words(&transcript, offset),
+                    start: offset,
+                    end: seconds(end),
+                }));
+            }
+            Done::Final {
+                utterance,
+                submitted,
+                result,
+            } => {
+                metrics::histogram!("glagol_final_latency_seconds", "model" => self.model.clone())
+                    .record(submitted.elapsed().as_secs_f64());
+                self.finished.insert(utterance, result);
+                self.release_finals();
+            }
+        }
+    }
+
+    /// Hands out finals in utterance order.
+    fn release_finals(&mut self) {
+        while let Some((&id, _)) = self.finished.first_key_value() {
+            // An earlier utterance still waits for its final.
+            if self.utterances.range(..id).any(|(_, u)| u.end.is_some()) {
+                return;
+            }
+            let Some(result) = self.finished.remove(&id) else {
+                return;
+            };
+            let Some(u) = self.utterances.remove(&id) else {
+                continue;
+            };
+            let (end, reason) = u.end.unwrap_or((u.start, EndReason::Stop));
+            let offset = seconds(u.start);
+            self.out.push_back(match result {
+                Ok(t) => SessionEvent::Final(Final {
+                    utterance: id,
+                    completion: u.stabilizer.completion(&t.text),
+                    committed: u.stabilizer.committed_text(),
+                    words: words(&t, offset),
+                    text: t.text,
+                    start: offset,
+                    end: seconds(end),
+                    reason,
+                    language: t.language,
+                }),
+                Err(error) => SessionEvent::Error {
+                    utterance: Some(id),
+                    error,
+                },
+            });
+        }
+    }
+}
+
+/// A transcript's words on the session clock.
+fn words(t: &Transcript, offset: f64) -> Vec<Word> {
+    t.segments
+        .iter()
+        .flat_map(|s| s.words.iter())
+        .map(|w| Word {
+            word: w.word.clone(),
+            start: offset + w.start,
+            end: offset + w.end,
+            probability: w.probability,
+        })
+        .collect()
+}
+
+impl Drop for LiveSession {
+    fn drop(&mut self) {
+        self.cancel.store(true, Ordering::SeqCst);
+        metrics::gauge!("glagol_live_sessions", "model" => self.model.clone()).decrement(1.0);
+    }
+}
+
+/// How long a closing session waits for its last finals.
+pub const FINAL_GRACE: Duration = Duration::from_secs(30);
