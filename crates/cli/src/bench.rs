@@ -20,7 +20,10 @@ use glagol_core::wer;
 use serde::Deserialize;
 
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
+    #[command(subcommand)]
+    kind: Option<Kind>,
     /// Manifest JSON file(s).
     #[arg(long, required = true)]
     manifest: Vec<PathBuf>,
@@ -47,6 +50,12 @@ pub struct Args {
     json: bool,
 }
 
+#[derive(clap::Subcommand)]
+enum Kind {
+    /// Live transcription against a running server: latency, accuracy, capacity.
+    Stream(crate::bench_stream::Args),
+}
+
 #[derive(Deserialize)]
 struct Entry {
     filename: String,
@@ -55,6 +64,9 @@ struct Entry {
 }
 
 pub fn run(args: Args, store: &ModelStore) -> anyhow::Result<ExitCode> {
+    if let Some(Kind::Stream(stream)) = args.kind {
+        return crate::bench_stream::run(stream);
+    }
     let mut items = Vec::new();
     for m in &args.manifest {
         let text =

@@ -5,11 +5,13 @@
 //! the documented exit codes in [`exit`].
 
 mod bench;
+mod bench_stream;
 mod engine_args;
 mod exit;
 mod models;
 mod runtime;
 mod serve;
+mod stream;
 mod transcribe;
 
 use std::path::PathBuf;
@@ -49,6 +51,8 @@ enum Command {
     Runtime(runtime::Command),
     /// Measure speed, memory and accuracy on a manifest of files.
     Bench(bench::Args),
+    /// Stream a file or raw PCM from stdin to a running server's live endpoint.
+    Stream(stream::Args),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -91,6 +95,7 @@ fn main() -> ExitCode {
         Command::Models(cmd) => models::run(cmd, &store),
         Command::Runtime(cmd) => runtime::run(cmd, cli.ort_lib.as_deref()),
         Command::Bench(args) => bench::run(args, &store),
+        Command::Stream(args) => stream::run(args),
     };
     match result {
         Ok(code) => code,

@@ -381,3 +381,43 @@ fn sigterm_gives_every_live_session_its_final_and_close_1001() {
     let status = server.child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn glagol_stream_prints_a_final_per_utterance_from_a_file_and_from_stdin() {
+    let _one = exclusive();
+    let s = Server::start(&["--preload", "gigaam-tiny"]);
+    s.wait_ready("gigaam-tiny");
+    let url = s.url("/v1/ws").replace("http://", "ws://");
+    let clip = &common::golos()[0].0;
+    let out = s.glagol.run(&[
+        "stream",
+        "--fast",
+        "--model",
+        "gigaam-tiny",
+        "--url",
+        &url,
+        clip.to_str().unwrap(),
+    ]);
+    let stdout = common::ok(out);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        stdout.starts_with('[') && stdout.trim().len() > 25,
+        "{stdout}"
+    );
+    // Raw PCM on stdin, as from `arecord -f S16_LE -r 16000`.
+    let wav = std::fs::read(clip).unwrap();
+    let out = s.glagol.run_stdin(
+        &[
+            "stream",
+            "--model",
+            "gigaam-tiny",
+            "--url",
+            &url,
+            "--rate",
+            "16000",
+            "-",
+        ],
+        &wav[44..],
+    );
+    assert_eq!(common::ok(out).lines().count(), 1);
+}

@@ -330,6 +330,74 @@ fn stream_config(turn: &Value, mut stream: StreamConfig) -> Result<StreamConfig,
     Ok(stream)
 }
 
+/// A client event of the transcription protocol, decoded.
+#[derive(Debug)]
+pub enum ClientEvent {
+    /// `session.update` (GA) or `transcription_session.update` (`beta`).
+    SessionUpdate {
+        beta: bool,
+        session: Value,
+    },
+    /// `input_audio_buffer.append`, its audio decoded from base64.
+    Append(Vec<u8>),
+    Commit,
+    Clear,
+}
+
+/// Why a client event was refused: the error code, the message, and the
+/// event's `event_id` to name in the `error` event.
+pub type Refusal = (&'static str, String, Option<String>);
+
+/// Decodes a client event: the event and its `event_id`, or why not.
+pub fn parse_event(text: &str) -> Result<(ClientEvent, Option<String>), Refusal> {
+    let event: Value = match serde_json::from_str(text) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(_) => return Err(("invalid_json", "events are JSON objects".into(), None)),
+        Err(e) => return Err(("invalid_json", format!("the event is not JSON: {e}"), None)),
+    };
+    let id = event["event_id"].as_str().map(String::from);
+    let invalid = |m: String| Err(("invalid_value", m, id.clone()));
+    let parsed = match event["type"].as_str().unwrap_or("") {
+        kind @ ("session.update" | "transcription_session.update") => {
+            let session = event["session"].clone();
+            if !session.is_object() {
+                return invalid("`session` must be an object".into());
+            }
+            let beta = kind == "transcription_session.update";
+            if !beta
+                && session["type"]
+                    .as_str()
+                    .is_some_and(|t| t != "transcription")
+            {
+                return invalid(
+                    "only transcription sessions are served (session.type = \"transcription\")"
+                        .into(),
+                );
+            }
+            ClientEvent::SessionUpdate { beta, session }
+        }
+        "input_audio_buffer.append" => {
+            let Some(audio) = event["audio"].as_str() else {
+                return invalid("`audio` must be a base64 string".into());
+            };
+            match base64::engine::general_purpose::STANDARD.decode(audio) {
+                Ok(bytes) => ClientEvent::Append(bytes),
+                Err(e) => return invalid(format!("`audio` is not base64: {e}")),
+            }
+        }
+        "input_audio_buffer.commit" => ClientEvent::Commit,
+        "input_audio_buffer.clear" => ClientEvent::Clear,
+        "" => return invalid("the event has no `type`".into()),
+        other => {
+            return invalid(format!(
+                "unknown event type {}",
+                glagol_core::engine::quoted(other)
+            ))
+        }
+    };
+    Ok((parsed, id))
+}
+
 fn rand_id() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -347,40 +415,20 @@ impl Protocol for Realtime {
     }
 
     fn text(&mut self, text: &str, session: &mut Option<LiveSession>) -> Reply {
-        let event: Value = match serde_json::from_str(text) {
-            Ok(v @ Value::Object(_)) => v,
-            Ok(_) => return self.complaint("invalid_json", "events are JSON objects".into(), None),
-            Err(e) => {
-                return self.complaint("invalid_json", format!("the event is not JSON: {e}"), None)
+        let (event, client_event) = match parse_event(text) {
+            Ok(parsed) => parsed,
+            Err((code, message, client_event)) => {
+                return self.complaint(code, message, client_event.as_deref())
             }
         };
-        let client_event = event["event_id"].as_str().map(String::from);
         let id = client_event.as_deref();
-        match event["type"].as_str().unwrap_or("") {
-            "session.update" | "transcription_session.update" => {
-                let shape = event["type"].as_str().unwrap_or("");
-                self.beta = shape == "transcription_session.update";
-                let session_value = &event["session"];
-                if !session_value.is_object() {
-                    return self.complaint(
-                        "invalid_value",
-                        "`session` must be an object".into(),
-                        id,
-                    );
-                }
-                if !self.beta
-                    && session_value["type"]
-                        .as_str()
-                        .is_some_and(|t| t != "transcription")
-                {
-                    return self.complaint(
-                        "invalid_value",
-                        "only transcription sessions are served (session.type = \"transcription\")"
-                            .into(),
-                        id,
-                    );
-                }
-                match self.update(session_value) {
+        match event {
+            ClientEvent::SessionUpdate {
+                beta,
+                session: update,
+            } => {
+                self.beta = beta;
+                match self.update(&update) {
                     // The reply goes out once the session reopened.
                     Ok(()) => Reply {
                         active: true,
@@ -389,24 +437,7 @@ impl Protocol for Realtime {
                     Err(e) => self.complaint("invalid_value", e, id),
                 }
             }
-            "input_audio_buffer.append" => {
-                let Some(audio) = event["audio"].as_str() else {
-                    return self.complaint(
-                        "invalid_value",
-                        "`audio` must be a base64 string".into(),
-                        id,
-                    );
-                };
-                let bytes = match base64::engine::general_purpose::STANDARD.decode(audio) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        return self.complaint(
-                            "invalid_value",
-                            format!("`audio` is not base64: {e}"),
-                            id,
-                        )
-                    }
-                };
+            ClientEvent::Append(bytes) => {
                 let Some(live) = session.as_mut() else {
                     return Reply::default();
                 };
@@ -428,7 +459,7 @@ impl Protocol for Realtime {
                     },
                 }
             }
-            "input_audio_buffer.commit" => {
+            ClientEvent::Commit => {
                 let Some(live) = session.as_mut() else {
                     return Reply::default();
                 };
@@ -448,7 +479,7 @@ impl Protocol for Realtime {
                     ..Reply::default()
                 }
             }
-            "input_audio_buffer.clear" => {
+            ClientEvent::Clear => {
                 if let Some(live) = session.as_mut() {
                     live.clear();
                 }
@@ -459,11 +490,6 @@ impl Protocol for Realtime {
                     active: true,
                     close: None,
                 }
-            }
-            "" => self.complaint("invalid_value", "the event has no `type`".into(), id),
-            other => {
-                let message = format!("unknown event type {}", glagol_core::engine::quoted(other));
-                self.complaint("invalid_value", message, id)
             }
         }
     }

@@ -22,6 +22,18 @@ pub enum ClientMessage {
     Keepalive,
 }
 
+/// Decodes a client's text message, or says why not (code, message).
+pub fn parse(text: &str) -> std::result::Result<ClientMessage, (&'static str, String)> {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| ("invalid_json", format!("the message is not JSON: {e}")))?;
+    serde_json::from_value(value).map_err(|e| {
+        (
+            "unknown_message",
+            format!("unknown or malformed message: {e}"),
+        )
+    })
+}
+
 /// Session settings, by query string at connect or by `configure` before
 /// the first audio.
 #[derive(Debug, Default, Clone, Deserialize)]
