@@ -21,8 +21,9 @@ use glagol_core::audio::{self, AudioLimits};
 use glagol_core::vad::{speech_segments, VadConfig, VadModel};
 use glagol_core::wer;
 use serde_json::{json, Value};
-use tungstenite::stream::MaybeTlsStream;
 use tungstenite::Message;
+
+use crate::live_client;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -137,50 +138,22 @@ fn join(clips: &[(Vec<f32>, String)], seconds: f64) -> (Vec<f32>, Vec<(usize, us
 /// Streams `audio` like a microphone; returns every message with its
 /// arrival time in seconds after the stream's start.
 fn stream(url: &str, audio: &[f32]) -> anyhow::Result<Vec<(f64, Value)>> {
-    let (mut ws, _) = tungstenite::connect(url).with_context(|| format!("connecting to {url}"))?;
-    if let MaybeTlsStream::Plain(s) = ws.get_ref() {
-        s.set_read_timeout(Some(Duration::from_millis(2)))?;
-    }
+    let mut ws = live_client::connect(url, None)?;
     let mut received = Vec::new();
-    let mut read = |ws: &mut tungstenite::WebSocket<MaybeTlsStream<std::net::TcpStream>>,
-                    t0: Instant|
-     -> anyhow::Result<bool> {
-        loop {
-            match ws.read() {
-                Ok(Message::Text(t)) => {
-                    received.push((t0.elapsed().as_secs_f64(), serde_json::from_str(&t)?))
-                }
-                Ok(Message::Close(_)) => return Ok(true),
-                Ok(_) => {}
-                Err(tungstenite::Error::Io(e))
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Ok(false)
-                }
-                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
-                    return Ok(true)
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    };
     let t0 = Instant::now();
+    let mut read = |ws: &mut live_client::Socket| -> anyhow::Result<bool> {
+        let at = t0.elapsed().as_secs_f64();
+        Ok(live_client::read_available(ws, |m| received.push((at, m)))?.is_some())
+    };
     for (i, frame) in audio.chunks(1600).enumerate() {
         let due = t0 + Duration::from_millis(100 * (i as u64 + 1));
         while Instant::now() < due {
-            read(&mut ws, t0)?;
+            read(&mut ws)?;
         }
-        let bytes: Vec<u8> = frame
-            .iter()
-            .flat_map(|s| ((s * 32767.0) as i16).to_le_bytes())
-            .collect();
-        ws.send(Message::binary(bytes))?;
+        ws.send(Message::binary(live_client::pcm16(frame)))?;
     }
     ws.send(Message::text(r#"{"type":"stop"}"#))?;
-    while !read(&mut ws, t0)? {}
+    while !read(&mut ws)? {}
     Ok(received)
 }
 

@@ -8,6 +8,7 @@ mod bench;
 mod bench_stream;
 mod engine_args;
 mod exit;
+mod live_client;
 mod models;
 mod runtime;
 mod serve;

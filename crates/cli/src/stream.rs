@@ -4,17 +4,15 @@
 //! on their own lines on stdout.
 
 use std::io::{IsTerminal, Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use glagol_core::audio::{self, AudioLimits};
 use serde_json::Value;
-use tungstenite::client::IntoClientRequest;
-use tungstenite::stream::MaybeTlsStream;
-use tungstenite::{Message, WebSocket};
+use tungstenite::Message;
+
+use crate::live_client::{self, Socket};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -43,8 +41,6 @@ pub struct Args {
     api_key: Option<String>,
 }
 
-type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
-
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let encoding = match args.pcm.as_str() {
         "s16le" => "pcm_s16le",
@@ -67,20 +63,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             url.push_str(&format!("&{k}={v}"));
         }
     }
-    let mut request = url
-        .as_str()
-        .into_client_request()
-        .context("the server URL")?;
-    if let Some(key) = &args.api_key {
-        request
-            .headers_mut()
-            .insert("authorization", format!("Bearer {key}").parse()?);
-    }
-    let (mut ws, _) =
-        tungstenite::connect(request).with_context(|| format!("connecting to {}", args.url))?;
-    if let MaybeTlsStream::Plain(s) = ws.get_ref() {
-        s.set_read_timeout(Some(Duration::from_millis(5)))?;
-    }
+    let mut ws = live_client::connect(&url, args.api_key.as_deref())?;
     let mut printer = Printer::new();
     if stdin {
         let mut input = std::io::stdin().lock();
@@ -97,11 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let audio = audio::decode_file(&args.input, &AudioLimits::default())?;
         let start = Instant::now();
         for (i, frame) in audio.samples.chunks(1600).enumerate() {
-            let bytes: Vec<u8> = frame
-                .iter()
-                .flat_map(|s| ((s * 32767.0) as i16).to_le_bytes())
-                .collect();
-            ws.send(Message::binary(bytes))?;
+            ws.send(Message::binary(live_client::pcm16(frame)))?;
             printer.pump(&mut ws)?;
             if !args.fast {
                 let due = start + Duration::from_millis(100 * (i as u64 + 1));
@@ -139,37 +118,19 @@ impl Printer {
     }
 
     fn pump(&mut self, ws: &mut Socket) -> anyhow::Result<()> {
-        loop {
-            match ws.read() {
-                Ok(Message::Text(t)) => self.show(&serde_json::from_str(&t)?),
-                Ok(Message::Close(frame)) => {
-                    self.closed = true;
-                    if let Some(f) = frame.filter(|f| u16::from(f.code) != 1000) {
-                        eprintln!(
-                            "glagol: the server closed the session: {} {}",
-                            u16::from(f.code),
-                            f.reason
-                        );
-                        self.failed = true;
-                    }
-                }
-                Ok(_) => {}
-                Err(tungstenite::Error::Io(e))
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Ok(())
-                }
-                Err(tungstenite::Error::ConnectionClosed)
-                | Err(tungstenite::Error::AlreadyClosed) => {
-                    self.closed = true;
-                    return Ok(());
-                }
-                Err(e) => return Err(e.into()),
+        let mut messages = Vec::new();
+        let closed = live_client::read_available(ws, |m| messages.push(m))?;
+        for m in &messages {
+            self.show(m);
+        }
+        if let Some(code) = closed {
+            self.closed = true;
+            if code != 1000 {
+                eprintln!("glagol: the server closed the session with code {code}");
+                self.failed = true;
             }
         }
+        Ok(())
     }
 
     fn show(&mut self, m: &Value) {
