@@ -16,12 +16,15 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use glagol_core::audio::pcm::{Encoding, PcmStream, G711};
+use glagol_core::audio::pcm::{Encoding, PcmStream};
 use glagol_core::audio::PcmFormat;
-use glagol_core::stream::{EndReason, StreamConfig};
+use glagol_core::stream::EndReason;
 use serde_json::{json, Value};
 
+mod events;
+mod session;
+
+pub use self::events::{parse_event, ClientEvent, Refusal};
 use super::{caller, Protocol, Reply, Upgrade};
 use crate::error::{ErrorKind, ServiceError};
 use crate::http::extract::Query;
@@ -141,51 +144,6 @@ impl Realtime {
         format!("item_{}_{utterance}", self.session_id)
     }
 
-    fn session_object(&self) -> Value {
-        let model = self
-            .options
-            .model
-            .clone()
-            .unwrap_or_else(|| "default".into());
-        if self.beta {
-            let format = match self.format["type"].as_str() {
-                Some("audio/pcmu") => "g711_ulaw",
-                Some("audio/pcma") => "g711_alaw",
-                _ => "pcm16",
-            };
-            json!({
-                "id": self.session_id,
-                "object": "realtime.transcription_session",
-                "input_audio_format": format,
-                "input_audio_transcription": {"model": model, "language": self.options.language, "prompt": self.options.prompt},
-                "turn_detection": self.turn_detection,
-            })
-        } else {
-            json!({
-                "id": self.session_id,
-                "object": "realtime.session",
-                "type": "transcription",
-                "audio": {"input": {
-                    "format": self.format,
-                    "transcription": {"model": model, "language": self.options.language, "prompt": self.options.prompt},
-                    "turn_detection": self.turn_detection,
-                }},
-            })
-        }
-    }
-
-    fn session_message(&mut self) -> String {
-        let verb = if self.created { "updated" } else { "created" };
-        self.created = true;
-        let kind = if self.beta {
-            format!("transcription_session.{verb}")
-        } else {
-            format!("session.{verb}")
-        };
-        let session = self.session_object();
-        self.event(&kind, json!({ "session": session }))
-    }
-
     fn error_event(
         &mut self,
         code: &str,
@@ -211,191 +169,6 @@ impl Realtime {
             close: None,
         }
     }
-
-    /// Applies a `session.update` / `transcription_session.update`.
-    fn update(&mut self, session: &Value) -> Result<(), String> {
-        // GA: session.audio.input.*; beta: session.input_audio_*.
-        let input = &session["audio"]["input"];
-        let transcription = if input.is_object() {
-            &input["transcription"]
-        } else {
-            &session["input_audio_transcription"]
-        };
-        let format = if input.is_object() {
-            input.get("format")
-        } else {
-            None
-        };
-        let beta_format = session.get("input_audio_format");
-        let turn = if input.is_object() {
-            input.get("turn_detection")
-        } else {
-            session.get("turn_detection")
-        };
-        if let Some(f) = format {
-            let (encoding, rate) = match f["type"].as_str() {
-                Some("audio/pcm") => {
-                    let rate = f["rate"].as_u64().unwrap_or(24_000);
-                    if rate != 24_000 {
-                        return Err(format!("audio/pcm must be at 24000 Hz, got {rate}"));
-                    }
-                    (Encoding::Pcm(PcmFormat::S16Le), 24_000)
-                }
-                Some("audio/pcmu") => (Encoding::G711(G711::MuLaw), 8_000),
-                Some("audio/pcma") => (Encoding::G711(G711::ALaw), 8_000),
-                other => {
-                    return Err(format!(
-                    "unsupported audio format {other:?}: use audio/pcm, audio/pcmu or audio/pcma"
-                ))
-                }
-            };
-            self.pcm = PcmStream::new(encoding, rate);
-            self.format = f.clone();
-        }
-        if let Some(f) = beta_format {
-            let (encoding, rate, ga) = match f.as_str() {
-                Some("pcm16") => (
-                    Encoding::Pcm(PcmFormat::S16Le),
-                    24_000,
-                    json!({"type": "audio/pcm", "rate": 24000}),
-                ),
-                Some("g711_ulaw") => (
-                    Encoding::G711(G711::MuLaw),
-                    8_000,
-                    json!({"type": "audio/pcmu"}),
-                ),
-                Some("g711_alaw") => (
-                    Encoding::G711(G711::ALaw),
-                    8_000,
-                    json!({"type": "audio/pcma"}),
-                ),
-                other => {
-                    return Err(format!(
-                    "unsupported input_audio_format {other:?}: use pcm16, g711_ulaw or g711_alaw"
-                ))
-                }
-            };
-            self.pcm = PcmStream::new(encoding, rate);
-            self.format = ga;
-        }
-        let mut options = self.options.clone();
-        if transcription.is_object() {
-            if let Some(m) = transcription["model"]
-                .as_str()
-                .filter(|m| !m.starts_with("gpt-") && *m != "whisper-1")
-            {
-                options.model = Some(m.to_string());
-            }
-            options.language = transcription["language"]
-                .as_str()
-                .map(String::from)
-                .or(options.language);
-            options.prompt = transcription["prompt"]
-                .as_str()
-                .map(String::from)
-                .or(options.prompt);
-        }
-        if let Some(turn) = turn {
-            options.stream = stream_config(turn, options.stream)?;
-            self.turn_detection = turn.clone();
-        }
-        options.stream.validate()?;
-        self.options = options.clone();
-        self.reopen = Some(options);
-        Ok(())
-    }
-}
-
-/// `turn_detection`: `server_vad` with its knobs, or null (the client commits).
-fn stream_config(turn: &Value, mut stream: StreamConfig) -> Result<StreamConfig, String> {
-    if turn.is_null() {
-        stream.endpointing = false;
-        return Ok(stream);
-    }
-    match turn["type"].as_str() {
-        Some("server_vad") | None => {}
-        Some("semantic_vad") => {}
-        Some(other) => return Err(format!("unsupported turn_detection type {other:?}")),
-    }
-    stream.endpointing = true;
-    if let Some(v) = turn["threshold"].as_f64() {
-        stream.threshold = v as f32;
-    }
-    if let Some(v) = turn["prefix_padding_ms"].as_u64() {
-        stream.prefix_ms = v.min(u32::MAX as u64) as u32;
-    }
-    if let Some(v) = turn["silence_duration_ms"].as_u64() {
-        stream.silence_ms = v.min(u32::MAX as u64) as u32;
-    }
-    Ok(stream)
-}
-
-/// A client event of the transcription protocol, decoded.
-#[derive(Debug)]
-pub enum ClientEvent {
-    /// `session.update` (GA) or `transcription_session.update` (`beta`).
-    SessionUpdate {
-        beta: bool,
-        session: Value,
-    },
-    /// `input_audio_buffer.append`, its audio decoded from base64.
-    Append(Vec<u8>),
-    Commit,
-    Clear,
-}
-
-/// Why a client event was refused: the error code, the message, and the
-/// event's `event_id` to name in the `error` event.
-pub type Refusal = (&'static str, String, Option<String>);
-
-/// Decodes a client event: the event and its `event_id`, or why not.
-pub fn parse_event(text: &str) -> Result<(ClientEvent, Option<String>), Refusal> {
-    let event: Value = match serde_json::from_str(text) {
-        Ok(v @ Value::Object(_)) => v,
-        Ok(_) => return Err(("invalid_json", "events are JSON objects".into(), None)),
-        Err(e) => return Err(("invalid_json", format!("the event is not JSON: {e}"), None)),
-    };
-    let id = event["event_id"].as_str().map(String::from);
-    let invalid = |m: String| Err(("invalid_value", m, id.clone()));
-    let parsed = match event["type"].as_str().unwrap_or("") {
-        kind @ ("session.update" | "transcription_session.update") => {
-            let session = event["session"].clone();
-            if !session.is_object() {
-                return invalid("`session` must be an object".into());
-            }
-            let beta = kind == "transcription_session.update";
-            if !beta
-                && session["type"]
-                    .as_str()
-                    .is_some_and(|t| t != "transcription")
-            {
-                return invalid(
-                    "only transcription sessions are served (session.type = \"transcription\")"
-                        .into(),
-                );
-            }
-            ClientEvent::SessionUpdate { beta, session }
-        }
-        "input_audio_buffer.append" => {
-            let Some(audio) = event["audio"].as_str() else {
-                return invalid("`audio` must be a base64 string".into());
-            };
-            match base64::engine::general_purpose::STANDARD.decode(audio) {
-                Ok(bytes) => ClientEvent::Append(bytes),
-                Err(e) => return invalid(format!("`audio` is not base64: {e}")),
-            }
-        }
-        "input_audio_buffer.commit" => ClientEvent::Commit,
-        "input_audio_buffer.clear" => ClientEvent::Clear,
-        "" => return invalid("the event has no `type`".into()),
-        other => {
-            return invalid(format!(
-                "unknown event type {}",
-                glagol_core::engine::quoted(other)
-            ))
-        }
-    };
-    Ok((parsed, id))
 }
 
 fn rand_id() -> u64 {
