@@ -13,6 +13,10 @@ pub struct EngineArgs {
     /// Prefer int8-quantised model files where the model directory has them (GigaAM).
     #[arg(long)]
     pub int8: bool,
+    /// Run Whisper's encoder over its whole 30 s window even for shorter audio
+    /// (the reference behaviour; slower).
+    #[arg(long)]
+    pub full_window: bool,
 }
 
 impl EngineArgs {
@@ -23,6 +27,7 @@ impl EngineArgs {
         }
         c.max_batch = self.batch.max(1);
         c.int8 = self.int8;
+        c.whisper_full_window = self.full_window;
         c
     }
 }

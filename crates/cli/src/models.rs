@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::anyhow;
 use clap::Subcommand;
+use glagol_core::engine::whisper::quantize::{quantize, QuantType};
 use glagol_core::models::download::Progress;
+use glagol_core::models::EngineKind;
 use glagol_core::models::{find_in_catalog, ModelStore, StoreError, CATALOG};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -33,6 +35,18 @@ pub enum Command {
         /// Accept a catalog name even though the checksums differ (a compatible conversion).
         #[arg(long)]
         force: bool,
+    },
+    /// Write a quantized copy of a Whisper model into the store (ggml's routines;
+    /// smaller and faster on CPU).
+    Quantize {
+        /// An installed Whisper model (f16 or f32) or a path to one.
+        name: String,
+        /// Block format of the weight matrices: q8_0, q5_1, q5_0 or q4_0.
+        #[arg(long = "type", value_name = "TYPE", default_value = "q8_0")]
+        kind: QuantType,
+        /// Store it under this name (default: NAME-TYPE).
+        #[arg(long = "as", value_name = "NAME")]
+        target: Option<String>,
     },
     /// Delete an installed model.
     Rm { name: String },
@@ -81,6 +95,7 @@ pub fn run(cmd: Command, store: &ModelStore) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Quantize { name, kind, target } => quantize_into_store(store, &name, kind, target),
         Command::Rm { name } => {
             store.remove(&name)?;
             println!("removed {name}");
@@ -112,6 +127,61 @@ pub fn run(cmd: Command, store: &ModelStore) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn quantize_into_store(
+    store: &ModelStore,
+    name: &str,
+    kind: QuantType,
+    target: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let model = store.resolve(name)?;
+    if model.engine != EngineKind::Whisper {
+        return Err(anyhow!(
+            "{} is not a Whisper model; only whisper.cpp models can be quantized",
+            model.name
+        ));
+    }
+    let target = target.unwrap_or_else(|| format!("{}-{}", model.name, kind.name()));
+    // Written beside the store and imported from there, so an interrupted
+    // run leaves no half-written model that looks installed.
+    let staging = store
+        .root()
+        .join(format!(".quantize-{}", std::process::id()));
+    std::fs::create_dir_all(&staging)?;
+    let result = (|| -> anyhow::Result<_> {
+        let file = staging.join(format!("ggml-{target}.bin"));
+        let report = quantize(&model.path, &file, kind)?;
+        // A catalog name promises the published bytes; a local quantization
+        // (of a conversion, or by another ggml version) is kept under that
+        // name unverified.
+        let (installed, published) = match store.import(&file, Some(&target), false) {
+            Ok(m) => (m, find_in_catalog(&target).is_some()),
+            Err(StoreError::ImportMismatch { .. }) => {
+                (store.import(&file, Some(&target), true)?, false)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok((report, installed, published))
+    })();
+    let _ = std::fs::remove_dir_all(&staging);
+    let (report, installed, published) = result?;
+    println!(
+        "{} ({}): {} of {} tensors quantized, {} -> {}, installed at {}{}",
+        installed.name,
+        kind.name(),
+        report.quantized,
+        report.tensors,
+        human(report.bytes_in),
+        human(report.bytes_out),
+        installed.path.display(),
+        if published {
+            " (identical to the published file)"
+        } else {
+            ""
+        }
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn list(store: &ModelStore, json: bool) -> anyhow::Result<ExitCode> {

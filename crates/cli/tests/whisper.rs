@@ -345,3 +345,75 @@ fn bench_reports_rtf_rss_and_wer() {
     assert!(v["peak_rss_mb"].as_f64().unwrap() > 100.0);
     assert!(v["wer_percent"].as_f64().unwrap() < 20.0, "{v}");
 }
+
+#[test]
+fn the_full_encoder_window_setting_gives_the_reference_text() {
+    let g = Glagol::new();
+    let jfk = misc("jfk.wav");
+    for extra in [&[][..], &["--full-window"][..]] {
+        let text = transcribe(&g, extra, &[jfk.as_path()]);
+        assert!(
+            common::normalize(&text).contains("ask not what your country can do for you"),
+            "{extra:?}: {text}"
+        );
+    }
+}
+
+#[test]
+fn a_quantized_copy_loads_and_transcribes() {
+    let g = Glagol::new();
+    let base = common::whisper_base();
+    ok(g.run(&[
+        "models",
+        "import",
+        base.to_str().unwrap(),
+        "--as",
+        "whisper-base",
+        "--force",
+    ]));
+    let out = ok(g.run(&["models", "quantize", "whisper-base", "--type", "q8_0"]));
+    assert!(out.contains("whisper-base-q8_0"), "{out}");
+    let listed: Value = serde_json::from_str(&ok(g.run(&["models", "list", "--json"]))).unwrap();
+    let entry = listed["catalog"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "whisper-base-q8_0")
+        .unwrap()
+        .clone();
+    assert_eq!(entry["installed"], true, "{entry}");
+    let quantized = std::fs::metadata(entry["path"].as_str().unwrap())
+        .unwrap()
+        .len();
+    let original = std::fs::metadata(&base).unwrap().len();
+    // q8_0 keeps about 34 bytes per 32 weights instead of 64.
+    assert!(quantized * 10 < original * 6, "{quantized} vs {original}");
+    let jfk = misc("jfk.wav");
+    let text = ok(g.run(&[
+        "transcribe",
+        "-t",
+        "2",
+        "--model",
+        "whisper-base-q8_0",
+        jfk.to_str().unwrap(),
+    ]));
+    assert!(
+        common::normalize(&text).contains("ask not what your country can do for you"),
+        "{text}"
+    );
+    // A quantized model cannot be quantized again, nor a GigaAM model at all.
+    let again = g.run(&["models", "quantize", "whisper-base-q8_0", "--type", "q5_1"]);
+    assert!(!again.status.success());
+    assert!(
+        common::stderr(&again).contains("already quantized"),
+        "{}",
+        common::stderr(&again)
+    );
+    let bad = g.run(&["models", "quantize", "whisper-base", "--type", "q3"]);
+    assert!(!bad.status.success());
+    assert!(
+        common::stderr(&bad).contains("q8_0"),
+        "{}",
+        common::stderr(&bad)
+    );
+}

@@ -134,6 +134,9 @@ settings! {
     /// Threads per inference.
     #[arg(long, short, env = "GLAGOL_THREADS")]
     threads: usize = default_threads(), Restart;
+    /// Run Whisper's encoder over its whole 30 s window even for shorter audio (slower).
+    #[arg(long, env = "GLAGOL_WHISPER_FULL_WINDOW", num_args = 0..=1, default_missing_value = "true")]
+    whisper_full_window: bool = false, Restart;
     /// Memory, in MB, for decoded audio of all requests in flight (0: unlimited).
     #[arg(long, env = "GLAGOL_AUDIO_MEMORY_MB", value_name = "MB")]
     audio_memory_mb: u64 = 2048, Reload;

@@ -37,6 +37,7 @@ impl AppState {
             ModelStore::new(&s.models_dir),
             EngineConfig {
                 threads: s.threads,
+                whisper_full_window: s.whisper_full_window,
                 ..Default::default()
             },
             SchedulerConfig {

@@ -156,6 +156,10 @@ pub struct EngineConfig {
     pub max_batch: usize,
     /// Prefer `*.int8.onnx` files where present (GigaAM).
     pub int8: bool,
+    /// Run Whisper's encoder over its whole 30 s window even for shorter
+    /// audio, as the reference implementation does (slower; see
+    /// `whisper::encoder_window`).
+    pub whisper_full_window: bool,
 }
 
 impl Default for EngineConfig {
@@ -168,6 +172,7 @@ impl Default for EngineConfig {
             sessions: 1,
             max_batch: 4,
             int8: false,
+            whisper_full_window: false,
         }
     }
 }

@@ -58,6 +58,9 @@ const RU: &[&str] = &["ru"];
 
 macro_rules! whisper {
     ($name:literal, $file:literal, $size:expr, $sha1:literal, $desc:literal) => {
+        whisper!($name, $file, $size, Checksum::Sha1($sha1), $desc)
+    };
+    ($name:literal, $file:literal, $size:expr, $checksum:expr, $desc:literal) => {
         CatalogEntry {
             name: $name,
             engine: EngineKind::Whisper,
@@ -70,7 +73,7 @@ macro_rules! whisper {
                     $file
                 ),
                 size: $size,
-                checksum: Some(Checksum::Sha1($sha1)),
+                checksum: Some($checksum),
             }],
         }
     };
@@ -101,6 +104,18 @@ pub static CATALOG: &[CatalogEntry] = &[
     whisper!("whisper-medium", "ggml-medium.bin", Some(1_533_763_059), "fd9727b6e1217c2f614f9b698455c4ffd82463b4", "Whisper medium, multilingual (1.5 GB)"),
     whisper!("whisper-large-v3", "ggml-large-v3.bin", Some(3_095_033_483), "ad82bf6a9043ceed055076d0fd39f5f186ff8062", "Whisper large-v3, multilingual (2.9 GB)"),
     whisper!("whisper-large-v3-turbo", "ggml-large-v3-turbo.bin", Some(1_624_555_275), "4af2b29d7ec73d781377bfd1758ca957a807e941", "Whisper large-v3-turbo, multilingual (1.5 GB)"),
+    // Quantized copies published with whisper.cpp (SHA-256 of the Hugging Face files).
+    whisper!("whisper-tiny-q5_1", "ggml-tiny-q5_1.bin", Some(32_152_673), Checksum::Sha256("818710568da3ca15689e31a743197b520007872ff9576237bda97bd1b469c3d7"), "Whisper tiny, q5_1 quantized (31 MB)"),
+    whisper!("whisper-tiny-q8_0", "ggml-tiny-q8_0.bin", Some(43_537_433), Checksum::Sha256("c2085835d3f50733e2ff6e4b41ae8a2b8d8110461e18821b09a15c40c42d1cca"), "Whisper tiny, q8_0 quantized (42 MB)"),
+    whisper!("whisper-base-q5_1", "ggml-base-q5_1.bin", Some(59_707_625), Checksum::Sha256("422f1ae452ade6f30a004d7e5c6a43195e4433bc370bf23fac9cc591f01a8898"), "Whisper base, q5_1 quantized (57 MB)"),
+    whisper!("whisper-base-q8_0", "ggml-base-q8_0.bin", Some(81_768_585), Checksum::Sha256("c577b9a86e7e048a0b7eada054f4dd79a56bbfa911fbdacf900ac5b567cbb7d9"), "Whisper base, q8_0 quantized (78 MB)"),
+    whisper!("whisper-small-q5_1", "ggml-small-q5_1.bin", Some(190_085_487), Checksum::Sha256("ae85e4a935d7a567bd102fe55afc16bb595bdb618e11b2fc7591bc08120411bb"), "Whisper small, q5_1 quantized (181 MB)"),
+    whisper!("whisper-small-q8_0", "ggml-small-q8_0.bin", Some(264_464_607), Checksum::Sha256("49c8fb02b65e6049d5fa6c04f81f53b867b5ec9540406812c643f177317f779f"), "Whisper small, q8_0 quantized (252 MB)"),
+    whisper!("whisper-medium-q5_0", "ggml-medium-q5_0.bin", Some(539_212_467), Checksum::Sha256("19fea4b380c3a618ec4723c3eef2eb785ffba0d0538cf43f8f235e7b3b34220f"), "Whisper medium, q5_0 quantized (514 MB)"),
+    whisper!("whisper-medium-q8_0", "ggml-medium-q8_0.bin", Some(823_369_779), Checksum::Sha256("42a1ffcbe4167d224232443396968db4d02d4e8e87e213d3ee2e03095dea6502"), "Whisper medium, q8_0 quantized (785 MB)"),
+    whisper!("whisper-large-v3-q5_0", "ggml-large-v3-q5_0.bin", Some(1_081_140_203), Checksum::Sha256("d75795ecff3f83b5faa89d1900604ad8c780abd5739fae406de19f23ecd98ad1"), "Whisper large-v3, q5_0 quantized (1.0 GB)"),
+    whisper!("whisper-large-v3-turbo-q5_0", "ggml-large-v3-turbo-q5_0.bin", Some(574_041_195), Checksum::Sha256("394221709cd5ad1f40c46e6031ca61bce88931e6e088c188294c6d5a55ffa7e2"), "Whisper large-v3-turbo, q5_0 quantized (547 MB)"),
+    whisper!("whisper-large-v3-turbo-q8_0", "ggml-large-v3-turbo-q8_0.bin", Some(874_188_075), Checksum::Sha256("317eb69c11673c9de1e1f0d459b253999804ec71ac4c23c17ecf5fbe24e259a1"), "Whisper large-v3-turbo, q8_0 quantized (834 MB)"),
     CatalogEntry {
         name: "gigaam-v3-e2e-rnnt",
         engine: EngineKind::Gigaam,

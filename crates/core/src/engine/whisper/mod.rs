@@ -3,7 +3,13 @@
 //! One `WhisperContext` holds the weights; decoding state lives in a pool of
 //! `WhisperState`s, so concurrent requests run in parallel without one
 //! global lock and without reallocating the KV cache per request.
+//!
+//! The encoder costs nearly all of the time, and whisper.cpp runs it over a
+//! fixed 30 s window whatever the audio's length. Audio shorter than that is
+//! encoded over its own length plus a margin ([`encoder_window`]), unless
+//! [`EngineConfig::whisper_full_window`] asks for the reference behaviour.
 
+pub mod quantize;
 mod segments;
 
 use std::path::Path;
@@ -32,8 +38,14 @@ pub const MAX_PROMPT_CHARS: usize = 1000;
 pub struct WhisperEngine {
     name: String,
     ctx: WhisperContext,
-    states: Mutex<Vec<WhisperState>>,
+    /// States for decoding.
+    states: StatePool,
+    /// States only language detection uses: a state remembers the encoder
+    /// window of its last `whisper_full`, and detection must always see the
+    /// full 30 s window to be independent of what ran before.
+    detect_states: StatePool,
     threads: usize,
+    full_window: bool,
     /// Finds pauses to cut long audio at, loaded on first need.
     vad: OnceLock<Result<Arc<VadModel>, String>>,
 }
@@ -57,24 +69,12 @@ impl WhisperEngine {
         Ok(WhisperEngine {
             name: name.to_string(),
             ctx,
-            states: Mutex::new(Vec::new()),
+            states: StatePool::default(),
+            detect_states: StatePool::default(),
             threads: config.threads.max(1),
+            full_window: config.whisper_full_window,
             vad: OnceLock::new(),
         })
-    }
-
-    fn take_state(&self) -> Result<WhisperState, EngineError> {
-        if let Some(s) = self.states.lock().unwrap_or_else(|p| p.into_inner()).pop() {
-            return Ok(s);
-        }
-        self.ctx.create_state().map_err(inference)
-    }
-
-    fn put_state(&self, state: WhisperState) {
-        self.states
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(state);
     }
 
     fn run(&self, state: &mut WhisperState, req: &Request<'_>) -> Result<Transcript, EngineError> {
@@ -91,8 +91,7 @@ impl WhisperEngine {
                 "this Whisper model is English-only and cannot translate".into(),
             ));
         }
-        let Some((language, language_probability)) = self.language(state, audio, opts, threads)?
-        else {
+        let Some((language, language_probability)) = self.language(audio, opts, threads)? else {
             return Ok(Transcript::empty(duration, opts.task, None));
         };
         let mut emitter = SegmentEmitter::new(opts.events.as_ref(), duration);
@@ -133,7 +132,6 @@ impl WhisperEngine {
     /// for empty audio with nothing to detect from.
     fn language(
         &self,
-        state: &mut WhisperState,
         audio: &[f32],
         opts: &TranscribeOptions,
         threads: usize,
@@ -156,8 +154,10 @@ impl WhisperEngine {
                 // whisper.cpp detects from the first 30 s window; do it
                 // here so the probability can be reported.
                 let head = &audio[..audio.len().min(30 * SAMPLE_RATE as usize)];
-                state.pcm_to_mel(head, threads).map_err(inference)?;
-                let (id, probs) = state.lang_detect(0, threads).map_err(inference)?;
+                let (id, probs) = self.detect_states.with(&self.ctx, |state| {
+                    state.pcm_to_mel(head, threads).map_err(inference)?;
+                    state.lang_detect(0, threads).map_err(inference)
+                })?;
                 let code = whisper_rs::get_lang_str(id).unwrap_or("en").to_string();
                 (code, probs.get(id as usize).copied())
             }
@@ -211,13 +211,11 @@ impl WhisperEngine {
         } else {
             0.2
         });
-        if opts.draft {
-            // The encoder over the audio's own length (50 frames a second,
-            // with a margin) instead of the 30 s window.
-            let seconds = piece.audio.len() as f64 / SAMPLE_RATE as f64;
-            let frames =
-                (((seconds * 50.0).ceil() as u32 + 64).next_multiple_of(64)).min(1500) as i32;
-            params.set_audio_ctx(frames);
+        // Drafts (live partials) always trade the full window for speed.
+        if opts.draft || !self.full_window {
+            if let Some(frames) = encoder_window(piece.audio.len() as f64 / SAMPLE_RATE as f64) {
+                params.set_audio_ctx(frames);
+            }
         }
         params.set_entropy_thold(2.4);
         params.set_logprob_thold(-1.0);
@@ -265,6 +263,47 @@ impl WhisperEngine {
             ));
         }
         Ok(())
+    }
+}
+
+/// Encoder frames per second of audio (10 ms mel frames, halved by the
+/// encoder's strided convolution).
+const ENCODER_FRAMES_PER_SECOND: f64 = 50.0;
+/// The encoder's full window: 30 s.
+const FULL_WINDOW: u32 = 1500;
+/// Frames added after the audio's end (1.28 s of the padding the model saw
+/// in training), and the step windows are rounded up to.
+const WINDOW_MARGIN: u32 = 64;
+const WINDOW_STEP: u32 = 64;
+
+/// The encoder window for `seconds` of audio, in encoder frames; None when
+/// that is the full window anyway (audio near or over 30 s, which
+/// whisper.cpp slides its window over).
+pub fn encoder_window(seconds: f64) -> Option<i32> {
+    let needed = (seconds.max(0.0) * ENCODER_FRAMES_PER_SECOND).ceil() as u32 + WINDOW_MARGIN;
+    let frames = needed.next_multiple_of(WINDOW_STEP);
+    (frames < FULL_WINDOW).then_some(frames as i32)
+}
+
+/// Reusable whisper.cpp states (each holds its KV caches and buffers).
+#[derive(Default)]
+struct StatePool(Mutex<Vec<WhisperState>>);
+
+impl StatePool {
+    /// Runs `f` on a pooled state, creating one when all are in use.
+    fn with<T>(
+        &self,
+        ctx: &WhisperContext,
+        f: impl FnOnce(&mut WhisperState) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        let pooled = self.0.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut state = match pooled {
+            Some(s) => s,
+            None => ctx.create_state().map_err(inference)?,
+        };
+        let result = f(&mut state);
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(state);
+        result
     }
 }
 
@@ -355,12 +394,31 @@ impl Engine for WhisperEngine {
         // whisper.cpp decodes one stream per state; items run in turn.
         requests
             .iter()
-            .map(|req| {
-                let mut state = self.take_state()?;
-                let result = self.run(&mut state, req);
-                self.put_state(state);
-                result
-            })
+            .map(|req| self.states.with(&self.ctx, |state| self.run(state, req)))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_encoder_window_covers_the_audio_and_a_margin() {
+        assert_eq!(encoder_window(0.0), Some(64));
+        // A 2.4 s clip: 120 frames of audio, 184 with the margin.
+        assert_eq!(encoder_window(2.4), Some(192));
+        assert_eq!(encoder_window(11.0), Some(640));
+        assert_eq!(encoder_window(28.0), Some(1472));
+        // Near or over 30 s the full window is used.
+        assert_eq!(encoder_window(29.0), None);
+        assert_eq!(encoder_window(30.0), None);
+        assert_eq!(encoder_window(600.0), None);
+        for tenth in 0..290 {
+            let seconds = tenth as f64 / 10.0;
+            let frames = encoder_window(seconds).unwrap() as u32;
+            assert!(frames as f64 >= seconds * 50.0 + WINDOW_MARGIN as f64);
+            assert_eq!(frames % WINDOW_STEP, 0);
+        }
     }
 }
