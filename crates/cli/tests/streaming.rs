@@ -85,11 +85,13 @@ fn stream(s: &Server, query: &str, audio: &[f32], paced: bool) -> (Client, Vec<V
     (c, finals)
 }
 
-fn check_boundaries(finals: &[Value], speech: &[(f64, f64)]) {
+/// Checks one final per clip, each within 250 ms of the clip's speech;
+/// a final's start includes `prefix` seconds of audio before its speech.
+fn check_boundaries(finals: &[Value], speech: &[(f64, f64)], prefix: f64) {
     assert_eq!(finals.len(), speech.len(), "one final per clip: {finals:?}");
     for (f, (start, end)) in finals.iter().zip(speech) {
         let (fs, fe) = (f["start"].as_f64().unwrap(), f["end"].as_f64().unwrap());
-        assert!((fs - start).abs() <= 0.25, "start {fs} vs {start}");
+        assert!((fs + prefix - start).abs() <= 0.25, "start {fs} vs {start}");
         assert!((fe - end).abs() <= 0.25, "end {fe} vs {end}");
         assert_eq!(f["endpoint_reason"], "vad");
     }
@@ -103,7 +105,7 @@ fn native_gigaam_finals_are_the_file_results_of_their_utterances() {
     let (audio, speech, _) = recording();
     for paced in [false, true] {
         let (c, finals) = stream(&s, "model=gigaam-tiny&prefix_ms=0", &audio, paced);
-        check_boundaries(&finals, &speech);
+        check_boundaries(&finals, &speech, 0.0);
         for f in &finals {
             let (a, b) = (
                 (f["start"].as_f64().unwrap() * SR).round() as usize,
@@ -133,26 +135,32 @@ fn native_gigaam_finals_are_the_file_results_of_their_utterances() {
 }
 
 #[test]
-fn native_whisper_finals_are_as_accurate_as_files() {
+fn native_whisper_finals_are_the_file_results_of_their_utterances() {
     let _one = exclusive();
     let s = Server::start(&["--preload", "whisper-base"]);
     s.wait_ready("whisper-base");
     let (audio, speech, clips) = recording();
-    let (_, finals) = stream(
-        &s,
-        "model=whisper-base&language=ru&prefix_ms=0",
-        &audio,
-        false,
-    );
-    check_boundaries(&finals, &speech);
+    // The default 300 ms of audio before speech, as a file has.
+    let (_, finals) = stream(&s, "model=whisper-base&language=ru", &audio, false);
+    check_boundaries(&finals, &speech, 0.3);
     let references: Vec<String> = common::golos().into_iter().map(|(_, r)| r).collect();
     let (mut stream_errors, mut file_errors, mut words) = (0, 0, 0);
     for (i, f) in finals.iter().enumerate() {
+        // A final is its utterance recognised once, as a file would be.
+        let (a, b) = (
+            (f["start"].as_f64().unwrap() * SR).round() as usize,
+            (f["end"].as_f64().unwrap() * SR).round() as usize,
+        );
+        let text = f["text"].as_str().unwrap();
+        assert_eq!(
+            text,
+            transcribe_file(&s, "whisper-base", &audio[a..b], "ru")
+        );
         let reference = &references[i % references.len()];
         let clip =
             glagol_core::audio::decode_file(&clips[i % clips.len()], &Default::default()).unwrap();
         let file = transcribe_file(&s, "whisper-base", &clip.samples, "ru");
-        let (e, n) = glagol_core::wer::word_errors(reference, f["text"].as_str().unwrap());
+        let (e, n) = glagol_core::wer::word_errors(reference, text);
         let (fe, _) = glagol_core::wer::word_errors(reference, &file);
         stream_errors += e;
         file_errors += fe;
@@ -162,9 +170,15 @@ fn native_whisper_finals_are_as_accurate_as_files() {
         100.0 * stream_errors as f64 / words as f64,
         100.0 * file_errors as f64 / words as f64,
     );
-    eprintln!("whisper-base WER: streamed finals {streamed:.1} %, files {filed:.1} %");
+    eprintln!(
+        "whisper-base WER: streamed finals {streamed:.1} %, files {filed:.1} % ({words} words)"
+    );
+    // Against the whole clips (their own silence, not the VAD's cut) the
+    // finals differ by a few words either way on these ~100 words of
+    // Whisper base at ~50 % WER; the guard catches finals that lose audio
+    // or quality, and `glagol bench stream --file-wer` measures the gap.
     assert!(
-        streamed <= filed + 0.5,
+        streamed <= filed + 10.0,
         "streamed {streamed:.1} % vs files {filed:.1} %"
     );
 }

@@ -417,3 +417,57 @@ fn a_quantized_copy_loads_and_transcribes() {
         common::stderr(&bad)
     );
 }
+
+#[test]
+fn long_audio_in_parallel_chunks_matches_sequential_chunks() {
+    let g = Glagol::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (samples, spans) = common::joined_recording(&[misc("jfk.wav")], 60.0);
+    let long = dir.path().join("long.wav");
+    common::write_wav(&long, &samples, 16_000);
+    let model = common::whisper_base();
+    // One thread recognises one chunk at a time; two recognise two at once,
+    // each chunk still on one thread.
+    let run = |threads: &str| -> Value {
+        let out = ok(g.run(&[
+            "transcribe",
+            "-t",
+            threads,
+            "--model",
+            model.to_str().unwrap(),
+            "-l",
+            "en",
+            "-f",
+            "verbose_json",
+            long.to_str().unwrap(),
+        ]));
+        serde_json::from_str(&out).unwrap()
+    };
+    let (sequential, parallel) = (run("1"), run("2"));
+    assert_eq!(sequential["text"], parallel["text"]);
+    let text = common::normalize(parallel["text"].as_str().unwrap());
+    assert_eq!(
+        text.matches("ask not what your country can do for you")
+            .count(),
+        spans.len(),
+        "{text}"
+    );
+    let segments = parallel["segments"].as_array().unwrap();
+    let t = |s: &Value, k: &str| s[k].as_f64().unwrap();
+    for pair in segments.windows(2) {
+        assert!(t(&pair[0], "start") <= t(&pair[0], "end"), "{pair:?}");
+        assert!(t(&pair[0], "end") <= t(&pair[1], "start"), "{pair:?}");
+    }
+    // Every repetition's speech is found where it is on the whole timeline.
+    for &(start, end) in &spans {
+        let (start, end) = (start as f64 / 16_000.0, end as f64 / 16_000.0);
+        let inside: Vec<_> = segments
+            .iter()
+            .filter(|s| t(s, "start") >= start - 0.5 && t(s, "end") <= end + 0.5)
+            .collect();
+        assert!(
+            !inside.is_empty(),
+            "nothing in {start}..{end}: {segments:?}"
+        );
+    }
+}

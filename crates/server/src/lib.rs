@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 pub use config::{Config, Overrides, Settings};
 pub use state::{AppState, Reloader};
@@ -45,8 +46,15 @@ pub async fn serve(config: Config, reloader: Option<Reloader>) -> anyhow::Result
             .load(&name)
             .map_err(|e| anyhow::anyhow!("preload {name}: {}", e.message))?;
     }
+    // Signal handlers exist before the address is announced: a signal sent
+    // as soon as the server answers must not hit the default action.
+    let hangup = signal(SignalKind::hangup())?;
+    let stop = [
+        signal(SignalKind::terminate())?,
+        signal(SignalKind::interrupt())?,
+    ];
     tokio::spawn(reap_idle(state.clone()));
-    tokio::spawn(reload_on_hangup(state.clone()));
+    tokio::spawn(reload_on_hangup(state.clone(), hangup));
     http::metrics::handle();
     if let Some(metrics_addr) = state.config().metrics_addr {
         let ml = tokio::net::TcpListener::bind(metrics_addr)
@@ -66,7 +74,11 @@ pub async fn serve(config: Config, reloader: Option<Reloader>) -> anyhow::Result
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let shutdown_state = state.clone();
     let shutdown = async move {
-        wait_for_signal().await;
+        let [mut term, mut int] = stop;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
         shutdown_state.begin_shutdown();
         tracing::info!("shutting down: finishing in-flight requests");
         let _ = stop_tx.send(true);
@@ -120,11 +132,7 @@ async fn reap_idle(state: Arc<AppState>) {
     }
 }
 
-async fn reload_on_hangup(state: Arc<AppState>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        return;
-    };
+async fn reload_on_hangup(state: Arc<AppState>, mut hup: Signal) {
     while hup.recv().await.is_some() {
         match state.reload() {
             Ok(notes) if notes.is_empty() => {
@@ -133,15 +141,5 @@ async fn reload_on_hangup(state: Arc<AppState>) {
             Ok(notes) => tracing::info!("configuration reloaded: {}", notes.join("; ")),
             Err(e) => tracing::error!("configuration not reloaded, keeping the old one: {e:#}"),
         }
-    }
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
     }
 }

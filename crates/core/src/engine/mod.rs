@@ -24,6 +24,10 @@ use crate::runtime::RuntimeError;
 pub use events::{EngineEvent, EventSink, Progress, SegmentEmitter};
 pub use transcript::{join_text, Segment, Task, Transcript, Word};
 
+/// Stack for threads that run engines: whisper.cpp's tokenizer recurses
+/// in proportion to the prompt, and ONNX Runtime's kernels use deep frames.
+pub const ENGINE_STACK_BYTES: usize = 64 << 20;
+
 /// Per-request recognition settings.
 #[derive(Clone, Default)]
 pub struct TranscribeOptions {

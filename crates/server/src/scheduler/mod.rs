@@ -25,9 +25,6 @@ use glagol_core::vad::{VadConfig, VadModel};
 use self::queue::{Queue, Rejected};
 use crate::error::ServiceError;
 
-/// Stack of a worker thread.
-const WORKER_STACK_BYTES: usize = 64 << 20;
-
 /// What kind of work an item is, in order of priority.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Class {
@@ -160,7 +157,7 @@ impl Scheduler {
             let (mine, engine) = (shared.clone(), engine.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("infer-{model}-{i}"))
-                .stack_size(WORKER_STACK_BYTES)
+                .stack_size(glagol_core::engine::ENGINE_STACK_BYTES)
                 .spawn(move || worker::run(&mine, engine.as_ref()));
             match spawned {
                 Ok(t) => threads.push(t),

@@ -7,8 +7,11 @@
 //! The encoder costs nearly all of the time, and whisper.cpp runs it over a
 //! fixed 30 s window whatever the audio's length. Audio shorter than that is
 //! encoded over its own length plus a margin ([`encoder_window`]), unless
-//! [`EngineConfig::whisper_full_window`] asks for the reference behaviour.
+//! [`EngineConfig::whisper_full_window`] asks for the reference behaviour;
+//! longer audio is recognised in chunks of speech, several at once
+//! ([`long`]).
 
+mod long;
 pub mod quantize;
 mod segments;
 
@@ -27,7 +30,7 @@ use super::{
 };
 use crate::audio::SAMPLE_RATE;
 use crate::models::EngineKind;
-use crate::vad::VadModel;
+use crate::vad::{SpeechSegment, VadConfig, VadModel};
 
 const LANGS: &[&str] = &["*"];
 /// Longest piece of audio given to one `whisper_full` call, in seconds.
@@ -38,7 +41,7 @@ pub const MAX_PROMPT_CHARS: usize = 1000;
 pub struct WhisperEngine {
     name: String,
     ctx: WhisperContext,
-    /// States for decoding.
+    /// States for decoding that never samples (see [`WhisperEngine::with_state`]).
     states: StatePool,
     /// States only language detection uses: a state remembers the encoder
     /// window of its last `whisper_full`, and detection must always see the
@@ -77,7 +80,7 @@ impl WhisperEngine {
         })
     }
 
-    fn run(&self, state: &mut WhisperState, req: &Request<'_>) -> Result<Transcript, EngineError> {
+    fn run(&self, req: &Request<'_>) -> Result<Transcript, EngineError> {
         let opts = req.options;
         let audio = req.audio;
         let duration = audio.len() as f64 / SAMPLE_RATE as f64;
@@ -95,26 +98,20 @@ impl WhisperEngine {
             return Ok(Transcript::empty(duration, opts.task, None));
         };
         let mut emitter = SegmentEmitter::new(opts.events.as_ref(), duration);
-        let mut prompt = opts
-            .initial_prompt
-            .as_deref()
-            .map(|p| bounded_prompt(p).to_string());
-        for (start, end) in self.pieces(audio) {
-            let before = emitter.segments().len();
-            let piece = Piece {
-                audio: &audio[start..end],
-                offset: start as f64 / SAMPLE_RATE as f64,
-                language: &language,
-                threads,
-                prompt: prompt.as_deref(),
-            };
-            self.full(state, piece, opts, &mut emitter)?;
-            // The next piece is conditioned on this one's text, as
-            // whisper.cpp conditions each window on the one before.
-            let said = super::join_text(&emitter.segments()[before..]);
-            if !said.is_empty() {
-                prompt = Some(bounded_prompt(&said).to_string());
+        match self.speech_chunks(audio, opts) {
+            Some(chunks) => {
+                let long = long::LongAudio {
+                    audio,
+                    language: &language,
+                    threads,
+                    prompt: opts.initial_prompt.as_deref().map(bounded_prompt),
+                    opts,
+                };
+                self.run_chunks(&long, &chunks, &mut emitter)?;
             }
+            None => self.with_state(opts, |state| {
+                self.run_pieces(state, audio, opts, &language, threads, &mut emitter)
+            })?,
         }
         let mut transcript = Transcript {
             task: opts.task,
@@ -126,6 +123,62 @@ impl WhisperEngine {
         };
         transcript.rebuild_text();
         Ok(transcript)
+    }
+
+    /// Recognises `audio` the reference way: whisper.cpp slides its window
+    /// along each piece, conditioned on the text before it.
+    fn run_pieces(
+        &self,
+        state: &mut WhisperState,
+        audio: &[f32],
+        opts: &TranscribeOptions,
+        language: &str,
+        threads: usize,
+        emitter: &mut SegmentEmitter<'_>,
+    ) -> Result<(), EngineError> {
+        let mut prompt = opts
+            .initial_prompt
+            .as_deref()
+            .map(|p| bounded_prompt(p).to_string());
+        for (start, end) in self.pieces(audio) {
+            let before = emitter.segments().len();
+            let piece = Piece {
+                audio: &audio[start..end],
+                offset: start as f64 / SAMPLE_RATE as f64,
+                language,
+                threads,
+                prompt: prompt.as_deref(),
+            };
+            self.full(state, piece, opts, emitter)?;
+            // The next piece is conditioned on this one's text, as
+            // whisper.cpp conditions each window on the one before.
+            let said = super::join_text(&emitter.segments()[before..]);
+            if !said.is_empty() {
+                prompt = Some(bounded_prompt(&said).to_string());
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on a decoding state: a pooled one when decoding is greedy,
+    /// a new one when it may sample (a temperature above 0, or the
+    /// fallback). whisper.cpp seeds its first decoder's random generator
+    /// only when a state is created, so on a reused state a sampled
+    /// transcript would depend on what that state decoded before; on a new
+    /// one the same audio always gives the same text, whatever the server
+    /// did earlier or how many chunks ran at once. A state costs about
+    /// 20 ms to create for Whisper base.
+    fn with_state<T>(
+        &self,
+        opts: &TranscribeOptions,
+        f: impl FnOnce(&mut WhisperState) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        let samples = opts.temperature > 0.0 || !(opts.no_fallback || opts.draft);
+        if samples {
+            f(&mut self.ctx.create_state().map_err(inference)?)
+        } else {
+            self.states.with(&self.ctx, f)
+        }
     }
 
     /// The language to decode in and, when detected, its probability; None
@@ -172,14 +225,18 @@ impl WhisperEngine {
         if audio.len() <= max {
             return vec![(0, audio.len())];
         }
-        let speech = self
+        let speech = self.speech(audio, Default::default()).unwrap_or_default();
+        chunk::contiguous(&speech, audio.len(), max, max / 10)
+    }
+
+    /// Where the VAD hears speech in `audio`; None when it cannot run.
+    fn speech(&self, audio: &[f32], config: VadConfig) -> Option<Vec<SpeechSegment>> {
+        let vad = self
             .vad
             .get_or_init(|| VadModel::embedded().map_err(|e| e.to_string()))
             .as_ref()
-            .ok()
-            .and_then(|vad| crate::vad::speech_segments(vad, audio, Default::default()).ok())
-            .unwrap_or_default();
-        chunk::contiguous(&speech, audio.len(), max, max / 10)
+            .ok()?;
+        crate::vad::speech_segments(vad, audio, config).ok()
     }
 
     /// Runs `whisper_full` on one piece, announcing its segments on the
@@ -392,10 +449,7 @@ impl Engine for WhisperEngine {
 
     fn transcribe_batch(&self, requests: &[Request<'_>]) -> Vec<Result<Transcript, EngineError>> {
         // whisper.cpp decodes one stream per state; items run in turn.
-        requests
-            .iter()
-            .map(|req| self.states.with(&self.ctx, |state| self.run(state, req)))
-            .collect()
+        requests.iter().map(|req| self.run(req)).collect()
     }
 }
 
@@ -414,7 +468,7 @@ mod tests {
         assert_eq!(encoder_window(29.0), None);
         assert_eq!(encoder_window(30.0), None);
         assert_eq!(encoder_window(600.0), None);
-        for tenth in 0..290 {
+        for tenth in 0..=281 {
             let seconds = tenth as f64 / 10.0;
             let frames = encoder_window(seconds).unwrap() as u32;
             assert!(frames as f64 >= seconds * 50.0 + WINDOW_MARGIN as f64);

@@ -1,0 +1,167 @@
+//! Audio longer than the encoder's window, in chunks of speech recognised
+//! side by side.
+//!
+//! Given more than 30 s, whisper.cpp slides its full window along the audio
+//! on one state, each window conditioned on the text before it, so the
+//! work is serial and silence costs as much as speech. Instead the VAD cuts
+//! the audio at pauses into chunks of speech that each fit the window
+//! ([`chunk::plan`]); each chunk is encoded over its own length, silence
+//! between chunks is skipped, and chunks run at once, each on its own
+//! whisper.cpp state.
+//! A chunk is conditioned only on the caller's prompt, never on the text
+//! of the chunk before it (as in faster-whisper's batched pipeline), so
+//! the transcript does not depend on how many chunks run at once.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+
+use super::{Piece, WhisperEngine};
+use crate::audio::SAMPLE_RATE;
+use crate::engine::chunk::{self, Chunk};
+use crate::engine::{EngineError, Segment, SegmentEmitter, TranscribeOptions, ENGINE_STACK_BYTES};
+use crate::vad::VadConfig;
+
+/// Longest chunk, in seconds: its encoder window stays under the full one.
+pub const CHUNK_S: f64 = 28.0;
+/// Most chunks recognised at once (each holds a whisper.cpp state).
+const MAX_LANES: usize = 4;
+
+/// How a request's threads are shared among chunks: chunks at once, and
+/// threads for each. whisper.cpp's threads share one matrix product and
+/// scale less than linearly, while chunks in parallel share nothing.
+pub fn lanes(threads: usize, chunks: usize) -> (usize, usize) {
+    let lanes = threads.clamp(1, MAX_LANES).min(chunks.max(1));
+    (lanes, (threads / lanes).max(1))
+}
+
+/// One request's audio, language and settings, shared by its chunks.
+pub(super) struct LongAudio<'a> {
+    pub audio: &'a [f32],
+    pub language: &'a str,
+    pub threads: usize,
+    pub prompt: Option<&'a str>,
+    pub opts: &'a TranscribeOptions,
+}
+
+impl WhisperEngine {
+    /// The chunks to recognise `audio` in, or None when it fits one window,
+    /// the reference behaviour was asked for, or the VAD is unavailable.
+    pub(super) fn speech_chunks(
+        &self,
+        audio: &[f32],
+        opts: &TranscribeOptions,
+    ) -> Option<Vec<Chunk>> {
+        let seconds = audio.len() as f64 / SAMPLE_RATE as f64;
+        if self.full_window || opts.draft || super::encoder_window(seconds).is_some() {
+            return None;
+        }
+        // Padding gives each chunk a little of the context around its speech.
+        let config = VadConfig {
+            speech_pad_ms: 200,
+            ..Default::default()
+        };
+        let speech = self.speech(audio, config)?;
+        let max = (CHUNK_S * SAMPLE_RATE as f64) as usize;
+        Some(chunk::plan(&speech, audio.len(), max))
+    }
+
+    /// Recognises `chunks`, several at once, and emits their segments in
+    /// time order as soon as every earlier chunk is done.
+    pub(super) fn run_chunks(
+        &self,
+        long: &LongAudio<'_>,
+        chunks: &[Chunk],
+        emitter: &mut SegmentEmitter<'_>,
+    ) -> Result<(), EngineError> {
+        let (lanes, threads) = lanes(long.threads, chunks.len());
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let duration = emitter.duration();
+        let recognise = |i: usize| -> Result<Vec<Segment>, EngineError> {
+            let chunk = &chunks[i];
+            let piece = Piece {
+                audio: &long.audio[chunk.start..chunk.end],
+                offset: chunk.start as f64 / SAMPLE_RATE as f64,
+                language: long.language,
+                threads,
+                prompt: long.prompt,
+            };
+            let mut own = SegmentEmitter::new(None, duration);
+            self.with_state(long.opts, |state| {
+                self.full(state, piece, long.opts, &mut own)
+            })?;
+            Ok(own.into_segments())
+        };
+        let (tx, rx) = mpsc::channel();
+        std::thread::scope(|scope| {
+            let mut spawned = 0;
+            for lane in 0..lanes {
+                let (tx, next, failed, recognise) = (tx.clone(), &next, &failed, &recognise);
+                let worker = move || {
+                    while !failed.load(Ordering::Relaxed) {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= chunks.len() {
+                            break;
+                        }
+                        let result = recognise(i);
+                        failed.fetch_or(result.is_err(), Ordering::Relaxed);
+                        if tx.send((i, result)).is_err() {
+                            break;
+                        }
+                    }
+                };
+                let started = std::thread::Builder::new()
+                    .name(format!("whisper-chunk-{lane}"))
+                    .stack_size(ENGINE_STACK_BYTES)
+                    .spawn_scoped(scope, worker);
+                spawned += usize::from(started.is_ok());
+            }
+            drop(tx);
+            if spawned == 0 {
+                return Err(EngineError::Inference(
+                    "cannot start threads for long audio".into(),
+                ));
+            }
+            // Chunks finish out of order; segments go out in order.
+            let mut finished = BTreeMap::new();
+            let mut emitted = 0;
+            for (i, result) in rx {
+                finished.insert(i, result?);
+                while let Some(segments) = finished.remove(&emitted) {
+                    let chunk = &chunks[emitted];
+                    for segment in segments {
+                        let middle = (segment.start + segment.end) / 2.0;
+                        if middle >= chunk.keep_from && middle < chunk.keep_to {
+                            emitter.push(segment);
+                        }
+                    }
+                    emitted += 1;
+                    let seconds = chunk.end as f64 / SAMPLE_RATE as f64;
+                    emitter.progress(emitted, Some(chunks.len()), seconds);
+                }
+            }
+            if emitted < chunks.len() {
+                return Err(EngineError::Inference(
+                    "a chunk of long audio was not recognised".into(),
+                ));
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_are_shared_among_chunks() {
+        assert_eq!(lanes(1, 10), (1, 1));
+        assert_eq!(lanes(2, 10), (2, 1));
+        assert_eq!(lanes(8, 10), (4, 2));
+        assert_eq!(lanes(8, 1), (1, 8));
+        assert_eq!(lanes(3, 0), (1, 3));
+        assert_eq!(lanes(0, 5), (1, 1));
+    }
+}
