@@ -149,6 +149,10 @@ fn wav_header_declaring(data_len: u32) -> Vec<u8> {
 fn corpus() -> Vec<(&'static str, Vec<u8>, &'static str)> {
     let wav_header = wav_header_declaring(0);
     let wav_no_data = wav_header_declaring(32_000);
+    // Found by fuzzing: symphonia's WAV reader overflows on this.
+    let mut channels = wav_header_declaring(32);
+    channels[22..24].copy_from_slice(&u16::MAX.to_le_bytes());
+    channels.extend(vec![0u8; 32]);
     let mut huge = wav_header_declaring(u32::MAX - 64);
     huge.extend(vec![0u8; 16_000]);
     let mp3 = std::fs::read(common::misc("jfk.mp3")).unwrap();
@@ -166,6 +170,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         ("wav header, empty data", wav_header, "no_audio"),
         ("wav header, data missing", wav_no_data, "truncated_audio"),
         ("wav declaring 4 GB", huge, "audio_too_long"),
+        ("wav with 65535 channels", channels, "not_audio"),
         (
             "truncated mp3",
             mp3[..mp3.len() / 2 + 7].to_vec(),

@@ -1,7 +1,7 @@
 //! Container and codec decoding with symphonia (+ libopus).
 
 use std::fs::File;
-use std::io::{Cursor, ErrorKind};
+use std::io::{Cursor, ErrorKind, Read, Seek};
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -24,8 +24,15 @@ pub fn decode_file(path: &Path, limits: &AudioLimits) -> Result<Audio, AudioErro
         path: path.display().to_string(),
         source,
     };
-    let file = File::open(path).map_err(io_err)?;
+    let mut file = File::open(path).map_err(io_err)?;
     let len = file.metadata().map_err(io_err)?.len();
+    let mut head = Vec::with_capacity(HEAD_BYTES);
+    (&mut file)
+        .take(HEAD_BYTES as u64)
+        .read_to_end(&mut head)
+        .map_err(io_err)?;
+    file.rewind().map_err(io_err)?;
+    check_wav_format(&head)?;
     let mut hint = Hint::new();
     if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
         hint.with_extension(ext);
@@ -54,11 +61,44 @@ pub fn decode_bytes_reserving(
     reserve: &mut dyn FnMut(usize) -> bool,
 ) -> Result<Audio, AudioError> {
     let len = bytes.len() as u64;
+    check_wav_format(&bytes[..bytes.len().min(HEAD_BYTES)])?;
     let mut hint = Hint::new();
     if let Some(ext) = extension {
         hint.with_extension(ext);
     }
     decode_source(Box::new(Cursor::new(bytes)), len, &hint, limits, reserve)
+}
+
+/// How much of the start of a file [`check_wav_format`] looks at.
+const HEAD_BYTES: usize = 4096;
+
+/// Refuses WAV headers that symphonia cannot be trusted with: its reader
+/// multiplies the `fmt ` chunk's channel count by the sample size in 16
+/// bits, which overflows (a panic where overflow checks are on) for absurd
+/// channel counts; no real file has more than a few dozen channels.
+fn check_wav_format(head: &[u8]) -> Result<(), AudioError> {
+    if head.len() < 12 || &head[..4] != b"RIFF" || &head[8..12] != b"WAVE" {
+        return Ok(());
+    }
+    let mut at = 12;
+    while at + 8 <= head.len() {
+        let size = u32::from_le_bytes(head[at + 4..at + 8].try_into().expect("4 bytes")) as usize;
+        if &head[at..at + 4] == b"fmt " {
+            let Some(fmt) = head.get(at + 8..at + 24) else {
+                return Ok(());
+            };
+            let channels = u16::from_le_bytes([fmt[2], fmt[3]]);
+            let bits = u16::from_le_bytes([fmt[14], fmt[15]]);
+            if channels == 0 || u32::from(channels) * u32::from(bits / 8) > u32::from(u16::MAX) {
+                return Err(AudioError::NotAudio(format!(
+                    "a WAV header declaring {channels} channels of {bits} bits"
+                )));
+            }
+            return Ok(());
+        }
+        at = at.saturating_add(8).saturating_add(size + (size & 1));
+    }
+    Ok(())
 }
 
 fn codecs() -> &'static CodecRegistry {
