@@ -8,6 +8,7 @@ mod bench;
 mod bench_stream;
 mod engine_args;
 mod exit;
+mod jobs;
 mod live_client;
 mod models;
 mod runtime;
@@ -54,6 +55,8 @@ enum Command {
     Bench(bench::Args),
     /// Stream a file or raw PCM from stdin to a running server's live endpoint.
     Stream(stream::Args),
+    /// Submit, list, watch, fetch and cancel a running server's durable jobs.
+    Jobs(jobs::Args),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -97,6 +100,7 @@ fn main() -> ExitCode {
         Command::Runtime(cmd) => runtime::run(cmd, cli.ort_lib.as_deref()),
         Command::Bench(args) => bench::run(args, &store),
         Command::Stream(args) => stream::run(args),
+        Command::Jobs(args) => jobs::run(args),
     };
     match result {
         Ok(code) => code,

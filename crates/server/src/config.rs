@@ -177,6 +177,53 @@ settings! {
     /// Seconds between checks of a load waiting for memory.
     #[arg(long, env = "GLAGOL_MEMORY_RETRY", value_name = "SECONDS")]
     memory_retry: u64 = 10, Reload;
+    /// Where durable jobs keep their database, uploads and transcripts.
+    #[arg(long, env = "GLAGOL_JOBS_DIR", value_name = "DIR")]
+    jobs_dir: PathBuf = glagol_core::data_dir().join("jobs"), Restart;
+    /// Largest job upload, in bytes (streamed to disk, never held in memory).
+    #[arg(long, env = "GLAGOL_MAX_JOB_BYTES", value_name = "BYTES")]
+    max_job_bytes: u64 = 2 << 30, Reload;
+    /// Jobs recognised at once per model (they run in the background class).
+    #[arg(long, env = "GLAGOL_JOB_CONCURRENCY", value_name = "N")]
+    job_concurrency: usize = 1, Restart;
+    /// Attempts a job gets when the server running it stops or crashes.
+    #[arg(long, env = "GLAGOL_JOB_ATTEMPTS", value_name = "N")]
+    job_attempts: u32 = 3, Reload;
+    /// Seconds a running job's lease lasts without a heartbeat.
+    #[arg(long, env = "GLAGOL_JOB_LEASE", value_name = "SECONDS")]
+    job_lease: u64 = 30, Restart;
+    /// Longest a job may take to recognise, in seconds (its model's load included).
+    #[arg(long, env = "GLAGOL_JOB_TIMEOUT", value_name = "SECONDS")]
+    job_timeout: u64 = 6 * 3600, Reload;
+    /// Seconds a job's audio is kept after it ends (0: deleted when it ends).
+    #[arg(long, env = "GLAGOL_JOB_AUDIO_RETENTION", value_name = "SECONDS")]
+    job_audio_retention: u64 = 0, Reload;
+    /// Seconds a finished job and its transcript are kept.
+    #[arg(long, env = "GLAGOL_JOB_RESULT_RETENTION", value_name = "SECONDS")]
+    job_result_retention: u64 = 7 * 86_400, Reload;
+    /// A webhook signing secret, `whsec_` + base64 (repeatable for rotation: every one signs;
+    /// default: one generated and kept in the jobs directory).
+    #[arg(long = "webhook-secret", env = "GLAGOL_WEBHOOK_SECRET", value_delimiter = ',', value_name = "WHSEC")]
+    webhook_secrets: Vec<String> = Vec::new(), Restart;
+    /// Let webhooks reach private, loopback and link-local addresses.
+    #[arg(long, env = "GLAGOL_WEBHOOK_ALLOW_PRIVATE", num_args = 0..=1, default_missing_value = "true")]
+    webhook_allow_private: bool = false, Restart;
+    /// A non-public address range webhooks may reach anyway, e.g. 10.0.0.0/8 (repeatable).
+    #[arg(long = "webhook-allow-cidr", env = "GLAGOL_WEBHOOK_ALLOW_CIDRS", value_delimiter = ',', value_name = "CIDR")]
+    webhook_allow_cidrs: Vec<String> = Vec::new(), Restart;
+    /// Seconds one webhook attempt may take.
+    #[arg(long, env = "GLAGOL_WEBHOOK_TIMEOUT", value_name = "SECONDS")]
+    webhook_timeout: f64 = 15.0, Restart;
+    /// Seconds before each webhook retry; after the last one a delivery is given up.
+    #[arg(long, env = "GLAGOL_WEBHOOK_RETRIES", value_delimiter = ',', value_name = "SECONDS,…")]
+    webhook_retries: Vec<f64> = vec![5.0, 300.0, 1800.0, 7200.0, 18_000.0, 36_000.0, 36_000.0], Restart;
+    /// A URL that gets model lifecycle webhooks: model_ready, model_unloaded,
+    /// model_waiting_for_memory (repeatable).
+    #[arg(long = "model-events-webhook", env = "GLAGOL_MODEL_EVENTS_WEBHOOKS", value_delimiter = ',', value_name = "URL")]
+    model_event_webhooks: Vec<String> = Vec::new(), Restart;
+    /// Also send model lifecycle webhooks to every webhook URL of a job not yet finished.
+    #[arg(long, env = "GLAGOL_MODEL_EVENTS_TO_JOB_WEBHOOKS", num_args = 0..=1, default_missing_value = "true")]
+    model_events_to_job_webhooks: bool = false, Restart;
 }
 
 fn default_threads() -> usize {
@@ -307,6 +354,44 @@ impl Config {
             "max_frame_bytes",
             "between 1024 and 67108864",
         )?;
+        check(s.max_job_bytes >= 1, "max_job_bytes", "at least 1")?;
+        check(
+            (1..=64).contains(&s.job_concurrency),
+            "job_concurrency",
+            "between 1 and 64",
+        )?;
+        check(
+            (1..=100).contains(&s.job_attempts),
+            "job_attempts",
+            "between 1 and 100",
+        )?;
+        check(
+            (1..=3600).contains(&s.job_lease),
+            "job_lease",
+            "between 1 and 3600 seconds",
+        )?;
+        check(s.job_timeout >= 1, "job_timeout", "at least 1 second")?;
+        check(
+            s.webhook_timeout.is_finite() && (0.1..=600.0).contains(&s.webhook_timeout),
+            "webhook_timeout",
+            "between 0.1 and 600 seconds",
+        )?;
+        check(
+            s.webhook_retries.len() <= 50
+                && s.webhook_retries
+                    .iter()
+                    .all(|r| r.is_finite() && (0.0..=86_400.0 * 7.0).contains(r)),
+            "webhook_retries",
+            "at most 50 delays of 0 to 604800 seconds",
+        )?;
+        for cidr in &s.webhook_allow_cidrs {
+            cidr.parse::<crate::jobs::webhook::guard::Cidr>()
+                .map_err(|e| anyhow::anyhow!("webhook_allow_cidrs: {e}"))?;
+        }
+        for secret in &s.webhook_secrets {
+            crate::jobs::webhook::Secret::parse(secret)
+                .map_err(|e| anyhow::anyhow!("webhook_secrets: {e}"))?;
+        }
         for (from, to) in &s.aliases {
             check(
                 !from.is_empty() && !to.trim().is_empty(),
@@ -336,6 +421,10 @@ impl Config {
 
     pub fn inference_timeout(&self) -> Duration {
         Duration::from_secs(self.settings.inference_timeout)
+    }
+
+    pub fn job_timeout(&self) -> Duration {
+        Duration::from_secs(self.settings.job_timeout)
     }
 
     pub fn drain(&self) -> Duration {

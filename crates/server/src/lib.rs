@@ -3,6 +3,8 @@
 //! Layers, top down (each only uses the ones below it):
 //! - [`http`]: the transport — router, policy middleware, routes, wire
 //!   types, OpenAPI, and the one mapping of errors to HTTP.
+//! - [`jobs`]: durable jobs — uploads on disk, a store, a runner that goes
+//!   through the service, signed webhooks.
 //! - [`service`]: transport-neutral recognition — a file in, a stream of
 //!   events out.
 //! - [`scheduler`]: one per loaded model — a queue with work classes and
@@ -15,6 +17,7 @@
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod jobs;
 pub mod models;
 pub mod scheduler;
 pub mod service;
@@ -46,6 +49,10 @@ pub async fn serve(config: Config, reloader: Option<Reloader>) -> anyhow::Result
             .load(&name)
             .map_err(|e| anyhow::anyhow!("preload {name}: {}", e.message))?;
     }
+    let jobs = jobs::Jobs::start(&state)
+        .await
+        .map_err(|e| anyhow::anyhow!("jobs: {e:#}"))?;
+    state.set_jobs(jobs.clone());
     // Signal handlers exist before the address is announced: a signal sent
     // as soon as the server answers must not hit the default action.
     let hangup = signal(SignalKind::hangup())?;
@@ -102,7 +109,10 @@ pub async fn serve(config: Config, reloader: Option<Reloader>) -> anyhow::Result
         tokio::time::sleep(state.config().drain()).await;
     };
     tokio::select! {
-        () = &mut server => return Ok(()),
+        () = &mut server => {
+            jobs.handed_back(Duration::from_secs(5)).await;
+            return Ok(());
+        }
         () = deadline => {}
     }
     // Requests still waiting for a worker get a proper answer, not a reset.
@@ -114,6 +124,7 @@ pub async fn serve(config: Config, reloader: Option<Reloader>) -> anyhow::Result
         .registry
         .abandon_queued(&error::ServiceError::shutting_down());
     let _ = tokio::time::timeout(Duration::from_secs(2), &mut server).await;
+    jobs.handed_back(Duration::from_secs(2)).await;
     Ok(())
 }
 

@@ -2,12 +2,13 @@
 //! force, the model registry, the service, and whether it is stopping.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use glagol_core::engine::EngineConfig;
 use glagol_core::models::ModelStore;
 
 use crate::config::{Config, Current, Settings};
+use crate::jobs::Jobs;
 use crate::models::{LoadEngine, Registry};
 use crate::scheduler::SchedulerConfig;
 use crate::service::Service;
@@ -23,6 +24,8 @@ pub struct AppState {
     /// Tells long-lived connections (live sessions) that the server stops.
     shutdown: tokio::sync::watch::Sender<bool>,
     reloader: Option<Reloader>,
+    /// Durable jobs, once started (`serve` starts them; in-process tests may not).
+    jobs: OnceLock<Arc<Jobs>>,
 }
 
 impl AppState {
@@ -57,12 +60,21 @@ impl AppState {
             shutting_down: AtomicBool::new(false),
             shutdown: tokio::sync::watch::channel(false).0,
             reloader,
+            jobs: OnceLock::new(),
         })
     }
 
     /// The configuration in force now.
     pub fn config(&self) -> Arc<Config> {
         self.config.get()
+    }
+
+    pub fn jobs(&self) -> Option<&Arc<Jobs>> {
+        self.jobs.get()
+    }
+
+    pub fn set_jobs(&self, jobs: Arc<Jobs>) {
+        let _ = self.jobs.set(jobs);
     }
 
     pub fn shutting_down(&self) -> bool {

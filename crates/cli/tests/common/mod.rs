@@ -3,6 +3,7 @@
 //! for the download code.
 #![allow(dead_code)]
 
+pub mod hooks;
 pub mod http;
 pub mod server;
 pub mod ws;

@@ -144,6 +144,13 @@ impl Server {
         }
     }
 
+    /// SIGKILLs the server; its data directory, for a restart.
+    pub fn crash(mut self) -> Glagol {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        std::mem::replace(&mut self.glagol, Glagol::new())
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }

@@ -20,6 +20,16 @@ use super::{
 
 /// Decodes an audio file of any supported container.
 pub fn decode_file(path: &Path, limits: &AudioLimits) -> Result<Audio, AudioError> {
+    decode_file_reserving(path, limits, &mut |_| true)
+}
+
+/// [`decode_file`], asking `reserve` for memory as the output grows (see
+/// [`decode_bytes_reserving`]); the file is read as it is decoded.
+pub fn decode_file_reserving(
+    path: &Path,
+    limits: &AudioLimits,
+    reserve: &mut dyn FnMut(usize) -> bool,
+) -> Result<Audio, AudioError> {
     let io_err = |source| AudioError::Io {
         path: path.display().to_string(),
         source,
@@ -37,7 +47,7 @@ pub fn decode_file(path: &Path, limits: &AudioLimits) -> Result<Audio, AudioErro
     if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
         hint.with_extension(ext);
     }
-    decode_source(Box::new(file), len, &hint, limits, &mut |_| true)
+    decode_source(Box::new(file), len, &hint, limits, reserve)
 }
 
 /// Decodes an in-memory audio file. `extension` (e.g. `"mp3"`) is only a

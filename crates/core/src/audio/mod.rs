@@ -15,7 +15,7 @@ mod decode;
 pub mod pcm;
 mod resample;
 
-pub use decode::{decode_bytes, decode_bytes_reserving, decode_file};
+pub use decode::{decode_bytes, decode_bytes_reserving, decode_file, decode_file_reserving};
 pub use resample::{resample, StreamResampler};
 
 /// The sample rate every engine consumes.

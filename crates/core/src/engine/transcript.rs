@@ -1,10 +1,10 @@
 //! What recognition produces: a [`Transcript`] of [`Segment`]s of
 //! [`Word`]s, in OpenAI's verbose_json vocabulary, shared by every engine.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One recognised word with its time span (seconds) and confidence.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Word {
     pub word: String,
     pub start: f64,
@@ -13,7 +13,7 @@ pub struct Word {
 }
 
 /// A stretch of transcript, in OpenAI's verbose_json vocabulary.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Segment {
     pub id: usize,
     /// Offset of the decoding window, in 10 ms frames.
@@ -30,7 +30,7 @@ pub struct Segment {
     pub avg_logprob: f32,
     pub compression_ratio: f32,
     pub no_speech_prob: f32,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub words: Vec<Word>,
 }
 
@@ -50,7 +50,7 @@ impl Segment {
 }
 
 /// What to do with the speech.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Task {
     #[default]
@@ -60,7 +60,7 @@ pub enum Task {
 }
 
 /// The result of recognising one piece of audio.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Transcript {
     pub task: Task,
     /// ISO 639-1 code, detected or as requested.

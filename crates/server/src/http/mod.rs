@@ -15,11 +15,11 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 
 use self::policy::{auth, cors, rate_limit, request_id, Policy};
-use self::routes::{health, models, native, openai};
+use self::routes::{health, jobs, models, native, openai};
 use crate::error::{ErrorKind, ServiceError};
 use crate::state::AppState;
 
@@ -36,6 +36,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/audio/translations", post(openai::translations))
         .route("/v1/transcribe", post(native::transcribe))
         .route("/v1/transcribe/stream", post(native::stream))
+        .route("/v1/jobs", post(jobs::submit::submit).get(jobs::list))
+        .route("/v1/jobs/{id}", get(jobs::get).merge(delete(jobs::cancel)))
+        .route("/v1/jobs/{id}/result", get(jobs::result))
+        .route("/v1/jobs/{id}/events", get(jobs::events))
         .route("/v1/ws", get(realtime::native::ws))
         .route("/v1/realtime", get(realtime::openai::realtime))
         .route_layer(from_fn_with_state(policy.clone(), rate_limit::rate_limit))

@@ -13,7 +13,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use super::extract::Path;
-use super::routes::{health, models, native, openai};
+use super::routes::{health, jobs, models, native, openai};
 use super::types;
 use crate::error::{ErrorKind, ServiceError};
 
@@ -22,7 +22,7 @@ use crate::error::{ErrorKind, ServiceError};
     info(
         title = "glagol",
         description = "Private on-device speech-to-text: an OpenAI-compatible transcription API, \
-                       glagol's native API with server-sent events, and model lifecycle control.",
+                       glagol's native API with server-sent events, durable jobs, and model lifecycle control.",
         license(name = "MIT")
     ),
     paths(
@@ -37,6 +37,12 @@ use crate::error::{ErrorKind, ServiceError};
         openai::translations,
         native::transcribe,
         native::stream,
+        jobs::submit::submit,
+        jobs::list,
+        jobs::get,
+        jobs::result,
+        jobs::events,
+        jobs::cancel,
         super::realtime::native::ws,
         super::realtime::openai::realtime,
         openapi_json,
@@ -50,6 +56,7 @@ use crate::error::{ErrorKind, ServiceError};
         types::SegmentEvent,
         types::NativeVerbose,
         crate::models::ModelEvent,
+        types::JobProgressEvent,
     )),
     modifiers(&Security),
     // Keys are needed only when the server is configured with some.
@@ -59,6 +66,7 @@ use crate::error::{ErrorKind, ServiceError};
         (name = "models", description = "Installed models and their lifecycle"),
         (name = "openai", description = "OpenAI-compatible audio API"),
         (name = "native", description = "glagol's native transcription API"),
+        (name = "jobs", description = "Durable transcription jobs with progress, results and signed webhooks (docs/jobs.md)"),
         (name = "live", description = "Live transcription over WebSocket (docs/streaming.md)"),
         (name = "meta", description = "This document and its viewer"),
     )

@@ -35,6 +35,17 @@ pub struct Health {
     /// Always `ok`.
     pub status: &'static str,
     pub version: &'static str,
+    /// The durable job queue (absent where jobs do not run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<JobsHealth>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobsHealth {
+    pub queued: u64,
+    pub running: u64,
+    /// Seconds the oldest queued job has waited (0 when none).
+    pub oldest_queued_seconds: f64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -344,4 +355,85 @@ pub enum TranscriptionErrors {
     /// Recognition exceeded the inference timeout (`inference_timeout`)
     #[response(status = 504)]
     Timeout(ErrorBody),
+}
+
+/// `GET /v1/jobs`: a page of jobs, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobList {
+    /// Always `list`.
+    pub object: &'static str,
+    pub data: Vec<crate::jobs::Job>,
+    /// Whether older jobs follow; ask for them with `after=<last_id>`.
+    pub has_more: bool,
+    pub first_id: Option<String>,
+    pub last_id: Option<String>,
+}
+
+/// `DELETE /v1/jobs/{id}?purge=true`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobDeleted {
+    pub id: String,
+    /// Always `transcription.job.deleted`.
+    pub object: &'static str,
+    pub deleted: bool,
+}
+
+/// `multipart/form-data` of `POST /v1/jobs`.
+#[derive(ToSchema)]
+pub struct JobForm {
+    /// The audio file (any supported container), streamed to disk.
+    #[schema(format = Binary, content_media_type = "application/octet-stream")]
+    pub file: String,
+    /// Model id or alias (default: the server's default model).
+    pub model: Option<String>,
+    /// ISO-639-1 code; detected when absent (Whisper).
+    pub language: Option<String>,
+    /// `transcribe` (default) or `translate`.
+    pub task: Option<String>,
+    pub word_timestamps: Option<bool>,
+    /// Recognise only the speech the VAD finds.
+    pub vad: Option<bool>,
+    pub prompt: Option<String>,
+    /// Gets a signed POST when the job ends (Standard Webhooks).
+    pub webhook_url: Option<String>,
+    /// A JSON object of at most 16 KiB, echoed on every read and webhook.
+    pub metadata: Option<String>,
+    /// -100…100; higher runs first (default 0).
+    pub priority: Option<i64>,
+}
+
+/// SSE events of `GET /v1/jobs/{id}/events`, each with an `id` (`Last-Event-ID` resumes after it).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobProgressEvent {
+    /// The attempt this progress belongs to (a retried job starts over).
+    pub attempt: u32,
+    pub segments_done: u64,
+    pub segments_total: Option<u64>,
+    pub seconds_processed: f64,
+    pub duration: f64,
+    /// 0–100.
+    pub percent: f64,
+}
+
+/// Errors of the job routes.
+#[derive(utoipa::IntoResponses)]
+pub enum JobErrors {
+    /// Bad form field, webhook URL or metadata (`invalid_request`, `invalid_webhook_url`, `invalid_metadata`, …)
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// API key missing or invalid
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// No such job or model (`job_not_found`, `model_not_found`)
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// The job's state does not allow it (`job_finished`, `job_not_done`, `job_not_finished`)
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+    /// The upload is over the limit (`payload_too_large`)
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// Jobs are not available on this server (`jobs_unavailable`)
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
 }

@@ -73,7 +73,7 @@ impl Service {
 
 /// Checks what a client may set before it reaches any engine: engines log
 /// and tokenize these values, so hostile sizes are refused here.
-fn validate(options: &TranscribeOptions) -> Result<(), ServiceError> {
+pub(crate) fn validate(options: &TranscribeOptions) -> Result<(), ServiceError> {
     if let Some(language) = options.language.as_deref() {
         let code = language.trim();
         let plausible = code.is_empty()

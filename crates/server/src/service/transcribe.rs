@@ -31,6 +31,8 @@ pub enum AudioInput {
     },
     /// 16 kHz mono samples.
     Samples(Vec<f32>),
+    /// A stored file in any supported container, read as it is decoded.
+    File(std::path::PathBuf),
 }
 
 /// One transcription to run.
@@ -146,17 +148,26 @@ impl Service {
         let mut options = request.options;
         super::validate(&options)?;
         let model = config.resolve_model(request.model.as_deref());
-        let wait = config
-            .settings
-            .wait_for_load
-            .then(|| config.inference_timeout());
+        // A durable job waits for its model and may run as long as the job
+        // timeout; a client waiting on a connection gets the inference timeout.
+        let background = request.class == Class::Background;
+        let timeout = if background {
+            config.job_timeout()
+        } else {
+            config.inference_timeout()
+        };
+        let wait = (background || config.settings.wait_for_load).then_some(timeout);
         let lease = self.registry.acquire(&model, wait).await?;
         let admission = match request.class {
             Class::Interactive => Some(lease.scheduler().admit()?),
             _ => None,
         };
         let limits = AudioLimits {
-            max_bytes: config.settings.max_body_bytes,
+            max_bytes: if background {
+                config.settings.max_job_bytes
+            } else {
+                config.settings.max_body_bytes
+            },
             max_duration_s: config.settings.max_audio_seconds,
         };
         let reservation = Reservation::new(self.audio.clone(), config.audio_memory());
@@ -171,7 +182,6 @@ impl Service {
         let cancel = Arc::new(AtomicBool::new(false));
         options.cancel = Some(cancel.clone());
         options.events = Some(sink(tx.clone(), &model));
-        let timeout = config.inference_timeout();
         let started = tx.clone();
         let item = WorkItem {
             audio: audio.samples,
@@ -214,25 +224,31 @@ impl Service {
         limits: AudioLimits,
         mut reservation: Reservation,
     ) -> Result<(Audio, Reservation), ServiceError> {
-        let (bytes, extension) = match input {
-            AudioInput::Samples(samples) => {
-                if !reservation.grow_to(sample_bytes(samples.len())) {
-                    return Err(AudioError::NoMemory.into());
-                }
-                return Ok((Audio::from_mono_16k(samples), reservation));
+        if let AudioInput::Samples(samples) = input {
+            if !reservation.grow_to(sample_bytes(samples.len())) {
+                return Err(AudioError::NoMemory.into());
             }
-            AudioInput::Encoded { bytes, extension } => (bytes, extension),
-        };
+            return Ok((Audio::from_mono_16k(samples), reservation));
+        }
         let _permit = self
             .decoders
             .acquire()
             .await
             .map_err(|_| ServiceError::shutting_down())?;
         let (decoded, reservation) = tokio::task::spawn_blocking(move || {
-            let decoded =
-                audio::decode_bytes_reserving(bytes, extension.as_deref(), &limits, &mut |n| {
-                    reservation.grow_to(sample_bytes(n))
-                });
+            let mut reserve = |n| reservation.grow_to(sample_bytes(n));
+            let decoded = match input {
+                AudioInput::Encoded { bytes, extension } => audio::decode_bytes_reserving(
+                    bytes,
+                    extension.as_deref(),
+                    &limits,
+                    &mut reserve,
+                ),
+                AudioInput::File(path) => {
+                    audio::decode_file_reserving(&path, &limits, &mut reserve)
+                }
+                AudioInput::Samples(_) => unreachable!("returned above"),
+            };
             (decoded, reservation)
         })
         .await

@@ -67,7 +67,13 @@ const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 /// body), else as the body is read (the extractors then answer 413
 /// `payload_too_large`). Read per request, so a reload applies to the next.
 pub async fn body_limit(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let limit = state.config().settings.max_body_bytes;
+    let settings = &state.config().settings;
+    // Job uploads stream to disk and have their own limit (plus the form's framing).
+    let limit = if req.method() == axum::http::Method::POST && req.uri().path() == "/v1/jobs" {
+        settings.max_job_bytes.saturating_add(1 << 20)
+    } else {
+        settings.max_body_bytes
+    };
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)

@@ -6,16 +6,27 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 
-use crate::http::types::{Health, Readiness};
+use crate::http::types::{Health, JobsHealth, Readiness};
 use crate::state::AppState;
 
 /// `GET /health`: the process answers.
 #[utoipa::path(get, path = "/health", tag = "health",
     responses((status = 200, description = "The process is alive", body = Health)))]
-pub async fn health() -> Json<Health> {
+pub async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
+    let jobs = match state.jobs() {
+        Some(jobs) => jobs.store.stats().await.ok().map(|s| JobsHealth {
+            queued: s.queued,
+            running: s.running,
+            oldest_queued_seconds: s.oldest_queued_at.map_or(0.0, |t| {
+                (crate::jobs::model::now_ms() - t).max(0) as f64 / 1000.0
+            }),
+        }),
+        None => None,
+    };
     Json(Health {
         status: "ok",
         version: env!("CARGO_PKG_VERSION"),
+        jobs,
     })
 }
 

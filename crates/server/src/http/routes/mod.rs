@@ -2,6 +2,7 @@
 //! the registry, build a typed body from `http::types`.
 
 pub mod health;
+pub mod jobs;
 pub mod models;
 pub mod native;
 pub mod openai;

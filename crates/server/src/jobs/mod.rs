@@ -1,0 +1,212 @@
+//! Durable transcription jobs: an upload accepted is never lost.
+//!
+//! A job is accepted only once its audio is flushed to disk (`files`) and
+//! its row committed (`store`, SQLite by default, behind the [`JobStore`]
+//! trait so several nodes can later share PostgreSQL). The [`runner`]
+//! claims jobs with a lease, recognises them through the service layer in
+//! the scheduler's background class (live sessions and interactive
+//! requests go first), persists progress at every segment — the progress
+//! write is also the lease's heartbeat — and ends each attempt with one
+//! fenced transaction that also writes the webhook outbox row the
+//! [`webhook::sender`] delivers. A job whose node stopped is requeued from
+//! its stored audio; after `job_attempts` it fails with `attempts_exhausted`.
+
+pub mod files;
+mod maintenance;
+pub mod model;
+mod runner;
+pub mod sqlite;
+pub mod store;
+pub mod webhook;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+
+use self::files::JobFiles;
+pub use self::model::{Job, JobEvent, JobParams, JobRecord, JobStatus};
+pub use self::store::{Cancelled, Inserted, JobStore, ListQuery, StoreError};
+use self::webhook::guard::Guard;
+use crate::error::{ErrorKind, ServiceError};
+use crate::state::AppState;
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => {
+                ServiceError::new(ErrorKind::NotFound, "job_not_found", "no such job")
+            }
+            StoreError::Conflict(status) => ServiceError::new(
+                ErrorKind::Conflict,
+                "job_finished",
+                format!(
+                    "the job is {}; only queued and running jobs can be cancelled \
+                     (DELETE with ?purge=true deletes a finished job's audio and result)",
+                    status.as_str()
+                ),
+            ),
+            StoreError::Fenced => ServiceError::new(
+                ErrorKind::Conflict,
+                "job_moved",
+                "the job changed hands while this was done; read it again",
+            ),
+            StoreError::Db(message) => ServiceError::new(ErrorKind::Internal, "job_store", message),
+        }
+    }
+}
+
+/// The jobs subsystem of a running server.
+pub struct Jobs {
+    pub store: Arc<dyn JobStore>,
+    pub files: JobFiles,
+    /// This server's name in leases.
+    pub node: String,
+    pub guard: Arc<Guard>,
+    lease: Duration,
+    wake_runner: Notify,
+    wake_sender: Arc<Notify>,
+    wake_maintenance: Notify,
+    /// Bumped whenever this node writes job events: event streams wake on it.
+    events: watch::Sender<u64>,
+    /// Running jobs on this node, each with its poke (cancel asked).
+    running: Mutex<HashMap<String, (String, Arc<Notify>)>>,
+}
+
+impl Jobs {
+    /// Opens the job directory and store, requeues the jobs a previous run
+    /// left running, and starts the runner, the webhook sender and the
+    /// maintenance loop.
+    pub async fn start(state: &Arc<AppState>) -> anyhow::Result<Arc<Jobs>> {
+        let config = state.config();
+        let s = &config.settings;
+        let files = JobFiles::open(&s.jobs_dir)?;
+        let store: Arc<dyn JobStore> =
+            Arc::new(sqlite::SqliteStore::open(&s.jobs_dir.join("jobs.db"))?);
+        // This process holds the directory's lock: no other node can own a
+        // running job, so every one of them was interrupted.
+        let recovered = store.recover(true).await?;
+        if recovered > 0 {
+            tracing::warn!(recovered, "requeued jobs interrupted by the previous run");
+        }
+        let guard = Arc::new(Guard {
+            allow_private: s.webhook_allow_private,
+            allow: s
+                .webhook_allow_cidrs
+                .iter()
+                .map(|c| c.parse().map_err(|e: String| anyhow::anyhow!(e)))
+                .collect::<anyhow::Result<_>>()?,
+        });
+        let node = format!(
+            "{}-{}",
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "glagol".into()),
+            std::process::id()
+        );
+        let policy = webhook::sender::SendPolicy {
+            secrets: webhook::secrets(&s.webhook_secrets, files.root())?,
+            guard: guard.clone(),
+            timeout: Duration::from_secs_f64(s.webhook_timeout),
+            retries: s
+                .webhook_retries
+                .iter()
+                .map(|r| Duration::from_secs_f64(*r))
+                .collect(),
+        };
+        let sender = Arc::new(webhook::sender::Sender::new(
+            store.clone(),
+            node.clone(),
+            policy,
+        )?);
+        let jobs = Arc::new(Jobs {
+            store,
+            files,
+            node,
+            guard,
+            lease: Duration::from_secs(s.job_lease),
+            wake_runner: Notify::new(),
+            wake_sender: Arc::new(Notify::new()),
+            wake_maintenance: Notify::new(),
+            events: watch::channel(0).0,
+            running: Mutex::new(HashMap::new()),
+        });
+        maintenance::remove_orphans(&jobs).await;
+        tokio::spawn(sender.run(jobs.wake_sender.clone()));
+        tokio::spawn(runner::run(state.clone(), jobs.clone()));
+        tokio::spawn(maintenance::run(state.clone(), jobs.clone()));
+        tokio::spawn(maintenance::forward_model_events(
+            state.clone(),
+            jobs.clone(),
+        ));
+        Ok(jobs)
+    }
+
+    /// A job was queued: the runner looks for work now.
+    pub fn queued(&self) {
+        self.wake_runner.notify_one();
+        self.written();
+    }
+
+    /// Events were written: event streams read them now.
+    fn written(&self) {
+        self.events.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Resolves at the next event written on this node.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.events.subscribe()
+    }
+
+    /// Cancels a job (see [`JobStore::cancel`]); a running job on this node
+    /// is told at once.
+    pub async fn cancel(&self, id: &str) -> Result<Cancelled, ServiceError> {
+        let outcome = self.store.cancel(id).await?;
+        match &outcome {
+            Cancelled::Requested(_) => {
+                let poke = self
+                    .running
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(id)
+                    .map(|(_, poke)| poke.clone());
+                if let Some(poke) = poke {
+                    poke.notify_one();
+                }
+            }
+            Cancelled::Now(_) => {
+                self.written();
+                self.wake_sender.notify_one();
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Jobs of `model` running on this node.
+    fn running_of(&self, model: &str) -> usize {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|(m, _)| m == model)
+            .count()
+    }
+}
+
+impl Jobs {
+    /// Waits (up to `limit`) until this node's running jobs are handed
+    /// back or finished, after a shutdown began.
+    pub async fn handed_back(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

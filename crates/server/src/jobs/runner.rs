@@ -1,0 +1,314 @@
+//! Claims jobs and runs each attempt through the service layer.
+//!
+//! An attempt renews its lease while it waits for its model, while it is
+//! decoded and at every segment; a heartbeat that finds the lease lost
+//! (fenced) ends the attempt without another write. A cancel asked
+//! through the store is seen at the next heartbeat (at once on this node),
+//! and the engine stops at its next segment. On shutdown a running job is
+//! handed back to the queue without counting the attempt.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use glagol_core::engine::{Segment, Task, TranscribeOptions};
+use tokio::sync::Notify;
+
+use super::model::{JobProgress, JobRecord, Outcome};
+use super::store::StoreError;
+use super::Jobs;
+use crate::error::{ErrorKind, ServiceError};
+use crate::scheduler::Class;
+use crate::service::{AudioInput, Event, TranscribeRequest};
+use crate::state::AppState;
+
+/// Claims work while there is capacity; woken by new jobs, else polls.
+pub(super) async fn run(state: Arc<AppState>, jobs: Arc<Jobs>) {
+    let mut stop = state.on_shutdown();
+    while !*stop.borrow() {
+        loop {
+            let per_model = state.config().settings.job_concurrency;
+            let models: Vec<String> = state
+                .registry
+                .list()
+                .into_iter()
+                .map(|(m, _)| m.name)
+                .filter(|m| jobs.running_of(m) < per_model)
+                .collect();
+            match jobs.store.claim(&jobs.node, &models, jobs.lease).await {
+                Ok(Some(job)) => {
+                    let poke = Arc::new(Notify::new());
+                    jobs.running
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(job.id.clone(), (job.model.clone(), poke.clone()));
+                    jobs.written();
+                    tokio::spawn(attempt(state.clone(), jobs.clone(), job, poke));
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!("cannot claim jobs: {e}");
+                    break;
+                }
+            }
+        }
+        tokio::select! {
+            _ = jobs.wake_runner.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// Why an attempt stops before its end.
+enum Stop {
+    /// The lease was lost: write nothing more.
+    Fenced,
+    Cancel,
+    Shutdown,
+    /// Handed back to the queue already (a transient failure).
+    Released,
+}
+
+/// One attempt at one job, with the progress not yet written.
+struct Attempt {
+    jobs: Arc<Jobs>,
+    id: String,
+    attempt: u32,
+    progress: JobProgress,
+    progress_dirty: bool,
+    segments: Vec<String>,
+    last_beat: Instant,
+}
+
+impl Attempt {
+    /// Writes what is pending and renews the lease.
+    async fn beat(&mut self) -> Result<(), Stop> {
+        let progress = std::mem::take(&mut self.progress_dirty).then_some(self.progress);
+        let segments = std::mem::take(&mut self.segments);
+        let wrote = !segments.is_empty() || progress.is_some();
+        self.last_beat = Instant::now();
+        match self
+            .jobs
+            .store
+            .heartbeat(&self.id, self.attempt, self.jobs.lease, progress, segments)
+            .await
+        {
+            Ok(beat) => {
+                if wrote {
+                    self.jobs.written();
+                }
+                if beat.cancel_requested {
+                    return Err(Stop::Cancel);
+                }
+                Ok(())
+            }
+            Err(StoreError::Fenced) => Err(Stop::Fenced),
+            // A store hiccup: the lease lasts a while; try at the next beat.
+            Err(e) => {
+                tracing::warn!(job = %self.id, "heartbeat not written: {e}");
+                Ok(())
+            }
+        }
+    }
+
+    /// Ends the attempt with `outcome`.
+    async fn finish(&self, outcome: Outcome) {
+        match self
+            .jobs
+            .store
+            .finish(&self.id, self.attempt, outcome)
+            .await
+        {
+            Ok(job) => {
+                tracing::info!(job = %self.id, status = job.status.as_str(), "job ended");
+                self.jobs.written();
+                self.jobs.wake_sender.notify_one();
+                self.jobs.wake_maintenance.notify_one();
+            }
+            Err(e) => tracing::warn!(job = %self.id, "job end not written: {e}"),
+        }
+    }
+
+    async fn release(&self, after: Duration, reason: &str) {
+        match self
+            .jobs
+            .store
+            .release(&self.id, self.attempt, after, reason)
+            .await
+        {
+            Ok(()) => {
+                self.jobs.written();
+                self.jobs.wake_runner.notify_one();
+            }
+            Err(e) => tracing::warn!(job = %self.id, "job not handed back: {e}"),
+        }
+    }
+}
+
+fn options_of(job: &JobRecord) -> TranscribeOptions {
+    TranscribeOptions {
+        language: job.params.language.clone(),
+        task: if job.params.task == "translate" {
+            Task::Translate
+        } else {
+            Task::Transcribe
+        },
+        word_timestamps: job.params.word_timestamps,
+        initial_prompt: job.params.prompt.clone(),
+        ..Default::default()
+    }
+}
+
+/// Errors worth another try later rather than failing the job.
+fn transient(e: &ServiceError) -> bool {
+    e.kind == ErrorKind::Unavailable && e.code != "model_failed"
+}
+
+fn segment_json(attempt: u32, s: &Segment) -> String {
+    serde_json::json!({
+        "attempt": attempt,
+        "id": s.id,
+        "start": s.start,
+        "end": s.end,
+        "text": s.text,
+        "words": s.words,
+    })
+    .to_string()
+}
+
+async fn attempt(state: Arc<AppState>, jobs: Arc<Jobs>, job: JobRecord, poke: Arc<Notify>) {
+    let id = job.id.clone();
+    let mut run = Attempt {
+        jobs: jobs.clone(),
+        id: job.id.clone(),
+        attempt: job.attempt,
+        progress: JobProgress::default(),
+        progress_dirty: false,
+        segments: Vec::new(),
+        last_beat: Instant::now(),
+    };
+    match recognise(&state, &mut run, &job, &poke).await {
+        Ok(outcome) => run.finish(outcome).await,
+        Err(Stop::Cancel) => run.finish(Outcome::Cancelled).await,
+        Err(Stop::Shutdown) => {
+            run.release(
+                Duration::ZERO,
+                "the server stopped; the job runs again from its stored audio",
+            )
+            .await
+        }
+        Err(Stop::Fenced) => {
+            tracing::warn!(job = %id, "lease lost; another attempt owns the job now")
+        }
+        Err(Stop::Released) => {}
+    }
+    jobs.running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&id);
+    jobs.wake_runner.notify_one();
+}
+
+/// Runs the attempt to its outcome, beating all along.
+async fn recognise(
+    state: &Arc<AppState>,
+    run: &mut Attempt,
+    job: &JobRecord,
+    poke: &Notify,
+) -> Result<Outcome, Stop> {
+    let Some(audio) = &job.audio_path else {
+        return Ok(Outcome::Failed {
+            code: "audio_missing".into(),
+            message: "the job's stored audio is gone".into(),
+        });
+    };
+    let request = TranscribeRequest {
+        model: Some(job.model.clone()),
+        audio: AudioInput::File(run.jobs.files.path(audio)),
+        options: options_of(job),
+        vad: job.params.vad,
+        class: Class::Background,
+    };
+    let mut stop = state.on_shutdown();
+    let beat_every = (run.jobs.lease / 3).min(Duration::from_secs(1));
+    // Starting may wait for the model to load and for decoding.
+    let started = state.service.transcribe(request);
+    tokio::pin!(started);
+    let started = loop {
+        tokio::select! {
+            r = &mut started => break r,
+            _ = tokio::time::sleep(beat_every) => run.beat().await?,
+            _ = poke.notified() => run.beat().await?,
+            _ = stopping(&mut stop) => return Err(Stop::Shutdown),
+        }
+    };
+    let mut transcription = match started {
+        Ok(t) => t,
+        Err(e) if transient(&e) => {
+            run.release(Duration::from_secs(2), &e.message).await;
+            return Err(Stop::Released);
+        }
+        Err(e) => return Ok(failed(e)),
+    };
+    run.progress.duration_ms = (transcription.duration * 1000.0) as u64;
+    run.progress_dirty = true;
+    run.beat().await?;
+    loop {
+        let event = tokio::select! {
+            e = transcription.next() => e,
+            _ = tokio::time::sleep(beat_every) => { run.beat().await?; continue; }
+            _ = poke.notified() => { run.beat().await?; continue; }
+            _ = stopping(&mut stop) => return Err(Stop::Shutdown),
+        };
+        match event {
+            Some(Event::Progress(p)) => {
+                run.progress.segments_done = p.done as u64;
+                run.progress.segments_total = p.total.map(|n| n as u64);
+                run.progress.processed_ms = (p.seconds * 1000.0) as u64;
+                run.progress_dirty = true;
+                if run.last_beat.elapsed() >= beat_every {
+                    run.beat().await?;
+                }
+            }
+            Some(Event::Segment(s)) => {
+                run.segments.push(segment_json(run.attempt, &s));
+                run.progress.processed_ms = run.progress.processed_ms.max((s.end * 1000.0) as u64);
+                run.progress.segments_done = run.progress.segments_done.max(s.id as u64 + 1);
+                run.progress_dirty = true;
+                run.beat().await?;
+            }
+            Some(Event::Done(t)) => {
+                run.beat().await?;
+                return match run.jobs.files.write_result(&run.id, &t).await {
+                    Ok(result_path) => Ok(Outcome::Done { result_path }),
+                    Err(e) => Ok(Outcome::Failed {
+                        code: "result_not_stored".into(),
+                        message: format!("the transcript could not be stored: {e}"),
+                    }),
+                };
+            }
+            Some(Event::Error(e)) if transient(&e) => {
+                run.release(Duration::from_secs(2), &e.message).await;
+                return Err(Stop::Released);
+            }
+            Some(Event::Error(e)) => return Ok(failed(e)),
+            None => {
+                return Ok(failed(ServiceError::internal(
+                    "recognition ended without a result",
+                )))
+            }
+        }
+    }
+}
+
+/// Resolves when the server begins to stop.
+async fn stopping(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+fn failed(e: ServiceError) -> Outcome {
+    Outcome::Failed {
+        code: e.code.to_string(),
+        message: e.message,
+    }
+}
