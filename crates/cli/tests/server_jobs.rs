@@ -230,7 +230,12 @@ fn jobs_are_cancelled_queued_at_once_and_running_at_the_next_segment() {
 }
 
 /// Form fields, the file, and the status and error code expected.
-type Case<'a> = (Vec<(&'a str, &'a str)>, Option<(&'a str, &'a [u8])>, u16, &'a str);
+type Case<'a> = (
+    Vec<(&'a str, &'a str)>,
+    Option<(&'a str, &'a [u8])>,
+    u16,
+    &'a str,
+);
 
 #[test]
 fn listing_idempotency_and_bad_submissions() {
@@ -262,6 +267,11 @@ fn listing_idempotency_and_bad_submissions() {
     assert_eq!((a, b), (202, 202));
     assert_eq!(first["id"], again["id"]);
     assert_eq!(headers["idempotent-replayed"], "true");
+    let (code, _, reused) = submit(&s, &key, &[("language", "de")], Some(("a.wav", &audio)));
+    assert_eq!(
+        (code, reused["error"]["code"].as_str()),
+        (409, Some("idempotency_key_reused"))
+    );
 
     let wav = Some(("a.wav", &audio[..]));
     let refused = |fields: &[(&str, &str)], file: Option<(&str, &[u8])>| {
@@ -355,7 +365,10 @@ fn webhooks_are_signed_and_retried_until_one_is_delivered() {
         Reply::Status(500),
         Reply::Hang(Duration::from_secs(3)),
     ]);
+    let models = Receiver::start(vec![]);
     let s = Server::start(&[
+        "--model-events-webhook",
+        &models.url,
         "--webhook-allow-private",
         "--webhook-secret",
         SECRET,
@@ -402,6 +415,30 @@ fn webhooks_are_signed_and_retried_until_one_is_delivered() {
         assert!(start.elapsed() < Duration::from_secs(10), "{job}");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The job loaded its model: subscribers hear of it, signed the same way.
+    let got = models.wait_for(Duration::from_secs(30), |got| !got.is_empty());
+    let ready = got[0].json();
+    assert!(got[0].verify(SECRET));
+    assert_eq!(ready["type"], "model.ready", "{ready}");
+    assert_eq!(ready["data"]["model"], "whisper-base");
+}
+
+#[test]
+fn finished_jobs_expire_after_their_retention() {
+    let s = Server::start(&["--job-result-retention", "1"]);
+    let id = accepted(&s, &[("language", "en")], &jfk());
+    wait_status(&s, &id, &["done"], Duration::from_secs(120));
+    let start = Instant::now();
+    loop {
+        let (code, _) = s.get(&format!("/v1/jobs/{id}"));
+        if code == 404 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "job kept");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let results = s.glagol.data.path().join("jobs/results");
+    assert_eq!(std::fs::read_dir(results).unwrap().count(), 0);
 }
 
 #[test]

@@ -56,7 +56,7 @@ use crate::error::{ErrorKind, ServiceError};
         types::SegmentEvent,
         types::NativeVerbose,
         crate::models::ModelEvent,
-        types::JobProgressEvent,
+        types::JobEventData,
     )),
     modifiers(&Security),
     // Keys are needed only when the server is configured with some.

@@ -369,6 +369,14 @@ pub struct JobList {
     pub last_id: Option<String>,
 }
 
+/// `DELETE /v1/jobs/{id}` answered 200: the cancelled job, or with `purge` the deletion.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum CancelAnswer {
+    Job(Box<crate::jobs::Job>),
+    Deleted(JobDeleted),
+}
+
 /// `DELETE /v1/jobs/{id}?purge=true`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobDeleted {
@@ -402,17 +410,36 @@ pub struct JobForm {
     pub priority: Option<i64>,
 }
 
-/// SSE events of `GET /v1/jobs/{id}/events`, each with an `id` (`Last-Event-ID` resumes after it).
+/// One message of `GET /v1/jobs/{id}/events`, as the SSE framing carries it.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct JobProgressEvent {
-    /// The attempt this progress belongs to (a retried job starts over).
+pub struct JobSseEvent {
+    /// The event's sequence number in the job's log (`Last-Event-ID`).
+    pub id: String,
+    /// `queued`, `started`, `progress`, `segment`, `done`, `failed` or `cancelled`.
+    pub event: String,
+    /// JSON: see `JobEventData`.
+    pub data: String,
+}
+
+/// The data of each event of `GET /v1/jobs/{id}/events`. Every event names
+/// its attempt; `queued` may say why (a retry), `started` names the node,
+/// `progress` carries the counters and `percent`, `segment` is a decoded
+/// segment (`id`, `start`, `end`, `text`, `words`), and the terminal `done`,
+/// `failed` and `cancelled` carry the whole job (see `Job`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobEventData {
+    /// The attempt the event belongs to (0 before the first start).
     pub attempt: u32,
-    pub segments_done: u64,
+    pub reason: Option<String>,
+    pub node: Option<String>,
+    pub segments_done: Option<u64>,
     pub segments_total: Option<u64>,
-    pub seconds_processed: f64,
-    pub duration: f64,
+    pub seconds_processed: Option<f64>,
+    pub duration: Option<f64>,
     /// 0–100.
-    pub percent: f64,
+    pub percent: Option<f64>,
+    pub text: Option<String>,
+    pub status: Option<String>,
 }
 
 /// Errors of the job routes.

@@ -72,6 +72,9 @@ pub struct Jobs {
     events: watch::Sender<u64>,
     /// Running jobs on this node, each with its poke (cancel asked).
     running: Mutex<HashMap<String, (String, Arc<Notify>)>>,
+    /// Jobs handed back for a passing condition (no memory, model
+    /// unloaded), with how often: a condition that never passes fails the job.
+    deferred: Mutex<HashMap<String, u32>>,
 }
 
 impl Jobs {
@@ -131,6 +134,7 @@ impl Jobs {
             wake_maintenance: Notify::new(),
             events: watch::channel(0).0,
             running: Mutex::new(HashMap::new()),
+            deferred: Mutex::new(HashMap::new()),
         });
         maintenance::remove_orphans(&jobs).await;
         tokio::spawn(sender.run(jobs.wake_sender.clone()));

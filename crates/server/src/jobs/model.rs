@@ -186,7 +186,7 @@ pub struct Job {
     pub webhook_url: Option<String>,
     pub webhooks: Vec<DeliveryState>,
     /// What the client attached at submission, echoed unchanged.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
     /// Where the transcript is, once done.
     pub result_url: Option<String>,

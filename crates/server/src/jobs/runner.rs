@@ -164,6 +164,29 @@ fn transient(e: &ServiceError) -> bool {
     e.kind == ErrorKind::Unavailable && e.code != "model_failed"
 }
 
+/// Times a job is handed back for a transient error before it fails with it.
+const MAX_DEFERRALS: u32 = 20;
+
+impl Attempt {
+    /// Hands the job back for a transient error, later each time; after
+    /// [`MAX_DEFERRALS`] the error fails the job.
+    async fn defer(&self, e: ServiceError) -> Result<Outcome, Stop> {
+        let times = {
+            let mut deferred = self.jobs.deferred.lock().unwrap_or_else(|p| p.into_inner());
+            let n = deferred.entry(self.id.clone()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        if times > MAX_DEFERRALS {
+            return Ok(failed(e));
+        }
+        let after = Duration::from_secs(u64::from(2 * times).min(60));
+        tracing::info!(job = %self.id, code = e.code, ?after, "job handed back: {}", e.message);
+        self.release(after, &e.message).await;
+        Err(Stop::Released)
+    }
+}
+
 fn segment_json(attempt: u32, s: &Segment) -> String {
     serde_json::json!({
         "attempt": attempt,
@@ -187,8 +210,9 @@ async fn attempt(state: Arc<AppState>, jobs: Arc<Jobs>, job: JobRecord, poke: Ar
         segments: Vec::new(),
         last_beat: Instant::now(),
     };
-    match recognise(&state, &mut run, &job, &poke).await {
-        Ok(outcome) => run.finish(outcome).await,
+    let result = recognise(&state, &mut run, &job, &poke).await;
+    match &result {
+        Ok(outcome) => run.finish(outcome.clone()).await,
         Err(Stop::Cancel) => run.finish(Outcome::Cancelled).await,
         Err(Stop::Shutdown) => {
             run.release(
@@ -206,6 +230,12 @@ async fn attempt(state: Arc<AppState>, jobs: Arc<Jobs>, job: JobRecord, poke: Ar
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .remove(&id);
+    if !matches!(result, Err(Stop::Released)) {
+        jobs.deferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+    }
     jobs.wake_runner.notify_one();
 }
 
@@ -244,10 +274,7 @@ async fn recognise(
     };
     let mut transcription = match started {
         Ok(t) => t,
-        Err(e) if transient(&e) => {
-            run.release(Duration::from_secs(2), &e.message).await;
-            return Err(Stop::Released);
-        }
+        Err(e) if transient(&e) => return run.defer(e).await,
         Err(e) => return Ok(failed(e)),
     };
     run.progress.duration_ms = (transcription.duration * 1000.0) as u64;
@@ -287,10 +314,7 @@ async fn recognise(
                     }),
                 };
             }
-            Some(Event::Error(e)) if transient(&e) => {
-                run.release(Duration::from_secs(2), &e.message).await;
-                return Err(Stop::Released);
-            }
+            Some(Event::Error(e)) if transient(&e) => return run.defer(e).await,
             Some(Event::Error(e)) => return Ok(failed(e)),
             None => {
                 return Ok(failed(ServiceError::internal(

@@ -116,8 +116,6 @@ pub trait JobStore: Send + Sync {
     /// its idempotency key already names).
     async fn insert(&self, job: NewJob) -> Result<Inserted, StoreError>;
 
-    async fn find_by_key(&self, owner: &str, key: &str) -> Result<Option<JobRecord>, StoreError>;
-
     async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError>;
 
     async fn list(&self, query: &ListQuery) -> Result<Vec<JobRecord>, StoreError>;

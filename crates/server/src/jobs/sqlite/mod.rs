@@ -154,24 +154,6 @@ impl JobStore for SqliteStore {
         .await
     }
 
-    async fn find_by_key(&self, owner: &str, key: &str) -> Result<Option<JobRecord>, StoreError> {
-        let (owner, key) = (owner.to_string(), key.to_string());
-        self.call(move |conn| {
-            let id: Option<String> = conn
-                .query_row(
-                    "SELECT id FROM jobs WHERE owner = ?1 AND idempotency_key = ?2",
-                    params![owner, key],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            match id {
-                Some(id) => load(conn, &id),
-                None => Ok(None),
-            }
-        })
-        .await
-    }
-
     async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
         let id = id.to_string();
         self.call(move |conn| load(conn, &id)).await

@@ -8,6 +8,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
+/// How long a submission may wait for its webhook host to resolve.
+const RESOLVE_TIME: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// An address range `addr/prefix`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Cidr {
@@ -126,11 +129,17 @@ impl Guard {
         let port = parsed.port_or_known_default().unwrap_or(443);
         let addrs: Vec<IpAddr> = match host.parse::<IpAddr>() {
             Ok(ip) => vec![ip],
-            Err(_) => tokio::net::lookup_host((host.as_str(), port))
-                .await
-                .map_err(|e| format!("its host {host:?} does not resolve: {e}"))?
-                .map(|a| a.ip())
-                .collect(),
+            Err(_) => {
+                let lookup = tokio::net::lookup_host((host.as_str(), port));
+                tokio::time::timeout(RESOLVE_TIME, lookup)
+                    .await
+                    .map_err(|_| {
+                        format!("its host {host:?} did not resolve within {RESOLVE_TIME:?}")
+                    })?
+                    .map_err(|e| format!("its host {host:?} does not resolve: {e}"))?
+                    .map(|a| a.ip())
+                    .collect()
+            }
         };
         match addrs.iter().find(|ip| !self.allows(**ip)) {
             Some(ip) => Err(format!(

@@ -18,7 +18,9 @@ use serde::Deserialize;
 
 use crate::error::{ErrorKind, ServiceError};
 use crate::http::extract::{Path, Query};
-use crate::http::types::{JobDeleted, JobErrors, JobList, JobProgressEvent, NativeVerbose};
+use crate::http::types::{
+    CancelAnswer, JobDeleted, JobErrors, JobList, JobSseEvent, NativeVerbose,
+};
 use crate::jobs::model::now_ms;
 use crate::jobs::{Cancelled, Job, JobEvent, JobStatus, Jobs, ListQuery};
 use crate::state::AppState;
@@ -51,7 +53,7 @@ pub struct ListParams {
 }
 
 /// `GET /v1/jobs`: newest first, a page at a time.
-#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListParams),
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", operation_id = "list_jobs", params(ListParams),
     responses((status = 200, description = "A page of jobs", body = JobList), JobErrors))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
@@ -96,7 +98,7 @@ pub async fn list(
 }
 
 /// `GET /v1/jobs/{id}`.
-#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", operation_id = "get_job",
     params(("id" = String, Path, description = "The job's id")),
     responses((status = 200, description = "The job", body = Job), JobErrors))]
 pub async fn get(
@@ -115,7 +117,7 @@ pub struct ResultParams {
 }
 
 /// `GET /v1/jobs/{id}/result`.
-#[utoipa::path(get, path = "/v1/jobs/{id}/result", tag = "jobs",
+#[utoipa::path(get, path = "/v1/jobs/{id}/result", tag = "jobs", operation_id = "get_job_result",
     params(("id" = String, Path, description = "The job's id"), ResultParams),
     responses(
         (status = 200, description = "The transcript: verbose_json (with `model`) by default, or txt, json, srt, vtt",
@@ -190,10 +192,10 @@ pub struct CancelParams {
 }
 
 /// `DELETE /v1/jobs/{id}`: cancel (or, with `purge`, delete a finished job).
-#[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs",
+#[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", operation_id = "cancel_job",
     params(("id" = String, Path, description = "The job's id"), CancelParams),
     responses(
-        (status = 200, description = "A queued job, now cancelled; or, with `purge`, the deletion", body = Job),
+        (status = 200, description = "A queued job, now cancelled; or, with `purge`, the deletion", body = CancelAnswer),
         (status = 202, description = "A running job, asked to stop at its next segment (`cancel_requested`)", body = Job),
         JobErrors,
     ))]
@@ -216,16 +218,20 @@ pub async fn cancel(
             other => other.into(),
         })?;
         jobs.files.remove(&files).await;
-        return Ok(Json(JobDeleted {
+        return Ok(Json(CancelAnswer::Deleted(JobDeleted {
             id,
             object: "transcription.job.deleted",
             deleted: true,
-        })
+        }))
         .into_response());
     }
     let now = now_ms();
     Ok(match jobs.cancel(&id).await? {
-        Cancelled::Now(job) => (StatusCode::OK, Json(job.document(now))).into_response(),
+        Cancelled::Now(job) => (
+            StatusCode::OK,
+            Json(CancelAnswer::Job(Box::new(job.document(now)))),
+        )
+            .into_response(),
         Cancelled::Requested(job) => {
             (StatusCode::ACCEPTED, Json(job.document(now))).into_response()
         }
@@ -236,19 +242,20 @@ pub async fn cancel(
 #[into_params(parameter_in = Query)]
 pub struct EventParams {
     /// Resume after this event id (as the `Last-Event-ID` header does).
-    after: Option<u64>,
+    #[param(minimum = 0)]
+    after: Option<i32>,
 }
 
 /// `GET /v1/jobs/{id}/events`: the job's events, then those to come.
-#[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs",
+#[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs", operation_id = "job_events",
     params(("id" = String, Path, description = "The job's id"), EventParams,
-        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event")),
+        ("Last-Event-ID" = Option<i32>, Header, description = "Resume after this event")),
     responses(
         (status = 200, description = "Server-sent events, each with an `id`: `queued`, `started` (`attempt`, `node`), \
-            `progress` (JobProgressEvent), `segment` (a decoded segment with its `attempt`), and one terminal \
+            `progress` (JobEventData), `segment` (a decoded segment with its `attempt`), and one terminal \
             `done`, `failed` or `cancelled` carrying the job; the stream ends after it. A finished job replays its \
             events and ends. A retried job (its node stopped) shows `queued` and `started` again and restarts its segments",
-            content_type = "text/event-stream", body = JobProgressEvent),
+            content_type = "text/event-stream", body = JobSseEvent),
         JobErrors,
     ))]
 pub async fn events(
@@ -259,12 +266,25 @@ pub async fn events(
 ) -> Result<Response, ServiceError> {
     let jobs = jobs_of(&state)?.clone();
     job(&jobs, &id).await?;
-    let after = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .or(params.after)
-        .unwrap_or(0);
+    let header = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<i32>().ok())
+                .filter(|v| *v >= 0)
+                .ok_or_else(|| {
+                    ServiceError::invalid("invalid_request", "Last-Event-ID must be an event id")
+                })?,
+        ),
+    };
+    if params.after.is_some_and(|a| a < 0) {
+        return Err(ServiceError::invalid(
+            "invalid_request",
+            "after must be an event id",
+        ));
+    }
+    let after = header.or(params.after).unwrap_or(0) as u64;
     Ok(Sse::new(event_stream(jobs, id, after))
         .keep_alive(KeepAlive::default())
         .into_response())

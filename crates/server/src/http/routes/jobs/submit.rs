@@ -1,6 +1,7 @@
 //! `POST /v1/jobs`: the upload is streamed to disk (limit, running
 //! SHA-256, flushed), the fields checked, and the job committed; only then
-//! 202. An `Idempotency-Key` the caller used before returns that job.
+//! 202. An `Idempotency-Key` the caller used before returns that job (the
+//! same file and settings) or 409 `idempotency_key_reused` (different ones).
 
 use std::sync::Arc;
 
@@ -194,9 +195,10 @@ fn accepted(job: &JobRecord, replayed: bool) -> Response {
 }
 
 /// `POST /v1/jobs`.
-#[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", operation_id = "submit_job",
     params(("Idempotency-Key" = Option<String>, Header,
-        description = "A repeat with the same key (per API key) returns the first job instead of a new one")),
+        description = "A repeat with the same key (per API key), file and settings returns the first job instead \
+            of a new one; the same key with another file or settings is refused with 409 `idempotency_key_reused`")),
     request_body(content = JobForm, content_type = "multipart/form-data"),
     responses(
         (status = 202, description = "Accepted: the upload and the job are on disk; `Location` names the job. \
@@ -232,11 +234,6 @@ pub async fn submit(
                 .to_string(),
         ),
     };
-    if let Some(key) = &key {
-        if let Some(job) = jobs.store.find_by_key(&owner, key).await? {
-            return Ok(accepted(&job, true));
-        }
-    }
     let id = new_job_id();
     let limit = state.config().settings.max_job_bytes;
     let mut upload = None;
@@ -298,11 +295,11 @@ pub async fn submit(
         owner,
         idempotency_key: key,
         model: model.clone(),
-        params,
+        params: params.clone(),
         file_name,
         audio_path: stored.relative.clone(),
         audio_bytes: stored.bytes,
-        audio_sha256: stored.sha256,
+        audio_sha256: stored.sha256.clone(),
         metadata,
         webhook_url,
         priority,
@@ -319,6 +316,16 @@ pub async fn submit(
         }
         Ok(Inserted::Existing(job)) => {
             jobs.files.remove(&[stored.relative]).await;
+            if (&job.audio_sha256, &job.model, &job.params) != (&stored.sha256, &model, &params) {
+                return Err(ServiceError::new(
+                    ErrorKind::Conflict,
+                    "idempotency_key_reused",
+                    format!(
+                        "Idempotency-Key was used for job {} with another file or other settings",
+                        job.id
+                    ),
+                ));
+            }
             Ok(accepted(&job, true))
         }
         Err(e) => {
