@@ -550,3 +550,37 @@ fn the_cli_submits_waits_lists_and_fetches() {
     assert!(!refused.status.success());
     assert!(common::stderr(&refused).contains("job_finished"));
 }
+
+#[test]
+fn sigterm_hands_running_jobs_back_for_the_next_start() {
+    let s = Server::start(&[]);
+    let id = accepted(&s, &[("language", "ru")], &long_audio(60.0));
+    let start = Instant::now();
+    loop {
+        let (_, job) = s.get(&format!("/v1/jobs/{id}"));
+        if job["status"] == "running" && job["progress"]["segments_done"].as_u64() > Some(0) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "{job}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut s = s;
+    common::server::signal(s.pid(), 15);
+    let exit = s.child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let s = Server::start_with(s.crash(), &[]);
+    let job = wait_status(&s, &id, &["done", "failed"], Duration::from_secs(180));
+    // Handed back, not interrupted: the attempt was not counted.
+    assert_eq!(
+        (job["status"].as_str(), job["attempt"].as_u64()),
+        (Some("done"), Some(1)),
+        "{job}"
+    );
+    let reasons: Vec<String> = events(&s, &id, None)
+        .into_iter()
+        .filter(|(_, k, _)| k == "queued")
+        .filter_map(|(_, _, d)| d["reason"].as_str().map(String::from))
+        .collect();
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(reasons[0].contains("server stopped"), "{reasons:?}");
+}
