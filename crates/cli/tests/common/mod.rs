@@ -5,6 +5,7 @@
 
 pub mod hooks;
 pub mod http;
+pub mod jobs;
 pub mod server;
 pub mod ws;
 

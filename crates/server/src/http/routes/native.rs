@@ -11,7 +11,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::Stream;
-use glagol_core::engine::{quoted, Task, TranscribeOptions};
+use glagol_core::engine::{quoted, Task, TranscribeOptions, Transcript};
 use glagol_core::format::{self, OutputFormat, VerboseJson};
 use serde::Deserialize;
 
@@ -75,13 +75,29 @@ async fn request_from(params: Params, req: Request) -> Result<TranscribeRequest,
     })
 }
 
-fn output_format(params: &Params) -> Result<OutputFormat, ServiceError> {
-    params
-        .format
-        .as_deref()
+/// A native `format` parameter (default verbose_json).
+pub fn output_format(format: Option<&str>) -> Result<OutputFormat, ServiceError> {
+    format
         .unwrap_or("verbose_json")
         .parse()
         .map_err(|e: String| ServiceError::invalid("invalid_request", e))
+}
+
+/// A transcript as the native API answers it: verbose_json with `model`,
+/// or the format's text with its media type.
+pub fn transcript_response(t: &Transcript, model: String, format: OutputFormat) -> Response {
+    match format {
+        OutputFormat::VerboseJson => Json(NativeVerbose {
+            transcript: VerboseJson::new(t),
+            model,
+        })
+        .into_response(),
+        other => (
+            [(header::CONTENT_TYPE, other.mime())],
+            format::render(t, other),
+        )
+            .into_response(),
+    }
 }
 
 /// `POST /v1/transcribe`.
@@ -106,25 +122,14 @@ pub async fn transcribe(
     Query(params): Query<Params>,
     req: Request,
 ) -> Result<Response, ServiceError> {
-    let format = output_format(&params)?;
+    let format = output_format(params.format.as_deref())?;
     let transcription = state
         .service
         .transcribe(request_from(params, req).await?)
         .await?;
     let model = transcription.model.clone();
     let t = transcription.finish().await?;
-    Ok(match format {
-        OutputFormat::VerboseJson => Json(NativeVerbose {
-            transcript: VerboseJson::new(&t),
-            model,
-        })
-        .into_response(),
-        other => (
-            [(header::CONTENT_TYPE, other.mime())],
-            format::render(&t, other),
-        )
-            .into_response(),
-    })
+    Ok(transcript_response(&t, model, format))
 }
 
 /// `POST /v1/transcribe/stream`: events while recognising.

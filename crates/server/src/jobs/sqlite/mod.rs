@@ -4,6 +4,7 @@
 //! `BEGIN IMMEDIATE` transaction, so two runners never take the same job.
 
 mod schema;
+mod upkeep;
 mod webhooks;
 
 use std::path::Path;
@@ -433,55 +434,7 @@ impl JobStore for SqliteStore {
     }
 
     async fn recover(&self, all: bool) -> Result<u64, StoreError> {
-        self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let now = now_ms();
-            let stuck: Vec<(String, u32, u32, bool)> = {
-                let mut stmt = tx.prepare(
-                    "SELECT id, attempt, max_attempts, cancel_requested FROM jobs \
-                     WHERE status = 'running' AND (?1 OR lease_until < ?2)",
-                )?;
-                let rows = stmt.query_map(params![all, now], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? != 0))
-                })?;
-                rows.collect::<rusqlite::Result<_>>()?
-            };
-            for (id, attempt, max_attempts, cancel) in &stuck {
-                if *cancel || attempt >= max_attempts {
-                    let (status, code, message) = if *cancel {
-                        ("cancelled", None, None)
-                    } else {
-                        (
-                            "failed",
-                            Some("attempts_exhausted"),
-                            Some(format!(
-                                "the node running this job stopped during each of its {attempt} attempts"
-                            )),
-                        )
-                    };
-                    tx.execute(
-                        "UPDATE jobs SET status = ?2, error_code = ?3, error_message = ?4, \
-                         finished_at = ?5, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
-                        params![id, status, code, message, now],
-                    )?;
-                    ended(&tx, id)?;
-                } else {
-                    tx.execute(
-                        "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_until = NULL, \
-                         run_after = ?2 WHERE id = ?1",
-                        params![id, now + retry_delay(*attempt)],
-                    )?;
-                    let data = serde_json::json!({
-                        "attempt": attempt,
-                        "reason": "the node running it stopped; retrying from the stored audio",
-                    });
-                    add_event(&tx, id, "queued", &data.to_string())?;
-                }
-            }
-            tx.commit()?;
-            Ok(stuck.len() as u64)
-        })
-        .await
+        self.call(move |conn| upkeep::recover(conn, all)).await
     }
 
     async fn stats(&self) -> Result<QueueStats, StoreError> {
@@ -508,47 +461,8 @@ impl JobStore for SqliteStore {
         audio_after: Duration,
         results_after: Duration,
     ) -> Result<Expired, StoreError> {
-        self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let now = now_ms();
-            let mut expired = Expired::default();
-            let audio_before = now - audio_after.as_millis() as i64;
-            let audio: Vec<(String, String)> = {
-                let mut stmt = tx.prepare(
-                    "SELECT id, audio_path FROM jobs WHERE audio_path IS NOT NULL \
-                     AND finished_at IS NOT NULL AND finished_at <= ?1",
-                )?;
-                let rows = stmt.query_map([audio_before], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                rows.collect::<rusqlite::Result<_>>()?
-            };
-            for (id, path) in audio {
-                tx.execute("UPDATE jobs SET audio_path = NULL WHERE id = ?1", [&id])?;
-                expired.files.push(path);
-            }
-            let results_before = now - results_after.as_millis() as i64;
-            let old: Vec<(String, Option<String>, Option<String>)> = {
-                let mut stmt = tx.prepare(
-                    "SELECT id, audio_path, result_path FROM jobs \
-                     WHERE finished_at IS NOT NULL AND finished_at <= ?1",
-                )?;
-                let rows =
-                    stmt.query_map([results_before], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-                rows.collect::<rusqlite::Result<_>>()?
-            };
-            for (id, audio, result) in old {
-                tx.execute("DELETE FROM job_events WHERE job_id = ?1", [&id])?;
-                tx.execute(
-                    "DELETE FROM webhook_deliveries WHERE job_id = ?1 AND state != 'pending'",
-                    [&id],
-                )?;
-                tx.execute("DELETE FROM jobs WHERE id = ?1", [&id])?;
-                expired.files.extend(audio.into_iter().chain(result));
-                expired.jobs_deleted += 1;
-            }
-            tx.commit()?;
-            Ok(expired)
-        })
-        .await
+        self.call(move |conn| upkeep::expire(conn, (audio_after, results_after)))
+            .await
     }
 
     async fn enqueue_webhook(

@@ -8,12 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::Stream;
-use glagol_core::format::{self, OutputFormat, VerboseJson};
 use serde::Deserialize;
 
 use crate::error::{ErrorKind, ServiceError};
@@ -135,12 +134,7 @@ pub async fn result(
     Query(params): Query<ResultParams>,
 ) -> Result<Response, ServiceError> {
     let jobs = jobs_of(&state)?;
-    let format: OutputFormat = params
-        .format
-        .as_deref()
-        .unwrap_or("verbose_json")
-        .parse()
-        .map_err(|e: String| ServiceError::invalid("invalid_request", e))?;
+    let format = super::native::output_format(params.format.as_deref())?;
     let record = job(jobs, &id).await?;
     let path = match (&record.status, &record.result_path) {
         (JobStatus::Done, Some(path)) => path.clone(),
@@ -169,18 +163,7 @@ pub async fn result(
             format!("the job's result is no longer stored: {e}"),
         )
     })?;
-    Ok(match format {
-        OutputFormat::VerboseJson => Json(NativeVerbose {
-            transcript: VerboseJson::new(&t),
-            model: record.model,
-        })
-        .into_response(),
-        other => (
-            [(header::CONTENT_TYPE, other.mime())],
-            format::render(&t, other),
-        )
-            .into_response(),
-    })
+    Ok(super::native::transcript_response(&t, record.model, format))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -1,0 +1,199 @@
+//! What durable jobs promise beyond the API: signed webhooks delivered
+//! through failures, retention, no accepted job lost to a crash, and a
+//! clean hand-back on SIGTERM.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::hooks::{Receiver, Reply, SECRET};
+use common::jobs::{accepted, events, long_audio, text, wait_status};
+use common::server::{jfk, Server};
+
+#[test]
+fn webhooks_are_signed_and_retried_until_one_is_delivered() {
+    let hook = Receiver::start(vec![
+        Reply::Status(500),
+        Reply::Status(500),
+        Reply::Hang(Duration::from_secs(3)),
+    ]);
+    let models = Receiver::start(vec![]);
+    let s = Server::start(&[
+        "--model-events-webhook",
+        &models.url,
+        "--webhook-allow-private",
+        "--webhook-secret",
+        SECRET,
+        "--webhook-timeout",
+        "1",
+        "--webhook-retries",
+        "0.2,0.2,0.2,0.2",
+    ]);
+    let id = accepted(
+        &s,
+        &[
+            ("language", "en"),
+            ("webhook_url", &hook.url),
+            ("metadata", r#"{"who": "test"}"#),
+        ],
+        &jfk(),
+    );
+    let got = hook.wait_for(Duration::from_secs(120), |got| {
+        got.iter().any(|r| r.answered == 200)
+    });
+    assert_eq!(
+        got.iter().map(|r| r.answered).collect::<Vec<_>>(),
+        [500, 500, 0, 200]
+    );
+    let ids: std::collections::HashSet<_> = got.iter().map(|r| &r.headers["webhook-id"]).collect();
+    assert_eq!(ids.len(), 1, "webhook-id is stable across retries");
+    for r in &got {
+        assert!(r.verify(SECRET), "signature: {:?}", r.headers);
+        assert!(!r.verify("whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
+    }
+    let body = got[3].json();
+    assert_eq!(body["type"], "job.done");
+    assert_eq!(body["data"]["id"], id.as_str());
+    assert_eq!(body["data"]["metadata"]["who"], "test");
+    let start = Instant::now();
+    loop {
+        let (_, job) = s.get(&format!("/v1/jobs/{id}"));
+        let delivery = &job["webhooks"][0];
+        if delivery["state"] == "delivered" {
+            assert_eq!(delivery["attempts"], 4, "{job}");
+            assert_eq!(delivery["last_status"], 200);
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{job}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The job loaded its model: subscribers hear of it, signed the same way.
+    let got = models.wait_for(Duration::from_secs(30), |got| !got.is_empty());
+    let ready = got[0].json();
+    assert!(got[0].verify(SECRET));
+    assert_eq!(ready["type"], "model.ready", "{ready}");
+    assert_eq!(ready["data"]["model"], "whisper-base");
+}
+
+#[test]
+fn finished_jobs_expire_after_their_retention() {
+    let s = Server::start(&["--job-result-retention", "1"]);
+    let id = accepted(&s, &[("language", "en")], &jfk());
+    wait_status(&s, &id, &["done"], Duration::from_secs(120));
+    let start = Instant::now();
+    loop {
+        let (code, _) = s.get(&format!("/v1/jobs/{id}"));
+        if code == 404 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "job kept");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let results = s.glagol.data.path().join("jobs/results");
+    assert_eq!(std::fs::read_dir(results).unwrap().count(), 0);
+}
+
+#[test]
+fn a_crash_loses_no_accepted_job() {
+    let hook = Receiver::start(vec![]);
+    let args = [
+        "--job-concurrency",
+        "1",
+        "--webhook-allow-private",
+        "--webhook-secret",
+        SECRET,
+    ];
+    let s = Server::start(&args);
+    let audio = long_audio(40.0);
+    let ids: Vec<String> = (0..5)
+        .map(|_| {
+            accepted(
+                &s,
+                &[("language", "ru"), ("webhook_url", &hook.url)],
+                &audio,
+            )
+        })
+        .collect();
+    // Kill the server while the first job is part way through.
+    let start = Instant::now();
+    loop {
+        let (_, job) = s.get(&format!("/v1/jobs/{}", ids[0]));
+        if job["status"] == "running" && job["progress"]["segments_done"].as_u64() > Some(0) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "{job}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let s = Server::start_with(s.crash(), &args);
+    for id in &ids {
+        let job = wait_status(
+            &s,
+            id,
+            &["done", "failed", "cancelled"],
+            Duration::from_secs(300),
+        );
+        assert_eq!(job["status"], "done", "{job}");
+        let (code, txt) = text(&s, &format!("/v1/jobs/{id}/result?format=txt"));
+        assert_eq!(code, 200);
+        assert!(!txt.trim().is_empty());
+    }
+    let (_, interrupted) = s.get(&format!("/v1/jobs/{}", ids[0]));
+    assert_eq!(interrupted["attempt"], 2, "{interrupted}");
+    let got = hook.wait_for(Duration::from_secs(60), |got| {
+        let delivered: std::collections::HashSet<_> =
+            got.iter().map(|r| r.json()["data"]["id"].clone()).collect();
+        delivered.len() >= ids.len()
+    });
+    // At least once: deduplicated by webhook-id, one `job.done` per job.
+    let mut by_id = BTreeMap::new();
+    for r in &got {
+        assert!(r.verify(SECRET));
+        by_id.insert(r.headers["webhook-id"].clone(), r.json());
+    }
+    let mut jobs: Vec<String> = by_id
+        .values()
+        .map(|b| {
+            assert_eq!(b["type"], "job.done");
+            b["data"]["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    jobs.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(jobs, want);
+}
+
+#[test]
+fn sigterm_hands_running_jobs_back_for_the_next_start() {
+    let s = Server::start(&[]);
+    let id = accepted(&s, &[("language", "ru")], &long_audio(60.0));
+    let start = Instant::now();
+    loop {
+        let (_, job) = s.get(&format!("/v1/jobs/{id}"));
+        if job["status"] == "running" && job["progress"]["segments_done"].as_u64() > Some(0) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "{job}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut s = s;
+    common::server::signal(s.pid(), 15);
+    let exit = s.child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let s = Server::start_with(s.crash(), &[]);
+    let job = wait_status(&s, &id, &["done", "failed"], Duration::from_secs(180));
+    // Handed back, not interrupted: the attempt was not counted.
+    assert_eq!(
+        (job["status"].as_str(), job["attempt"].as_u64()),
+        (Some("done"), Some(1)),
+        "{job}"
+    );
+    let reasons: Vec<String> = events(&s, &id, None)
+        .into_iter()
+        .filter(|(_, k, _)| k == "queued")
+        .filter_map(|(_, _, d)| d["reason"].as_str().map(String::from))
+        .collect();
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(reasons[0].contains("server stopped"), "{reasons:?}");
+}
