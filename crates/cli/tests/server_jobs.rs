@@ -4,15 +4,21 @@
 
 mod common;
 
+on_both_stores!(
+    a_job_streams_progress_and_serves_its_result_in_every_format,
+    jobs_are_cancelled_queued_at_once_and_running_at_the_next_segment,
+    listing_idempotency_and_bad_submissions,
+    the_cli_submits_waits_lists_and_fetches,
+);
+
 use std::time::{Duration, Instant};
 
-use common::jobs::{accepted, delete, events, long_audio, submit, text, wait_status};
+use common::jobs::{accepted, delete, events, long_audio, submit, text, wait_status, Store};
 use common::server::{jfk, Server};
 use serde_json::Value;
 
-#[test]
-fn a_job_streams_progress_and_serves_its_result_in_every_format() {
-    let s = Server::start(&[]);
+fn a_job_streams_progress_and_serves_its_result_in_every_format(store: &Store) {
+    let s = store.start(&[]);
     let (status, headers, job) = submit(
         &s,
         &[],
@@ -100,9 +106,8 @@ fn a_job_streams_progress_and_serves_its_result_in_every_format() {
     );
 }
 
-#[test]
-fn jobs_are_cancelled_queued_at_once_and_running_at_the_next_segment() {
-    let s = Server::start(&["--job-concurrency", "1"]);
+fn jobs_are_cancelled_queued_at_once_and_running_at_the_next_segment(store: &Store) {
+    let s = store.start(&["--job-concurrency", "1"]);
     let audio = long_audio(60.0);
     let first = accepted(&s, &[("language", "ru")], &audio);
     wait_status(&s, &first, &["running"], Duration::from_secs(60));
@@ -134,9 +139,8 @@ type Case<'a> = (
     &'a str,
 );
 
-#[test]
-fn listing_idempotency_and_bad_submissions() {
-    let s = Server::start(&["--max-job-bytes", "400000", "--job-concurrency", "1"]);
+fn listing_idempotency_and_bad_submissions(store: &Store) {
+    let s = store.start(&["--max-job-bytes", "400000", "--job-concurrency", "1"]);
     let audio = jfk();
     let mut ids: Vec<String> = (0..3)
         .map(|_| accepted(&s, &[("language", "en")], &audio))
@@ -255,9 +259,8 @@ fn listing_idempotency_and_bad_submissions() {
     }
 }
 
-#[test]
-fn the_cli_submits_waits_lists_and_fetches() {
-    let s = Server::start(&[]);
+fn the_cli_submits_waits_lists_and_fetches(store: &Store) {
+    let s = store.start(&[]);
     let jfk_path = common::misc("jfk.wav");
     let out = common::ok(s.glagol.run(&[
         "jobs",

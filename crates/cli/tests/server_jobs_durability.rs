@@ -4,22 +4,28 @@
 
 mod common;
 
+on_both_stores!(
+    webhooks_are_signed_and_retried_until_one_is_delivered,
+    finished_jobs_expire_after_their_retention,
+    a_crash_loses_no_accepted_job,
+    sigterm_hands_running_jobs_back_for_the_next_start,
+);
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::hooks::{Receiver, Reply, SECRET};
-use common::jobs::{accepted, events, long_audio, text, wait_status};
-use common::server::{jfk, Server};
+use common::jobs::{accepted, events, long_audio, text, wait_status, Store};
+use common::server::jfk;
 
-#[test]
-fn webhooks_are_signed_and_retried_until_one_is_delivered() {
+fn webhooks_are_signed_and_retried_until_one_is_delivered(store: &Store) {
     let hook = Receiver::start(vec![
         Reply::Status(500),
         Reply::Status(500),
         Reply::Hang(Duration::from_secs(3)),
     ]);
     let models = Receiver::start(vec![]);
-    let s = Server::start(&[
+    let s = store.start(&[
         "--model-events-webhook",
         &models.url,
         "--webhook-allow-private",
@@ -76,9 +82,8 @@ fn webhooks_are_signed_and_retried_until_one_is_delivered() {
     assert_eq!(ready["data"]["model"], "whisper-base");
 }
 
-#[test]
-fn finished_jobs_expire_after_their_retention() {
-    let s = Server::start(&["--job-result-retention", "1"]);
+fn finished_jobs_expire_after_their_retention(store: &Store) {
+    let s = store.start(&["--job-result-retention", "1"]);
     let id = accepted(&s, &[("language", "en")], &jfk());
     wait_status(&s, &id, &["done"], Duration::from_secs(120));
     let start = Instant::now();
@@ -94,8 +99,7 @@ fn finished_jobs_expire_after_their_retention() {
     assert_eq!(std::fs::read_dir(results).unwrap().count(), 0);
 }
 
-#[test]
-fn a_crash_loses_no_accepted_job() {
+fn a_crash_loses_no_accepted_job(store: &Store) {
     let hook = Receiver::start(vec![]);
     let args = [
         "--job-concurrency",
@@ -104,7 +108,7 @@ fn a_crash_loses_no_accepted_job() {
         "--webhook-secret",
         SECRET,
     ];
-    let s = Server::start(&args);
+    let s = store.start(&args);
     let audio = long_audio(40.0);
     let ids: Vec<String> = (0..5)
         .map(|_| {
@@ -125,7 +129,7 @@ fn a_crash_loses_no_accepted_job() {
         assert!(start.elapsed() < Duration::from_secs(120), "{job}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let s = Server::start_with(s.crash(), &args);
+    let s = store.restart(s.crash(), &args);
     for id in &ids {
         let job = wait_status(
             &s,
@@ -164,9 +168,8 @@ fn a_crash_loses_no_accepted_job() {
     assert_eq!(jobs, want);
 }
 
-#[test]
-fn sigterm_hands_running_jobs_back_for_the_next_start() {
-    let s = Server::start(&[]);
+fn sigterm_hands_running_jobs_back_for_the_next_start(store: &Store) {
+    let s = store.start(&[]);
     let id = accepted(&s, &[("language", "ru")], &long_audio(60.0));
     let start = Instant::now();
     loop {
@@ -181,7 +184,7 @@ fn sigterm_hands_running_jobs_back_for_the_next_start() {
     common::server::signal(s.pid(), 15);
     let exit = s.child.wait().unwrap();
     assert!(exit.success(), "{exit:?}");
-    let s = Server::start_with(s.crash(), &[]);
+    let s = store.restart(s.crash(), &[]);
     let job = wait_status(&s, &id, &["done", "failed"], Duration::from_secs(180));
     // Handed back, not interrupted: the attempt was not counted.
     assert_eq!(

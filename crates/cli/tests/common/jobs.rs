@@ -6,7 +6,58 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::pg::Postgres;
 use super::server::{multipart, Server};
+
+/// Where a test server keeps its jobs: the embedded store, or a
+/// throw-away PostgreSQL cluster (with short leases, so a restarted node
+/// takes its interrupted jobs back quickly).
+pub enum Store {
+    Sqlite,
+    Postgres(Postgres),
+}
+
+impl Store {
+    pub fn sqlite() -> Store {
+        Store::Sqlite
+    }
+
+    pub fn postgres() -> Store {
+        Store::Postgres(Postgres::start())
+    }
+
+    fn args<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
+        let mut all = args.to_vec();
+        if let Store::Postgres(pg) = self {
+            all.extend(["--job-store", pg.url.as_str(), "--job-lease", "2"]);
+        }
+        all
+    }
+
+    /// A server on this store.
+    pub fn start(&self, args: &[&str]) -> Server {
+        Server::start(&self.args(args))
+    }
+
+    /// The server of `glagol`'s data directory again, on this store.
+    pub fn restart(&self, glagol: super::Glagol, args: &[&str]) -> Server {
+        Server::start_with(glagol, &self.args(args))
+    }
+}
+
+/// Runs each named test (a `fn(&Store)`) on both stores: `sqlite::NAME`
+/// and `postgres::NAME`.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $name() { super::$name(&super::common::jobs::Store::sqlite()) } )*
+        }
+        mod postgres {
+            $( #[test] fn $name() { super::$name(&super::common::jobs::Store::postgres()) } )*
+        }
+    };
+}
 
 /// POSTs a job; (status, headers we look at, body).
 pub fn submit(

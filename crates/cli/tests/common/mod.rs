@@ -6,6 +6,8 @@
 pub mod hooks;
 pub mod http;
 pub mod jobs;
+#[path = "../../../server/tests/pg/mod.rs"]
+pub mod pg;
 pub mod server;
 pub mod ws;
 

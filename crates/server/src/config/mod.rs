@@ -177,9 +177,20 @@ settings! {
     /// Seconds between checks of a load waiting for memory.
     #[arg(long, env = "GLAGOL_MEMORY_RETRY", value_name = "SECONDS")]
     memory_retry: u64 = 10, Reload;
-    /// Where durable jobs keep their database, uploads and transcripts.
-    #[arg(long, env = "GLAGOL_JOBS_DIR", value_name = "DIR")]
+    /// Where durable jobs keep their uploads and transcripts (and the embedded database);
+    /// with a PostgreSQL store, a directory every node shares (e.g. an NFS mount).
+    #[arg(long, visible_alias = "job-dir", env = "GLAGOL_JOBS_DIR", value_name = "DIR")]
     jobs_dir: PathBuf = glagol_core::data_dir().join("jobs"), Restart;
+    /// The job store: `sqlite` (embedded, one node) or `postgres://user@host/db` (shared by nodes).
+    #[arg(long, env = "GLAGOL_JOB_STORE", value_name = "sqlite|URL")]
+    job_store: String = "sqlite".into(), Restart;
+    /// This node's name in job leases and attempts (default: host name and process id).
+    #[arg(long, env = "GLAGOL_NODE_ID", value_name = "NAME")]
+    node_id: String = String::new(), Restart;
+    /// `all`, `api` (accepts jobs, runs none) or `worker` (runs jobs, accepts none); api and
+    /// worker need a PostgreSQL job store.
+    #[arg(long, env = "GLAGOL_ROLE", value_name = "all|api|worker")]
+    role: String = "all".into(), Restart;
     /// Largest job upload, in bytes (streamed to disk, never held in memory).
     #[arg(long, env = "GLAGOL_MAX_JOB_BYTES", value_name = "BYTES")]
     max_job_bytes: u64 = 2 << 30, Reload;
@@ -355,6 +366,19 @@ impl Config {
             "between 1024 and 67108864",
         )?;
         check(s.max_job_bytes >= 1, "max_job_bytes", "at least 1")?;
+        let shared =
+            s.job_store.starts_with("postgres://") || s.job_store.starts_with("postgresql://");
+        check(
+            s.job_store == "sqlite" || shared,
+            "job_store",
+            "sqlite or a postgres:// URL",
+        )?;
+        check(
+            s.role == "all" || (shared && (s.role == "api" || s.role == "worker")),
+            "role",
+            "all, or api or worker with a PostgreSQL job store",
+        )?;
+        check(s.node_id.len() <= 128, "node_id", "at most 128 bytes")?;
         check(
             (1..=64).contains(&s.job_concurrency),
             "job_concurrency",

@@ -42,6 +42,8 @@ pub struct Health {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobsHealth {
+    /// This node's name in leases (`--node-id`).
+    pub node: String,
     pub queued: u64,
     pub running: u64,
     /// Seconds the oldest queued job has waited (0 when none).

@@ -5,6 +5,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
@@ -13,32 +14,67 @@ use glagol_core::engine::Transcript;
 
 pub struct JobFiles {
     root: PathBuf,
-    /// Held for the process's life: one server per job directory.
-    _lock: File,
+    exclusive: bool,
+    /// Held for the process's life: one server per job directory (embedded store).
+    _lock: Option<File>,
+}
+
+/// How old a file in a shared directory must be before a node may take it
+/// for debris of a crash.
+pub const SHARED_GRACE: Duration = Duration::from_secs(86_400);
+
+/// Whether `path` was last modified more than `age` ago.
+pub fn older_than(path: &Path, age: Duration) -> bool {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|e| e >= age)
 }
 
 impl JobFiles {
-    /// Creates the layout, takes the directory's lock and clears `tmp/`
-    /// (uploads a crash interrupted were never acknowledged).
-    pub fn open(root: &Path) -> anyhow::Result<JobFiles> {
+    /// Creates the layout and clears `tmp/` of uploads a crash interrupted
+    /// (never acknowledged). With `exclusive`, takes the directory's lock
+    /// (one server per directory) and clears all of `tmp/`; a directory
+    /// shared by nodes keeps what is younger than a day (another node may
+    /// be writing it).
+    pub fn open(root: &Path, exclusive: bool) -> anyhow::Result<JobFiles> {
         for sub in ["audio", "results", "tmp"] {
             std::fs::create_dir_all(root.join(sub))
                 .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", root.join(sub).display()))?;
         }
-        let lock = File::create(root.join("lock"))?;
-        lock.try_lock().map_err(|_| {
-            anyhow::anyhow!(
-                "the job directory {} is in use by another glagol server",
-                root.display()
-            )
-        })?;
+        let lock = if exclusive {
+            let lock = File::create(root.join("lock"))?;
+            lock.try_lock().map_err(|_| {
+                anyhow::anyhow!(
+                    "the job directory {} is in use by another glagol server",
+                    root.display()
+                )
+            })?;
+            Some(lock)
+        } else {
+            None
+        };
+        let keep = if exclusive {
+            Duration::ZERO
+        } else {
+            SHARED_GRACE
+        };
         for entry in std::fs::read_dir(root.join("tmp"))?.flatten() {
-            let _ = std::fs::remove_file(entry.path());
+            if older_than(&entry.path(), keep) {
+                let _ = std::fs::remove_file(entry.path());
+            }
         }
         Ok(JobFiles {
             root: root.to_path_buf(),
+            exclusive,
             _lock: lock,
         })
+    }
+
+    /// Whether only this server uses the directory.
+    pub fn exclusive(&self) -> bool {
+        self.exclusive
     }
 
     pub fn root(&self) -> &Path {

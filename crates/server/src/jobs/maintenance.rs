@@ -53,8 +53,18 @@ pub(super) async fn remove_orphans(jobs: &Jobs) {
     let Ok(entries) = std::fs::read_dir(jobs.files.path("audio")) else {
         return;
     };
+    // In a shared directory another node may have flushed an upload whose
+    // row it is about to commit: only old files can be debris.
+    let keep = if jobs.files.exclusive() {
+        Duration::ZERO
+    } else {
+        super::files::SHARED_GRACE
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
+        if !super::files::older_than(&entry.path(), keep) {
+            continue;
+        }
         if let Ok(None) = jobs.store.get(&name).await {
             tracing::info!(file = %name, "deleting an upload no job refers to");
             jobs.files.remove(&[format!("audio/{name}")]).await;

@@ -14,6 +14,8 @@
 pub mod files;
 mod maintenance;
 pub mod model;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod runner;
 pub mod sqlite;
 pub mod store;
@@ -84,12 +86,12 @@ impl Jobs {
     pub async fn start(state: &Arc<AppState>) -> anyhow::Result<Arc<Jobs>> {
         let config = state.config();
         let s = &config.settings;
-        let files = JobFiles::open(&s.jobs_dir)?;
-        let store: Arc<dyn JobStore> =
-            Arc::new(sqlite::SqliteStore::open(&s.jobs_dir.join("jobs.db"))?);
-        // This process holds the directory's lock: no other node can own a
-        // running job, so every one of them was interrupted.
-        let recovered = store.recover(true).await?;
+        let store = open_store(&s.job_store, &s.jobs_dir).await?;
+        let files = JobFiles::open(&s.jobs_dir, store.exclusive())?;
+        // An exclusive store is this node's alone (it holds the directory's
+        // lock): every job left running was interrupted. A shared one
+        // recovers only jobs whose lease ran out.
+        let recovered = store.recover(store.exclusive()).await?;
         if recovered > 0 {
             tracing::warn!(recovered, "requeued jobs interrupted by the previous run");
         }
@@ -101,13 +103,17 @@ impl Jobs {
                 .map(|c| c.parse().map_err(|e: String| anyhow::anyhow!(e)))
                 .collect::<anyhow::Result<_>>()?,
         });
-        let node = format!(
-            "{}-{}",
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_string())
-                .unwrap_or_else(|_| "glagol".into()),
-            std::process::id()
-        );
+        let node = if s.node_id.trim().is_empty() {
+            format!(
+                "{}-{}",
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_string())
+                    .unwrap_or_else(|_| "glagol".into()),
+                std::process::id()
+            )
+        } else {
+            s.node_id.trim().to_string()
+        };
         let policy = webhook::sender::SendPolicy {
             secrets: webhook::secrets(&s.webhook_secrets, files.root())?,
             guard: guard.clone(),
@@ -138,7 +144,9 @@ impl Jobs {
         });
         maintenance::remove_orphans(&jobs).await;
         tokio::spawn(sender.run(jobs.wake_sender.clone()));
-        tokio::spawn(runner::run(state.clone(), jobs.clone()));
+        if s.role != "api" {
+            tokio::spawn(runner::run(state.clone(), jobs.clone()));
+        }
         tokio::spawn(maintenance::run(state.clone(), jobs.clone()));
         tokio::spawn(maintenance::forward_model_events(
             state.clone(),
@@ -196,6 +204,21 @@ impl Jobs {
             .filter(|(m, _)| m == model)
             .count()
     }
+}
+
+/// The configured store: embedded SQLite in the job directory, or PostgreSQL.
+async fn open_store(spec: &str, dir: &std::path::Path) -> anyhow::Result<Arc<dyn JobStore>> {
+    if spec == "sqlite" {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+        return Ok(Arc::new(sqlite::SqliteStore::open(&dir.join("jobs.db"))?));
+    }
+    #[cfg(feature = "postgres")]
+    {
+        Ok(Arc::new(postgres::PgStore::connect(spec).await?))
+    }
+    #[cfg(not(feature = "postgres"))]
+    anyhow::bail!("this glagol was built without the PostgreSQL job store (cargo feature postgres)")
 }
 
 impl Jobs {

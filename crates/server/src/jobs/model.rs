@@ -96,6 +96,22 @@ pub struct JobRecord {
     pub finished_at: Option<i64>,
     /// The webhook deliveries made for it, oldest first.
     pub deliveries: Vec<DeliveryState>,
+    /// Its attempts, first first.
+    pub attempts: Vec<AttemptInfo>,
+}
+
+/// One attempt at a job: which node ran it and how it ended.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct AttemptInfo {
+    pub attempt: u32,
+    /// The node that claimed it (`--node-id`).
+    pub node: String,
+    /// Unix seconds.
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    /// `done`, `failed`, `cancelled`, `handed_back` (the node stopped or could not run it
+    /// then), `interrupted` (the node vanished; its lease ran out); absent while running.
+    pub outcome: Option<String>,
 }
 
 /// One webhook delivery as a job shows it.
@@ -185,6 +201,8 @@ pub struct Job {
     pub cancel_requested: bool,
     pub webhook_url: Option<String>,
     pub webhooks: Vec<DeliveryState>,
+    /// Each attempt with the node that ran it.
+    pub attempts: Vec<AttemptInfo>,
     /// What the client attached at submission, echoed unchanged.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
@@ -277,6 +295,7 @@ impl JobRecord {
             cancel_requested: self.cancel_requested,
             webhook_url: self.webhook_url.clone(),
             webhooks: self.deliveries.clone(),
+            attempts: self.attempts.clone(),
             metadata: self.metadata.clone(),
             result_url: (self.status == JobStatus::Done && self.result_path.is_some())
                 .then(|| format!("/v1/jobs/{}/result", self.id)),
@@ -298,6 +317,24 @@ impl JobEvent {
     pub fn is_terminal(&self) -> bool {
         matches!(self.kind.as_str(), "done" | "failed" | "cancelled")
     }
+}
+
+/// The data of a `progress` event.
+pub fn progress_event(attempt: u32, p: &JobProgress) -> String {
+    let percent = if p.duration_ms > 0 {
+        (p.processed_ms as f64 / p.duration_ms as f64 * 1000.0).round() / 10.0
+    } else {
+        0.0
+    };
+    serde_json::json!({
+        "attempt": attempt,
+        "segments_done": p.segments_done,
+        "segments_total": p.segments_total,
+        "seconds_processed": p.processed_ms as f64 / 1000.0,
+        "duration": p.duration_ms as f64 / 1000.0,
+        "percent": percent.min(100.0),
+    })
+    .to_string()
 }
 
 /// The current time in Unix milliseconds.

@@ -112,6 +112,10 @@ pub struct Expired {
 
 #[async_trait]
 pub trait JobStore: Send + Sync {
+    /// Whether this node is the only one using the store (then every job
+    /// left running at start was this node's, interrupted).
+    fn exclusive(&self) -> bool;
+
     /// Stores a new queued job with its `queued` event (or finds the one
     /// its idempotency key already names).
     async fn insert(&self, job: NewJob) -> Result<Inserted, StoreError>;

@@ -15,6 +15,7 @@ use crate::state::AppState;
 pub async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
     let jobs = match state.jobs() {
         Some(jobs) => jobs.store.stats().await.ok().map(|s| JobsHealth {
+            node: jobs.node.clone(),
             queued: s.queued,
             running: s.running,
             oldest_queued_seconds: s.oldest_queued_at.map_or(0.0, |t| {

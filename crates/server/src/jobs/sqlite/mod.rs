@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transaction};
 
-use self::schema::{deliveries_of, job_from_row, JOB_COLUMNS};
+use self::schema::{attempts_of, deliveries_of, end_attempt, job_from_row, JOB_COLUMNS};
 use super::model::{now_ms, JobEvent, JobProgress, JobRecord, JobStatus, NewJob, Outcome};
 use super::store::{
     Cancelled, Delivery, DeliveryResult, Expired, Heartbeat, Inserted, JobStore, ListQuery,
@@ -63,6 +63,7 @@ fn load(conn: &Connection, id: &str) -> Result<Option<JobRecord>, StoreError> {
         .optional()?;
     if let Some(job) = &mut job {
         job.deliveries = deliveries_of(conn, id)?;
+        job.attempts = attempts_of(conn, id)?;
     }
     Ok(job)
 }
@@ -109,6 +110,10 @@ fn retry_delay(attempt: u32) -> i64 {
 
 #[async_trait]
 impl JobStore for SqliteStore {
+    fn exclusive(&self) -> bool {
+        true
+    }
+
     async fn insert(&self, job: NewJob) -> Result<Inserted, StoreError> {
         self.call(move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -185,6 +190,7 @@ impl JobStore for SqliteStore {
             jobs.into_iter()
                 .map(|mut job| {
                     job.deliveries = deliveries_of(conn, &job.id)?;
+                    job.attempts = attempts_of(conn, &job.id)?;
                     Ok(job)
                 })
                 .collect()
@@ -230,6 +236,10 @@ impl JobStore for SqliteStore {
                  processed_ms = 0 WHERE id = ?1 RETURNING attempt",
                 params![id, node, now + lease.as_millis() as i64, now],
                 |r| r.get(0),
+            )?;
+            tx.execute(
+                "INSERT INTO job_attempts (job_id, attempt, node, started_at) VALUES (?1, ?2, ?3, ?4)",
+                params![id, attempt, node, now],
             )?;
             add_event(
                 &tx,
@@ -287,20 +297,7 @@ impl JobStore for SqliteStore {
                 add_event(&tx, &id, "segment", segment)?;
             }
             if let Some(p) = progress {
-                let percent = if p.duration_ms > 0 {
-                    (p.processed_ms as f64 / p.duration_ms as f64 * 1000.0).round() / 10.0
-                } else {
-                    0.0
-                };
-                let data = serde_json::json!({
-                    "attempt": attempt,
-                    "segments_done": p.segments_done,
-                    "segments_total": p.segments_total,
-                    "seconds_processed": p.processed_ms as f64 / 1000.0,
-                    "duration": p.duration_ms as f64 / 1000.0,
-                    "percent": percent.min(100.0),
-                });
-                add_event(&tx, &id, "progress", &data.to_string())?;
+                add_event(&tx, &id, "progress", &super::model::progress_event(attempt, &p))?;
             }
             tx.commit()?;
             Ok(Heartbeat {
@@ -335,6 +332,7 @@ impl JobStore for SqliteStore {
             if changed == 0 {
                 return Err(StoreError::Fenced);
             }
+            end_attempt(&tx, &id, attempt, status, now_ms())?;
             let job = ended(&tx, &id)?;
             tx.commit()?;
             Ok(job)
@@ -361,6 +359,7 @@ impl JobStore for SqliteStore {
             if changed == 0 {
                 return Err(StoreError::Fenced);
             }
+            end_attempt(&tx, &id, attempt, "handed_back", now_ms())?;
             let data = serde_json::json!({"attempt": attempt - 1, "reason": reason});
             add_event(&tx, &id, "queued", &data.to_string())?;
             tx.commit()?;
@@ -406,6 +405,7 @@ impl JobStore for SqliteStore {
                 return Err(StoreError::Conflict(job.status));
             }
             tx.execute("DELETE FROM job_events WHERE job_id = ?1", [&id])?;
+            tx.execute("DELETE FROM job_attempts WHERE job_id = ?1", [&id])?;
             tx.execute("DELETE FROM jobs WHERE id = ?1", [&id])?;
             tx.commit()?;
             Ok(job.audio_path.into_iter().chain(job.result_path).collect())

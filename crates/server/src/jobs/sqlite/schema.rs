@@ -2,10 +2,11 @@
 
 use rusqlite::{Connection, Row};
 
-use crate::jobs::model::{DeliveryState, JobParams, JobRecord, JobStatus};
+use crate::jobs::model::{AttemptInfo, DeliveryState, JobParams, JobRecord, JobStatus};
 
 /// Migrations in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE jobs (
     id TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
@@ -72,7 +73,19 @@ CREATE TABLE webhook_disabled_urls (
     url TEXT PRIMARY KEY,
     at INTEGER NOT NULL
 );
-"#];
+"#,
+    r#"
+CREATE TABLE job_attempts (
+    job_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    ended_at INTEGER,
+    outcome TEXT,
+    PRIMARY KEY (job_id, attempt)
+) WITHOUT ROWID;
+"#,
+];
 
 /// Opens (creating) the database with durable settings and migrates it.
 pub fn open(path: &std::path::Path) -> rusqlite::Result<Connection> {
@@ -142,6 +155,7 @@ pub fn job_from_row(row: &Row<'_>) -> rusqlite::Result<JobRecord> {
         started_at: row.get(25)?,
         finished_at: row.get(26)?,
         deliveries: Vec::new(),
+        attempts: Vec::new(),
     })
 }
 
@@ -166,4 +180,37 @@ pub fn deliveries_of(conn: &Connection, job_id: &str) -> rusqlite::Result<Vec<De
         })
     })?;
     rows.collect()
+}
+
+/// The attempts of a job, first first.
+pub fn attempts_of(conn: &Connection, job_id: &str) -> rusqlite::Result<Vec<AttemptInfo>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT attempt, node, started_at, ended_at, outcome FROM job_attempts \
+         WHERE job_id = ?1 ORDER BY attempt",
+    )?;
+    let rows = stmt.query_map([job_id], |r| {
+        Ok(AttemptInfo {
+            attempt: r.get(0)?,
+            node: r.get(1)?,
+            started_at: r.get::<_, i64>(2)?.div_euclid(1000),
+            ended_at: r.get::<_, Option<i64>>(3)?.map(|t| t.div_euclid(1000)),
+            outcome: r.get(4)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Records how an attempt ended.
+pub fn end_attempt(
+    conn: &Connection,
+    job_id: &str,
+    attempt: u32,
+    outcome: &str,
+    now: i64,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE job_attempts SET ended_at = ?4, outcome = ?3 WHERE job_id = ?1 AND attempt = ?2",
+        rusqlite::params![job_id, attempt, outcome, now],
+    )?;
+    Ok(())
 }

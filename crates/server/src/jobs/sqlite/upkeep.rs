@@ -26,6 +26,7 @@ pub fn recover(conn: &mut Connection, all: bool) -> Result<u64, StoreError> {
         rows.collect::<rusqlite::Result<_>>()?
     };
     for (id, attempt, max_attempts, cancel) in &stuck {
+        super::schema::end_attempt(&tx, id, *attempt, "interrupted", now)?;
         if *cancel || attempt >= max_attempts {
             let (status, code, message) = if *cancel {
                 ("cancelled", None, None)
@@ -93,6 +94,7 @@ pub fn expire(
     };
     for (id, audio, result) in old {
         tx.execute("DELETE FROM job_events WHERE job_id = ?1", [&id])?;
+        tx.execute("DELETE FROM job_attempts WHERE job_id = ?1", [&id])?;
         tx.execute(
             "DELETE FROM webhook_deliveries WHERE job_id = ?1 AND state != 'pending'",
             [&id],

@@ -77,7 +77,7 @@ pub fn secrets(configured: &[String], dir: &Path) -> anyhow::Result<Vec<Secret>>
         ]);
     }
     let secret = Secret::generate()?;
-    let tmp = dir.join(".webhook_secret.tmp");
+    let tmp = dir.join(format!(".webhook_secret.{}", std::process::id()));
     {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
@@ -90,9 +90,17 @@ pub fn secrets(configured: &[String], dir: &Path) -> anyhow::Result<Vec<Secret>>
         f.write_all(secret.to_text().as_bytes())?;
         f.sync_all()?;
     }
-    std::fs::rename(&tmp, &path)?;
-    tracing::info!(path = %path.display(), "generated a webhook signing secret");
-    Ok(vec![secret])
+    // Nodes sharing the directory may start together: the first link wins
+    // and every node signs with the secret on disk.
+    let linked = std::fs::hard_link(&tmp, &path);
+    let _ = std::fs::remove_file(&tmp);
+    if linked.is_ok() {
+        tracing::info!(path = %path.display(), "generated a webhook signing secret");
+    }
+    let text = std::fs::read_to_string(&path)?;
+    Ok(vec![
+        Secret::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+    ])
 }
 
 /// The `webhook-signature` header: one `v1,<sig>` per secret.

@@ -56,7 +56,9 @@ impl Sender {
     /// Sends due deliveries until the process ends; `wake` shortens the wait.
     pub async fn run(self: Arc<Self>, wake: Arc<tokio::sync::Notify>) {
         loop {
-            let lease = self.policy.timeout + Duration::from_secs(30);
+            // Longer than an attempt may take; short, so a dead node's
+            // deliveries are soon taken over.
+            let lease = self.policy.timeout * 2 + Duration::from_secs(1);
             match self.store.claim_deliveries(&self.node, lease, 16).await {
                 Ok(due) if !due.is_empty() => {
                     let sends = due.into_iter().map(|d| {

@@ -212,6 +212,12 @@ pub async fn submit(
     Multipart(mut form): Multipart,
 ) -> Result<Response, ServiceError> {
     let jobs = jobs_of(&state)?;
+    if state.config().settings.role == "worker" {
+        return Err(ServiceError::unavailable(
+            "jobs_not_accepted",
+            "this node only runs jobs (--role worker); submit them to a node with the api role",
+        ));
+    }
     let owner = match caller {
         Some(Extension(Caller::Key(hash))) => hash,
         _ => String::new(),
