@@ -192,6 +192,50 @@ async fn a_stale_attempt_is_fenced_after_recovery() {
 }
 
 #[tokio::test]
+async fn a_job_handed_back_runs_again_under_the_same_attempt() {
+    for (_keep, store) in stores().await {
+        let id = insert(&*store, job("m")).await;
+        let first = store
+            .claim("a", &["m".into()], LEASE)
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .release(&id, first.attempt, Duration::ZERO, "stopping")
+            .await
+            .unwrap();
+        // Released: the attempt's writes are fenced off.
+        assert!(store.heartbeat(&id, 1, LEASE, None, vec![]).await.is_err());
+        let again = store
+            .claim("b", &["m".into()], LEASE)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.attempt, 1);
+        let done = store
+            .finish(
+                &id,
+                1,
+                Outcome::Done {
+                    result_path: "r".into(),
+                },
+            )
+            .await
+            .unwrap();
+        let ran: Vec<&str> = done.attempts.iter().map(|a| a.node.as_str()).collect();
+        assert_eq!(ran, ["b"]);
+        let kinds: Vec<String> = store
+            .events(&id, 0)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, ["queued", "started", "queued", "started", "done"]);
+    }
+}
+
+#[tokio::test]
 async fn attempts_run_out_into_a_failure() {
     for (_keep, store) in stores().await {
         let id = insert(&*store, job("m")).await;

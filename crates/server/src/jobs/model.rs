@@ -109,8 +109,9 @@ pub struct AttemptInfo {
     /// Unix seconds.
     pub started_at: i64,
     pub ended_at: Option<i64>,
-    /// `done`, `failed`, `cancelled`, `handed_back` (the node stopped or could not run it
-    /// then), `interrupted` (the node vanished; its lease ran out); absent while running.
+    /// `done`, `failed`, `cancelled`, or `interrupted` (the node vanished; its lease ran
+    /// out); absent while running. An attempt handed back (the node stopped, or could not run
+    /// the job then) is not counted and not listed: its `queued` event says why.
     pub outcome: Option<String>,
 }
 

@@ -361,7 +361,6 @@ impl JobStore for PgStore {
         if changed == 0 {
             return Err(StoreError::Fenced);
         }
-        end_attempt(&tx, id, attempt, "handed_back").await?;
         // The attempt number is given back, so the next claim reuses it.
         tx.execute(
             "DELETE FROM job_attempts WHERE job_id = $1 AND attempt = $2",

@@ -359,7 +359,11 @@ impl JobStore for SqliteStore {
             if changed == 0 {
                 return Err(StoreError::Fenced);
             }
-            end_attempt(&tx, &id, attempt, "handed_back", now_ms())?;
+            // The attempt number is given back, so the next claim reuses it.
+            tx.execute(
+                "DELETE FROM job_attempts WHERE job_id = ?1 AND attempt = ?2",
+                params![id, attempt],
+            )?;
             let data = serde_json::json!({"attempt": attempt - 1, "reason": reason});
             add_event(&tx, &id, "queued", &data.to_string())?;
             tx.commit()?;
