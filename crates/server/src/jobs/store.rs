@@ -209,3 +209,89 @@ pub trait JobStore: Send + Sync {
     /// URLs that answered 410 and get nothing more.
     async fn is_disabled(&self, url: &str) -> Result<bool, StoreError>;
 }
+
+/// What ending a job writes: its status and, by outcome, the result or the error.
+#[derive(Debug, Clone)]
+pub struct Ending {
+    pub status: &'static str,
+    pub result_path: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+}
+
+impl Outcome {
+    pub fn ending(self) -> Ending {
+        let (status, result_path, error_code, error_message) = match self {
+            Outcome::Done { result_path } => ("done", Some(result_path), None, None),
+            Outcome::Failed { code, message } => ("failed", None, Some(code), Some(message)),
+            Outcome::Cancelled => ("cancelled", None, None, None),
+        };
+        Ending {
+            status,
+            result_path,
+            error_code,
+            error_message,
+        }
+    }
+}
+
+/// How a job whose node vanished mid-attempt goes on: ended (cancelled if a
+/// cancel was asked, failed once its attempts are used up), or requeued
+/// (None) after [`retry_delay_ms`].
+pub fn after_interruption(attempt: u32, max_attempts: u32, cancel: bool) -> Option<Outcome> {
+    if cancel {
+        Some(Outcome::Cancelled)
+    } else if attempt >= max_attempts {
+        Some(Outcome::Failed {
+            code: "attempts_exhausted".into(),
+            message: format!(
+                "the node running this job stopped during each of its {attempt} attempts"
+            ),
+        })
+    } else {
+        None
+    }
+}
+
+/// Why a requeued job is queued again (its `queued` event).
+pub const REQUEUED: &str = "the node running it stopped; retrying from the stored audio";
+
+/// Milliseconds before a job interrupted `attempt` times is tried again.
+pub fn retry_delay_ms(attempt: u32) -> i64 {
+    1000 * i64::from(attempt.min(30))
+}
+
+/// What recording a delivery attempt writes.
+#[derive(Debug, Clone)]
+pub struct DeliveryRow {
+    pub state: &'static str,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    /// Unix ms of the next attempt (retries only).
+    pub next_at: Option<i64>,
+    pub delivered: bool,
+}
+
+impl DeliveryResult {
+    pub fn row(&self) -> DeliveryRow {
+        let (state, status, error, next_at) = match self {
+            DeliveryResult::Delivered { status } => ("delivered", Some(*status), None, None),
+            DeliveryResult::Retry {
+                status,
+                error,
+                next_at,
+            } => ("pending", *status, Some(error.clone()), Some(*next_at)),
+            DeliveryResult::GaveUp { status, error } => {
+                ("gave_up", *status, Some(error.clone()), None)
+            }
+            DeliveryResult::Disabled { status } => ("disabled", Some(*status), None, None),
+        };
+        DeliveryRow {
+            state,
+            status,
+            error,
+            next_at,
+            delivered: state == "delivered",
+        }
+    }
+}

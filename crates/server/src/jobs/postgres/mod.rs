@@ -20,8 +20,8 @@ use tokio_postgres::types::ToSql;
 use self::schema::{complete, job_from_row, load, JOB_COLUMNS};
 use super::model::{JobEvent, JobProgress, JobRecord, JobStatus, NewJob, Outcome};
 use super::store::{
-    Cancelled, Delivery, DeliveryResult, Expired, Heartbeat, Inserted, JobStore, ListQuery,
-    QueueStats, StoreError,
+    after_interruption, retry_delay_ms, Cancelled, Delivery, DeliveryResult, Expired, Heartbeat,
+    Inserted, JobStore, ListQuery, QueueStats, StoreError, REQUEUED,
 };
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -317,11 +317,7 @@ impl JobStore for PgStore {
     ) -> Result<JobRecord, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let (status, result, code, message) = match outcome {
-            Outcome::Done { result_path } => ("done", Some(result_path), None, None),
-            Outcome::Failed { code, message } => ("failed", None, Some(code), Some(message)),
-            Outcome::Cancelled => ("cancelled", None, None, None),
-        };
+        let e = outcome.ending();
         let changed = tx
             .execute(
                 "UPDATE jobs SET status = $3, result_path = $4, error_code = $5, error_message = $6, \
@@ -329,13 +325,13 @@ impl JobStore for PgStore {
                  processed_ms = CASE WHEN $3 = 'done' THEN COALESCE(duration_ms, processed_ms) \
                  ELSE processed_ms END \
                  WHERE id = $1 AND attempt = $2 AND status = 'running'",
-                &[&id, &(attempt as i32), &status, &result, &code, &message],
+                &[&id, &(attempt as i32), &e.status, &e.result_path, &e.error_code, &e.error_message],
             )
             .await?;
         if changed == 0 {
             return Err(StoreError::Fenced);
         }
-        end_attempt(&tx, id, attempt, status).await?;
+        end_attempt(&tx, id, attempt, e.status).await?;
         let job = ended(&tx, id).await?;
         tx.commit().await?;
         Ok(job)
@@ -457,22 +453,12 @@ impl JobStore for PgStore {
             let max_attempts = row.get::<_, i32>(2) as u32;
             let cancel: bool = row.get(3);
             end_attempt(&tx, &id, attempt, "interrupted").await?;
-            if cancel || attempt >= max_attempts {
-                let (status, code, message) = if cancel {
-                    ("cancelled", None, None)
-                } else {
-                    (
-                        "failed",
-                        Some("attempts_exhausted"),
-                        Some(format!(
-                            "the node running this job stopped during each of its {attempt} attempts"
-                        )),
-                    )
-                };
+            if let Some(outcome) = after_interruption(attempt, max_attempts, cancel) {
+                let e = outcome.ending();
                 tx.execute(
                     "UPDATE jobs SET status = $2, error_code = $3, error_message = $4, \
                      finished_at = glagol_now_ms(), lease_owner = NULL, lease_until = NULL WHERE id = $1",
-                    &[&id, &status, &code, &message],
+                    &[&id, &e.status, &e.error_code, &e.error_message],
                 )
                 .await?;
                 ended(&tx, &id).await?;
@@ -480,13 +466,10 @@ impl JobStore for PgStore {
                 tx.execute(
                     "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_until = NULL, \
                      run_after = glagol_now_ms() + $2 WHERE id = $1",
-                    &[&id, &(1000 * i64::from(attempt.min(30)))],
+                    &[&id, &retry_delay_ms(attempt)],
                 )
                 .await?;
-                let data = serde_json::json!({
-                    "attempt": attempt,
-                    "reason": "the node running it stopped; retrying from the stored audio",
-                });
+                let data = serde_json::json!({"attempt": attempt, "reason": REQUEUED});
                 add_event(&tx, &id, "queued", &data.to_string()).await?;
             }
         }

@@ -75,27 +75,12 @@ pub async fn record(
     result: DeliveryResult,
 ) -> Result<(), StoreError> {
     let tx = client.transaction().await?;
-    let (state, status, error, next_at, delivered) = match &result {
-        DeliveryResult::Delivered { status } => ("delivered", Some(*status), None, None, true),
-        DeliveryResult::Retry {
-            status,
-            error,
-            next_at,
-        } => (
-            "pending",
-            *status,
-            Some(error.clone()),
-            Some(*next_at),
-            false,
-        ),
-        DeliveryResult::GaveUp { status, error } => {
-            ("gave_up", *status, Some(error.clone()), None, false)
-        }
-        DeliveryResult::Disabled { status } => ("disabled", Some(*status), None, None, false),
-    };
+    let row = result.row();
     // A retry time comes from the sender's clock as a delay from now.
-    let delay = next_at.map(|at| (at - crate::jobs::model::now_ms()).max(0));
-    let row = tx
+    let delay = row
+        .next_at
+        .map(|at| (at - crate::jobs::model::now_ms()).max(0));
+    let updated = tx
         .query_opt(
             "UPDATE webhook_deliveries SET attempts = attempts + 1, state = $3, last_status = $4, \
              last_error = $5, next_at = COALESCE(glagol_now_ms() + $6, next_at), \
@@ -105,18 +90,18 @@ pub async fn record(
             &[
                 &id,
                 &(attempts as i32),
-                &state,
-                &status.map(i32::from),
-                &error,
+                &row.state,
+                &row.status.map(i32::from),
+                &row.error,
                 &delay,
-                &delivered,
+                &row.delivered,
             ],
         )
         .await?;
-    let Some(row) = row else {
+    let Some(updated) = updated else {
         return Err(StoreError::Fenced);
     };
-    let url: String = row.get(0);
+    let url: String = updated.get(0);
     if matches!(result, DeliveryResult::Disabled { .. }) {
         tx.execute(
             "INSERT INTO webhook_disabled_urls (url, at) VALUES ($1, glagol_now_ms()) ON CONFLICT DO NOTHING",

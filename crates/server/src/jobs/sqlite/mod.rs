@@ -103,11 +103,6 @@ fn ended(tx: &Transaction<'_>, id: &str) -> Result<JobRecord, StoreError> {
     Ok(load(tx, id)?.expect("the row read above"))
 }
 
-/// Delay before a job interrupted `attempt` times is tried again.
-fn retry_delay(attempt: u32) -> i64 {
-    1000 * i64::from(attempt.min(30))
-}
-
 #[async_trait]
 impl JobStore for SqliteStore {
     fn exclusive(&self) -> bool {
@@ -316,23 +311,27 @@ impl JobStore for SqliteStore {
         let id = id.to_string();
         self.call(move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let (status, result, code, message) = match outcome {
-                Outcome::Done { result_path } => ("done", Some(result_path), None, None),
-                Outcome::Failed { code, message } => ("failed", None, Some(code), Some(message)),
-                Outcome::Cancelled => ("cancelled", None, None, None),
-            };
+            let e = outcome.ending();
             let changed = tx.execute(
                 "UPDATE jobs SET status = ?3, result_path = ?4, error_code = ?5, \
                  error_message = ?6, finished_at = ?7, lease_owner = NULL, lease_until = NULL, \
                  processed_ms = CASE WHEN ?3 = 'done' THEN COALESCE(duration_ms, processed_ms) \
                  ELSE processed_ms END \
                  WHERE id = ?1 AND attempt = ?2 AND status = 'running'",
-                params![id, attempt, status, result, code, message, now_ms()],
+                params![
+                    id,
+                    attempt,
+                    e.status,
+                    e.result_path,
+                    e.error_code,
+                    e.error_message,
+                    now_ms()
+                ],
             )?;
             if changed == 0 {
                 return Err(StoreError::Fenced);
             }
-            end_attempt(&tx, &id, attempt, status, now_ms())?;
+            end_attempt(&tx, &id, attempt, e.status, now_ms())?;
             let job = ended(&tx, &id)?;
             tx.commit()?;
             Ok(job)

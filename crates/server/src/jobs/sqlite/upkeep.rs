@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection};
 
-use super::{add_event, ended, retry_delay};
+use super::{add_event, ended};
 use crate::jobs::model::now_ms;
-use crate::jobs::store::{Expired, StoreError};
+use crate::jobs::store::{after_interruption, retry_delay_ms, Expired, StoreError, REQUEUED};
 
 /// Requeues running jobs whose lease ended (all of them with `all`), or
 /// ends them: cancelled if a cancel was asked, else `attempts_exhausted`
@@ -27,34 +27,21 @@ pub fn recover(conn: &mut Connection, all: bool) -> Result<u64, StoreError> {
     };
     for (id, attempt, max_attempts, cancel) in &stuck {
         super::schema::end_attempt(&tx, id, *attempt, "interrupted", now)?;
-        if *cancel || attempt >= max_attempts {
-            let (status, code, message) = if *cancel {
-                ("cancelled", None, None)
-            } else {
-                (
-                    "failed",
-                    Some("attempts_exhausted"),
-                    Some(format!(
-                        "the node running this job stopped during each of its {attempt} attempts"
-                    )),
-                )
-            };
+        if let Some(outcome) = after_interruption(*attempt, *max_attempts, *cancel) {
+            let e = outcome.ending();
             tx.execute(
                 "UPDATE jobs SET status = ?2, error_code = ?3, error_message = ?4, \
                  finished_at = ?5, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
-                params![id, status, code, message, now],
+                params![id, e.status, e.error_code, e.error_message, now],
             )?;
             ended(&tx, id)?;
         } else {
             tx.execute(
                 "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_until = NULL, \
                  run_after = ?2 WHERE id = ?1",
-                params![id, now + retry_delay(*attempt)],
+                params![id, now + retry_delay_ms(*attempt)],
             )?;
-            let data = serde_json::json!({
-                "attempt": attempt,
-                "reason": "the node running it stopped; retrying from the stored audio",
-            });
+            let data = serde_json::json!({"attempt": attempt, "reason": REQUEUED});
             add_event(&tx, id, "queued", &data.to_string())?;
         }
     }

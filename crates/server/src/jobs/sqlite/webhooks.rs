@@ -87,31 +87,23 @@ pub fn record(
 ) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let now = now_ms();
-    let (state, status, error, next_at, delivered) = match &result {
-        DeliveryResult::Delivered { status } => ("delivered", Some(*status), None, None, Some(now)),
-        DeliveryResult::Retry {
-            status,
-            error,
-            next_at,
-        } => (
-            "pending",
-            *status,
-            Some(error.clone()),
-            Some(*next_at),
-            None,
-        ),
-        DeliveryResult::GaveUp { status, error } => {
-            ("gave_up", *status, Some(error.clone()), None, None)
-        }
-        DeliveryResult::Disabled { status } => ("disabled", Some(*status), None, None, None),
-    };
+    let row = result.row();
+    let delivered = row.delivered.then_some(now);
     let url: Option<String> = tx
         .query_row(
             "UPDATE webhook_deliveries SET attempts = attempts + 1, state = ?3, last_status = ?4, \
              last_error = ?5, next_at = COALESCE(?6, next_at), delivered_at = ?7, \
              lease_owner = NULL, lease_until = NULL \
              WHERE id = ?1 AND attempts = ?2 AND state = 'pending' RETURNING url",
-            params![id, attempts, state, status, error, next_at, delivered],
+            params![
+                id,
+                attempts,
+                row.state,
+                row.status,
+                row.error,
+                row.next_at,
+                delivered
+            ],
             |r| r.get(0),
         )
         .optional()?;
