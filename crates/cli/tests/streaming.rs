@@ -132,6 +132,14 @@ fn native_gigaam_finals_are_the_file_results_of_their_utterances() {
             "{types:?}"
         );
     }
+    // Finals ended by silence were started before the silence was complete.
+    let metrics = s.metrics_text();
+    let used: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("glagol_early_finals_total") && l.contains(r#"outcome="used""#))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0);
+    assert!(used >= 8.0, "early finals used: {used}\n{metrics}");
 }
 
 #[test]

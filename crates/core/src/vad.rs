@@ -176,6 +176,18 @@ impl VadStream {
         self.triggered && self.confirmed
     }
 
+    /// Inside confirmed speech that has gone quiet: where the speech will be
+    /// said to end if the silence lasts, and how many samples of silence
+    /// there are so far. The end is exactly the one a later
+    /// [`VadEvent::SpeechEnd`] reports, so work on that audio can start early.
+    pub fn pending_end(&self) -> Option<(usize, usize)> {
+        let silence_start = self.silence_start.filter(|_| self.in_speech())?;
+        Some((
+            silence_start + ms_to_samples(self.config.speech_pad_ms),
+            self.processed - silence_start,
+        ))
+    }
+
     /// Feeds samples (any count); returns the events completed windows produced.
     pub fn push(&mut self, mut samples: &[f32]) -> Result<Vec<VadEvent>, VadError> {
         let mut events = Vec::new();

@@ -41,6 +41,7 @@ fn item(
         stream,
         deadline: None,
         started: None,
+        refresh: None,
         done: Box::new(move |r: Result<_, ServiceError>| {
             let _ = tx.send((name, r.map(|t| t.text).map_err(|e| e.code.to_string())));
         }),

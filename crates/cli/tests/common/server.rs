@@ -98,6 +98,18 @@ impl Server {
             .into()
     }
 
+    /// The Prometheus text the server exposes now.
+    pub fn metrics_text(&self) -> String {
+        let url = self.metrics.clone().unwrap_or_else(|| self.url("/metrics"));
+        Server::agent()
+            .get(&url)
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+    }
+
     pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
         let mut r = Self::agent().get(&self.url(path)).call().unwrap();
         let status = r.status().as_u16();

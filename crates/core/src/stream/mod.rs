@@ -8,6 +8,14 @@
 //! caller finalizes. An ended utterance carries its whole audio, so the
 //! final is recognised once, like a file: finals have file quality.
 //!
+//! The final need not wait for the whole silence: once speech has been
+//! quiet for all but `early_final_ms` of it, the detector already knows
+//! where the utterance will end if the quiet lasts, and says so
+//! ([`UtteranceEvent::Ending`]) with exactly the audio the final will
+//! have. A caller that recognises it then has the final ready when the
+//! silence is confirmed; if speech resumes instead
+//! ([`UtteranceEvent::Resumed`]), that work is thrown away.
+//!
 //! [`partials`] makes a sequence of partial hypotheses stable for a
 //! client: words agreed on by consecutive partials are committed and never
 //! retracted, which is also what append-only deltas need.
@@ -40,6 +48,9 @@ pub struct StreamConfig {
     pub first_partial_ms: u32,
     /// Audio between later partials, in ms.
     pub partial_interval_ms: u32,
+    /// How long before the silence ends an utterance its final may start
+    /// (0: only once the silence is complete).
+    pub early_final_ms: u32,
 }
 
 impl Default for StreamConfig {
@@ -53,6 +64,7 @@ impl Default for StreamConfig {
             partials: true,
             first_partial_ms: 300,
             partial_interval_ms: 700,
+            early_final_ms: 300,
         }
     }
 }
@@ -76,6 +88,12 @@ impl StreamConfig {
             return Err(format!(
                 "max utterance must be 2–60 s, got {}",
                 self.max_utterance_s
+            ));
+        }
+        if self.early_final_ms > self.silence_ms {
+            return Err(format!(
+                "early final must be at most the silence ({} ms), got {}",
+                self.silence_ms, self.early_final_ms
             ));
         }
         if self.prefix_ms > 2000 {
@@ -137,6 +155,16 @@ pub enum UtteranceEvent {
         end: usize,
         audio: Vec<f32>,
     },
+    /// Utterance `id` will end at `end` if the silence lasts; `audio`
+    /// (`start..end`) is what its final will recognise.
+    Ending {
+        id: u64,
+        start: usize,
+        end: usize,
+        audio: Vec<f32>,
+    },
+    /// Speech resumed in utterance `id` after an [`UtteranceEvent::Ending`].
+    Resumed { id: u64 },
     /// Utterance `id` ended; `audio` covers `start..end`.
     Ended {
         id: u64,
@@ -153,6 +181,10 @@ struct Current {
     /// Where speech itself was detected (after the prefix).
     speech: usize,
     next_partial: Option<usize>,
+    /// A partial with words was shown (until then partials stay frequent).
+    shown: bool,
+    /// The end announced by the last [`UtteranceEvent::Ending`].
+    ending: Option<usize>,
 }
 
 /// Finds utterances in one live stream.
@@ -203,6 +235,11 @@ impl Utterances {
         self.current.is_some()
     }
 
+    /// The open utterance: its id and first sample.
+    pub fn current(&self) -> Option<(u64, usize)> {
+        self.current.as_ref().map(|c| (c.id, c.start))
+    }
+
     /// Feeds samples; returns what they completed, in order.
     pub fn push(&mut self, samples: &[f32]) -> Result<Vec<UtteranceEvent>, VadError> {
         let mut out = Vec::new();
@@ -219,7 +256,6 @@ impl Utterances {
                     self.start(at + ms(self.config.prefix_ms), &mut out);
                 }
                 self.check_length(&mut out);
-                self.check_partial(&mut out);
                 self.trim();
                 continue;
             }
@@ -236,10 +272,21 @@ impl Utterances {
                 }
             }
             self.check_length(&mut out);
-            self.check_partial(&mut out);
+            self.check_ending(&mut out);
             self.trim();
         }
+        // A partial covers everything received, not just up to the window
+        // where it fell due.
+        self.check_partial(&mut out);
         Ok(out)
+    }
+
+    /// Notes that a partial of utterance `id` had words: later partials
+    /// may come at the longer interval.
+    pub fn partial_shown(&mut self, id: u64) {
+        if let Some(current) = self.current.as_mut().filter(|c| c.id == id) {
+            current.shown = true;
+        }
     }
 
     /// Ends the open utterance now (client `finalize`, `stop`, shutdown).
@@ -281,6 +328,8 @@ impl Utterances {
             start,
             speech,
             next_partial,
+            shown: false,
+            ending: None,
         });
         out.push(UtteranceEvent::Started { id, start });
     }
@@ -295,7 +344,7 @@ impl Utterances {
             start: current.start,
             end,
             reason,
-            audio: self.slice(current.start, end),
+            audio: self.audio(current.start, end),
         });
         self.last_end = end;
     }
@@ -329,16 +378,54 @@ impl Utterances {
                 .config
                 .partials
                 .then(|| cut + ms(self.config.first_partial_ms)),
+            shown: false,
+            ending: None,
         });
         out.push(UtteranceEvent::Started { id, start: cut });
     }
 
-    fn check_partial(&mut self, out: &mut Vec<UtteranceEvent>) {
-        let clock = self.clock;
-        let interval = ms(self.config.partial_interval_ms);
+    /// Announces where the open utterance will end once its silence is
+    /// nearly long enough, and takes it back when speech resumes.
+    fn check_ending(&mut self, out: &mut Vec<UtteranceEvent>) {
+        let lead = ms(self.config.early_final_ms);
         let Some(current) = &mut self.current else {
             return;
         };
+        let pending = self.vad.pending_end();
+        match pending {
+            Some((end, quiet)) if lead > 0 && quiet + lead >= ms(self.config.silence_ms) => {
+                // The same end `push` gives the VAD's speech end.
+                let end = end.min(self.clock).max(current.start);
+                if current.ending != Some(end) {
+                    current.ending = Some(end);
+                    let (id, start) = (current.id, current.start);
+                    out.push(UtteranceEvent::Ending {
+                        id,
+                        start,
+                        end,
+                        audio: self.audio(start, end),
+                    });
+                }
+            }
+            None if current.ending.is_some() => {
+                current.ending = None;
+                out.push(UtteranceEvent::Resumed { id: current.id });
+            }
+            _ => {}
+        }
+    }
+
+    fn check_partial(&mut self, out: &mut Vec<UtteranceEvent>) {
+        let clock = self.clock;
+        let Some(current) = &mut self.current else {
+            return;
+        };
+        // Until a partial has shown words, keep them coming at the short cadence.
+        let interval = ms(if current.shown {
+            self.config.partial_interval_ms
+        } else {
+            self.config.first_partial_ms
+        });
         match current.next_partial {
             Some(due) if clock >= due && clock > current.speech => {
                 current.next_partial = Some(clock + interval);
@@ -347,7 +434,7 @@ impl Utterances {
                     id,
                     start,
                     end: clock,
-                    audio: self.slice(start, clock),
+                    audio: self.audio(start, clock),
                 });
             }
             _ => {}
@@ -364,7 +451,9 @@ impl Utterances {
         }
     }
 
-    fn slice(&self, start: usize, end: usize) -> Vec<f32> {
+    /// The audio of `start..end` still held (the open utterance, or the
+    /// last prefix's worth when there is none).
+    pub fn audio(&self, start: usize, end: usize) -> Vec<f32> {
         let (a, b) = (
             start.saturating_sub(self.base),
             end.saturating_sub(self.base),

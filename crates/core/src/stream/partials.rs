@@ -10,9 +10,25 @@
 //! followed by the newest hypothesis's remaining words, so only that tail
 //! can change. The committed words are exactly what an append-only
 //! protocol (OpenAI's `delta`) can send while the user speaks.
+//!
+//! Since committed words never change, a partial need not hear them again:
+//! it recognises a window from [`LEFT_CONTEXT_S`] before their end
+//! ([`Stabilizer::window_start`]) and keeps only the words it found after
+//! them ([`Stabilizer::update_window`]). Its cost then stays about the same
+//! however long the utterance grows.
+
+use crate::engine::Word;
 
 /// Audio after a word's end that settles it, in seconds.
 pub const SETTLED_S: f64 = 1.2;
+
+/// Audio before the end of the committed words that a partial hears again,
+/// so the words after them are recognised in context, in seconds.
+pub const LEFT_CONTEXT_S: f64 = 1.5;
+
+/// Audio a window must leave out to be used, in seconds: hearing the whole
+/// of a short utterance is cheap, and its hypotheses are steadier.
+pub const WINDOW_AFTER_S: f64 = 4.0;
 
 /// Words compared without case and punctuation.
 fn key(word: &str) -> String {
@@ -45,6 +61,11 @@ pub struct Stabilizer {
     /// Totals over the utterance: words retracted, partials shown.
     pub retracted: usize,
     pub partials: usize,
+    /// The committed words with their times (seconds from the utterance's
+    /// start).
+    committed_words: Vec<Word>,
+    /// Hypotheses came without word times: every partial hears it all.
+    untimed: bool,
 }
 
 impl Stabilizer {
@@ -55,6 +76,63 @@ impl Stabilizer {
     /// Committed text so far.
     pub fn committed_text(&self) -> String {
         self.committed.join(" ")
+    }
+
+    /// Where the next partial's audio may start, in seconds from the
+    /// utterance's start.
+    pub fn window_start(&self) -> f64 {
+        match self.committed_words.last() {
+            Some(w) if !self.untimed && w.end - LEFT_CONTEXT_S >= WINDOW_AFTER_S => {
+                w.end - LEFT_CONTEXT_S
+            }
+            _ => 0.0,
+        }
+    }
+
+    /// Takes the next hypothesis of a partial that heard the utterance's
+    /// audio from `from` (a [`Stabilizer::window_start`]) to `heard`
+    /// seconds; `words` are timed from `from`. Returns what to show and the
+    /// shown words, timed from the utterance's start (none when the engine
+    /// gives no word times).
+    pub fn update_window(
+        &mut self,
+        text: &str,
+        words: &[Word],
+        from: f64,
+        heard: f64,
+    ) -> (Shown, Vec<Word>) {
+        let spoken = |w: &Word| w.word.trim().to_string();
+        let untimed = words.is_empty() && !text.trim().is_empty()
+            || words
+                .iter()
+                .any(|w| spoken(w).contains(char::is_whitespace));
+        if self.untimed || untimed {
+            // Without times nothing can be windowed: this is the whole utterance.
+            self.untimed = true;
+            return (self.update(text, &[], heard), Vec::new());
+        }
+        let committed_end = self
+            .committed_words
+            .last()
+            .map_or(f64::NEG_INFINITY, |w| w.end);
+        let mut all = self.committed_words.clone();
+        all.extend(
+            words
+                .iter()
+                .map(|w| Word {
+                    word: spoken(w),
+                    start: w.start + from,
+                    end: w.end + from,
+                    probability: w.probability,
+                })
+                // Words the committed ones already stand for are heard again only as context.
+                .filter(|w| !w.word.is_empty() && (w.start + w.end) / 2.0 > committed_end),
+        );
+        let text: Vec<&str> = all.iter().map(|w| w.word.as_str()).collect();
+        let ends: Vec<f64> = all.iter().map(|w| w.end).collect();
+        let shown = self.update(&text.join(" "), &ends, heard);
+        self.committed_words = all[..shown.committed.min(all.len())].to_vec();
+        (shown, all)
     }
 
     /// Takes the next hypothesis (the whole utterance so far). `ends` are
@@ -188,6 +266,80 @@ mod tests {
             s.completion("60 тысяч тенгет сколько будет стоить"),
             " будет стоить"
         );
+    }
+
+    fn word(word: &str, start: f64, end: f64) -> Word {
+        Word {
+            word: word.into(),
+            start,
+            end,
+            probability: 1.0,
+        }
+    }
+
+    #[test]
+    fn windowed_partials_keep_the_committed_words_and_add_what_follows() {
+        let mut s = Stabilizer::new();
+        let (a, _) = s.update_window(
+            "one two three",
+            &[
+                word("one", 0.1, 0.5),
+                word(" two", 0.6, 1.0),
+                word("three", 1.9, 2.4),
+            ],
+            0.0,
+            2.5,
+        );
+        assert_eq!((a.committed, a.delta.as_str()), (2, "one two"));
+        assert_eq!(s.window_start(), 0.0, "a short utterance is heard whole");
+
+        let mut s = Stabilizer::new();
+        let (b, _) = s.update_window(
+            "one two three four five",
+            &[
+                word("one", 5.1, 5.5),
+                word("two", 5.6, 6.0),
+                word("three", 6.9, 7.4),
+                word("four", 7.6, 8.0),
+                word("five", 8.6, 8.9),
+            ],
+            0.0,
+            9.3,
+        );
+        assert_eq!(b.text, "one two three four five");
+        assert_eq!((b.committed, b.delta.as_str()), (4, "one two three four"));
+        let from = s.window_start();
+        assert!((from - 6.5).abs() < 1e-9, "{from}");
+        // The window re-hears "three four" as context (differently: they are
+        // committed) and finds what follows.
+        let (c, words) = s.update_window(
+            "tree for five six",
+            &[
+                word("tree", 0.4, 0.9),
+                word("for", 1.1, 1.5),
+                word("five", 2.1, 2.4),
+                word("six", 3.0, 3.3),
+            ],
+            from,
+            10.0,
+        );
+        assert_eq!(c.text, "one two three four five six");
+        assert_eq!(c.retracted, 0);
+        assert_eq!(words.len(), 6);
+        assert!(
+            (words[5].start - 9.5).abs() < 1e-9,
+            "timed from the utterance start"
+        );
+    }
+
+    #[test]
+    fn hypotheses_without_word_times_are_whole_utterances() {
+        let mut s = Stabilizer::new();
+        s.update_window("one two", &[], 0.0, 1.0);
+        let (b, words) = s.update_window("one two three", &[], 0.0, 2.0);
+        assert_eq!((b.committed, b.text.as_str()), (2, "one two three"));
+        assert!(words.is_empty());
+        assert_eq!(s.window_start(), 0.0);
     }
 
     #[test]

@@ -67,8 +67,15 @@ pub struct WorkItem {
     pub deadline: Option<Instant>,
     /// Called when a worker starts on the item.
     pub started: Option<Box<dyn FnOnce() + Send>>,
+    /// Gives the newest audio when a worker starts on the item (a live
+    /// partial is worth its stream's newest audio, not what it had when
+    /// queued); None when the item is no longer wanted.
+    pub refresh: Option<Refresh>,
     pub done: Completion,
 }
+
+/// See [`WorkItem::refresh`].
+pub type Refresh = Box<dyn FnOnce() -> Option<Vec<f32>> + Send>;
 
 impl WorkItem {
     pub fn audio_seconds(&self) -> f64 {

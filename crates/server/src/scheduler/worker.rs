@@ -9,7 +9,7 @@ use glagol_core::engine::{Engine, Request, Transcript};
 use glagol_core::pipeline;
 
 use super::{finish_rejected, Shared, WorkItem};
-use crate::error::ServiceError;
+use crate::error::{ErrorKind, ServiceError};
 
 pub(super) fn run(shared: &Shared, engine: &dyn Engine) {
     while let Some(batch) = next_batch(shared) {
@@ -72,7 +72,11 @@ fn next_batch(shared: &Shared) -> Option<Vec<WorkItem>> {
     Some(batch)
 }
 
-fn execute(shared: &Shared, engine: &dyn Engine, mut batch: Vec<WorkItem>) {
+fn execute(shared: &Shared, engine: &dyn Engine, batch: Vec<WorkItem>) {
+    let mut batch = refreshed(batch);
+    if batch.is_empty() {
+        return;
+    }
     metrics::histogram!("glagol_batch_size", "model" => shared.model.clone())
         .record(batch.len() as f64);
     for item in &mut batch {
@@ -122,4 +126,27 @@ fn execute(shared: &Shared, engine: &dyn Engine, mut batch: Vec<WorkItem>) {
     for (item, result) in batch.into_iter().zip(results) {
         (item.done)(result);
     }
+}
+
+/// Gives items that want it their newest audio; drops those no longer wanted.
+fn refreshed(batch: Vec<WorkItem>) -> Vec<WorkItem> {
+    let mut kept = Vec::with_capacity(batch.len());
+    for mut item in batch {
+        let Some(refresh) = item.refresh.take() else {
+            kept.push(item);
+            continue;
+        };
+        match refresh() {
+            Some(audio) => {
+                item.audio = audio;
+                kept.push(item);
+            }
+            None => item.reject(ServiceError::new(
+                ErrorKind::Conflict,
+                "partial_superseded",
+                "the utterance ended before its partial ran",
+            )),
+        }
+    }
+    kept
 }

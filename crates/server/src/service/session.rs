@@ -8,10 +8,21 @@
 //! utterance, once, like a file). Results come back on a channel; finals
 //! are handed out in utterance order. Like sherpa-onnx's `Connection`, the
 //! session is only state: the scheduler batches work across sessions.
+//!
+//! A partial runs on its stream's newest audio: the utterance's audio is
+//! shared with the queued item, which takes it when a worker starts on it,
+//! so time spent waiting in the queue does not make the partial stale. It
+//! hears only the window after the words already committed (with some
+//! context before them; see `stream::partials`), so its cost does not grow
+//! with the utterance.
+//!
+//! A final is started early, while the silence that will end its utterance
+//! is still being confirmed (`Ending`): it is the same audio, so the result
+//! is the same, only sooner. Speech that resumes withdraws it.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use glagol_core::audio::SAMPLE_RATE;
@@ -23,7 +34,7 @@ use tokio::sync::mpsc;
 use super::Service;
 use crate::error::ServiceError;
 use crate::models::Lease;
-use crate::scheduler::{Class, WorkItem};
+use crate::scheduler::{Class, Refresh, WorkItem};
 
 /// Session keys for the scheduler (partials of one stream replace each other).
 static NEXT_STREAM: AtomicU64 = AtomicU64::new(1);
@@ -95,6 +106,8 @@ pub enum SessionEvent {
 enum Done {
     Partial {
         utterance: u64,
+        /// The audio it heard: `from..end`.
+        from: usize,
         end: usize,
         submitted: Instant,
         result: Result<Transcript, ServiceError>,
@@ -104,6 +117,21 @@ enum Done {
         submitted: Instant,
         result: Result<Transcript, ServiceError>,
     },
+    /// A final started before its utterance was known to end.
+    Early {
+        utterance: u64,
+        end: usize,
+        result: Result<Transcript, ServiceError>,
+    },
+}
+
+/// A final started early: the utterance ends at `end` if the silence lasts.
+struct EarlyFinal {
+    utterance: u64,
+    end: usize,
+    /// Withdraws the work when speech resumes.
+    cancel: Arc<AtomicBool>,
+    result: Option<Result<Transcript, ServiceError>>,
 }
 
 struct Utterance {
@@ -114,6 +142,15 @@ struct Utterance {
     /// The newest audio end a shown partial covered.
     shown_until: usize,
 }
+
+/// The open utterance's audio so far.
+struct LiveAudio {
+    utterance: u64,
+    start: usize,
+    samples: Vec<f32>,
+}
+
+type SharedAudio = Arc<Mutex<Option<LiveAudio>>>;
 
 pub struct LiveSession {
     model: String,
@@ -128,6 +165,12 @@ pub struct LiveSession {
     rx: mpsc::UnboundedReceiver<Done>,
     /// Set when the session ends: its queued work is withdrawn.
     cancel: Arc<AtomicBool>,
+    early: Option<EarlyFinal>,
+    /// Ended utterances whose early final is still running: its end and
+    /// when the utterance ended.
+    adopted: BTreeMap<u64, (usize, Instant)>,
+    /// Read by queued partials when they run.
+    live: SharedAudio,
     _lease: Lease,
 }
 
@@ -169,6 +212,9 @@ impl Service {
             tx,
             rx,
             cancel: Arc::new(AtomicBool::new(false)),
+            early: None,
+            adopted: BTreeMap::new(),
+            live: Arc::default(),
             _lease: lease,
         })
     }
@@ -188,6 +234,7 @@ impl LiveSession {
     /// Feeds 16 kHz mono samples.
     pub fn push(&mut self, samples: &[f32]) -> Result<(), ServiceError> {
         let events = self.detector.push(samples)?;
+        self.share_audio();
         for event in events {
             self.handle(event);
         }
@@ -196,8 +243,33 @@ impl LiveSession {
 
     /// Ends the open utterance now (`finalize`, `stop`, shutdown).
     pub fn finalize(&mut self, reason: EndReason) {
-        if let Some(event) = self.detector.finalize(reason) {
+        let event = self.detector.finalize(reason);
+        self.share_audio();
+        if let Some(event) = event {
             self.handle(event);
+        }
+    }
+
+    /// Brings the shared audio up to the detector's open utterance.
+    fn share_audio(&mut self) {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((id, start)) = self.detector.current() else {
+            *live = None;
+            return;
+        };
+        let clock = self.detector.clock();
+        match live.as_mut().filter(|l| l.utterance == id) {
+            Some(l) => {
+                let have = l.start + l.samples.len();
+                l.samples.extend(self.detector.audio(have, clock));
+            }
+            None => {
+                *live = Some(LiveAudio {
+                    utterance: id,
+                    start,
+                    samples: self.detector.audio(start, clock),
+                })
+            }
         }
     }
 
@@ -213,7 +285,9 @@ impl LiveSession {
                 self.utterances.remove(&id);
             }
         }
+        self.withdraw_early(None);
         self.detector.clear();
+        self.share_audio();
     }
 
     /// Whether an utterance's final is still to come.
@@ -253,31 +327,70 @@ impl LiveSession {
                     start: seconds(start),
                 });
             }
-            UtteranceEvent::Partial { id, end, audio, .. } => {
-                let busy = self.utterances.get(&id).is_none_or(|u| u.partial_in_flight);
-                if busy {
+            UtteranceEvent::Partial {
+                id,
+                start,
+                end,
+                audio,
+            } => {
+                let Some(u) = self.utterances.get(&id).filter(|u| !u.partial_in_flight) else {
                     // Backs off under load: never two partials of one stream.
                     self.detector.defer_partial();
                     metrics::counter!("glagol_partials_skipped_total", "model" => self.model.clone()).increment(1);
                     return;
-                }
+                };
+                let window = (u.stabilizer.window_start() * SAMPLE_RATE as f64) as usize;
+                // Nothing committed for long (noise, no words): hear a bounded tail.
+                let from = (start + window)
+                    .max(end.saturating_sub(MAX_PARTIAL_WINDOW))
+                    .min(end);
                 if let Some(u) = self.utterances.get_mut(&id) {
                     u.partial_in_flight = true;
                 }
                 let tx = self.tx.clone();
                 let submitted = Instant::now();
+                // The end of the audio the partial ran on.
+                let covered = Arc::new(AtomicUsize::new(end));
+                let refresh = newest_audio(&self.live, id, from, covered.clone());
                 self.submit(
-                    audio,
+                    audio[from - start..].to_vec(),
                     Class::LivePartial,
+                    None,
+                    Some(refresh),
                     move |result| Done::Partial {
                         utterance: id,
-                        end,
+                        from,
+                        end: covered.load(Ordering::SeqCst),
                         submitted,
                         result,
                     },
                     tx,
                 );
             }
+            UtteranceEvent::Ending { id, end, audio, .. } => {
+                self.withdraw_early(None);
+                let cancel = Arc::new(AtomicBool::new(false));
+                self.early = Some(EarlyFinal {
+                    utterance: id,
+                    end,
+                    cancel: cancel.clone(),
+                    result: None,
+                });
+                let tx = self.tx.clone();
+                self.submit(
+                    audio,
+                    Class::LiveFinal,
+                    Some(cancel),
+                    None,
+                    move |result| Done::Early {
+                        utterance: id,
+                        end,
+                        result,
+                    },
+                    tx,
+                );
+            }
+            UtteranceEvent::Resumed { id } => self.withdraw_early(Some(id)),
             UtteranceEvent::Ended {
                 id,
                 end,
@@ -292,11 +405,30 @@ impl LiveSession {
                     utterance: id,
                     end: seconds(end),
                 });
-                let tx = self.tx.clone();
                 let submitted = Instant::now();
+                if self
+                    .early
+                    .as_ref()
+                    .is_some_and(|e| e.utterance == id && e.end == end)
+                {
+                    // Its final is already under way (or done).
+                    if let Some(early) = self.early.take() {
+                        match early.result {
+                            Some(result) => self.adopt(id, submitted, result),
+                            None => {
+                                self.adopted.insert(id, (end, submitted));
+                            }
+                        }
+                    }
+                    return;
+                }
+                self.withdraw_early(None);
+                let tx = self.tx.clone();
                 self.submit(
                     audio,
                     Class::LiveFinal,
+                    None,
+                    None,
                     move |result| Done::Final {
                         utterance: id,
                         submitted,
@@ -308,15 +440,40 @@ impl LiveSession {
         }
     }
 
+    /// Withdraws the early final (of utterance `only`, when given).
+    fn withdraw_early(&mut self, only: Option<u64>) {
+        if self
+            .early
+            .as_ref()
+            .is_some_and(|e| only.is_none_or(|id| id == e.utterance))
+        {
+            if let Some(early) = self.early.take() {
+                early.cancel.store(true, Ordering::SeqCst);
+                metrics::counter!("glagol_early_finals_total", "model" => self.model.clone(), "outcome" => "withdrawn").increment(1);
+            }
+        }
+    }
+
+    /// An early final's result, now its ended utterance's final.
+    fn adopt(&mut self, utterance: u64, ended: Instant, result: Result<Transcript, ServiceError>) {
+        metrics::counter!("glagol_early_finals_total", "model" => self.model.clone(), "outcome" => "used").increment(1);
+        metrics::histogram!("glagol_final_latency_seconds", "model" => self.model.clone())
+            .record(ended.elapsed().as_secs_f64());
+        self.finished.insert(utterance, result);
+        self.release_finals();
+    }
+
     fn submit(
         &self,
         audio: Vec<f32>,
         class: Class,
+        cancel: Option<Arc<AtomicBool>>,
+        refresh: Option<Refresh>,
         done: impl FnOnce(Result<Transcript, ServiceError>) -> Done + Send + 'static,
         tx: mpsc::UnboundedSender<Done>,
     ) {
         let options = TranscribeOptions {
-            cancel: Some(self.cancel.clone()),
+            cancel: Some(cancel.unwrap_or_else(|| self.cancel.clone())),
             draft: class == Class::LivePartial,
             ..self.options.clone()
         };
@@ -328,6 +485,7 @@ impl LiveSession {
             stream: Some(self.stream),
             deadline: None,
             started: None,
+            refresh,
             done: Box::new(move |result| {
                 let _ = tx.send(done(result));
             }),
@@ -340,6 +498,7 @@ impl LiveSession {
         match done {
             Done::Partial {
                 utterance,
+                from,
                 end,
                 submitted,
                 result,
@@ -363,15 +522,20 @@ impl LiveSession {
                 metrics::histogram!("glagol_partial_latency_seconds", "model" => self.model.clone())
                     .record(submitted.elapsed().as_secs_f64());
                 u.shown_until = end;
-                let ends: Vec<f64> = transcript
+                if !transcript.text.trim().is_empty() {
+                    self.detector.partial_shown(utterance);
+                }
+                let heard: Vec<Word> = transcript
                     .segments
                     .iter()
-                    .flat_map(|s| s.words.iter())
-                    .map(|w| w.end)
+                    .flat_map(|s| s.words.iter().cloned())
                     .collect();
-                let shown = u
-                    .stabilizer
-                    .update(&transcript.text, &ends, seconds(end - u.start));
+                let (shown, shown_words) = u.stabilizer.update_window(
+                    &transcript.text,
+                    &heard,
+                    seconds(from - u.start),
+                    seconds(end - u.start),
+                );
                 let offset = seconds(u.start);
                 self.out.push_back(SessionEvent::Partial(Partial {
                     utterance,
@@ -379,7 +543,14 @@ impl LiveSession {
                     committed: shown.committed,
                     delta: shown.delta,
                     retracted: shown.retracted,
-                    words: words(&transcript, offset),
+                    words: shown_words
+                        .into_iter()
+                        .map(|w| Word {
+                            start: offset + w.start,
+                            end: offset + w.end,
+                            ..w
+                        })
+                        .collect(),
                     start: offset,
                     end: seconds(end),
                 }));
@@ -393,6 +564,23 @@ impl LiveSession {
                     .record(submitted.elapsed().as_secs_f64());
                 self.finished.insert(utterance, result);
                 self.release_finals();
+            }
+            Done::Early {
+                utterance,
+                end,
+                result,
+            } => {
+                if self.adopted.get(&utterance).is_some_and(|(e, _)| *e == end) {
+                    if let Some((_, ended)) = self.adopted.remove(&utterance) {
+                        self.adopt(utterance, ended, result);
+                    }
+                } else if let Some(early) = self
+                    .early
+                    .as_mut()
+                    .filter(|e| e.utterance == utterance && e.end == end)
+                {
+                    early.result = Some(result);
+                }
             }
         }
     }
@@ -433,6 +621,19 @@ impl LiveSession {
     }
 }
 
+/// The newest audio of utterance `id` from sample `from` on, while the
+/// utterance is open; records where that audio ends in `covered`.
+fn newest_audio(live: &SharedAudio, id: u64, from: usize, covered: Arc<AtomicUsize>) -> Refresh {
+    let live = live.clone();
+    Box::new(move || {
+        let live = live.lock().unwrap_or_else(|p| p.into_inner());
+        let l = live.as_ref().filter(|l| l.utterance == id)?;
+        covered.store(l.start + l.samples.len(), Ordering::SeqCst);
+        let skip = from.saturating_sub(l.start).min(l.samples.len());
+        Some(l.samples[skip..].to_vec())
+    })
+}
+
 /// A transcript's words on the session clock.
 fn words(t: &Transcript, offset: f64) -> Vec<Word> {
     t.segments
@@ -450,9 +651,15 @@ fn words(t: &Transcript, offset: f64) -> Vec<Word> {
 impl Drop for LiveSession {
     fn drop(&mut self) {
         self.cancel.store(true, Ordering::SeqCst);
+        if let Some(early) = &self.early {
+            early.cancel.store(true, Ordering::SeqCst);
+        }
         metrics::gauge!("glagol_live_sessions", "model" => self.model.clone()).decrement(1.0);
     }
 }
+
+/// The longest audio a partial hears (when no words were committed).
+const MAX_PARTIAL_WINDOW: usize = 8 * SAMPLE_RATE as usize;
 
 /// How long a closing session waits for its last finals.
 pub const FINAL_GRACE: Duration = Duration::from_secs(30);

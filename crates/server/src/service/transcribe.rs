@@ -190,6 +190,7 @@ impl Service {
             class: request.class,
             stream: None,
             deadline: Some(Instant::now() + timeout),
+            refresh: None,
             started: Some(Box::new(move || {
                 let _ = started.send(Message::Started);
             })),

@@ -28,6 +28,7 @@ use crate::state::AppState;
         ("silence_ms" = Option<u32>, Query, description = "Silence that ends an utterance, 100–10000 ms (default 500)"),
         ("max_utterance_s" = Option<f64>, Query, description = "Longest utterance, 2–60 s (default 20)"),
         ("prefix_ms" = Option<u32>, Query, description = "Audio kept before detected speech, 0–2000 ms (default 300)"),
+        ("early_final_ms" = Option<u32>, Query, description = "How long before the silence ends an utterance its final starts, 0 to silence_ms (default 300; 0: after the silence)"),
     ),
     responses(
         (status = 101, description = "Switching to the WebSocket protocol documented in docs/streaming.md"),
@@ -123,6 +124,9 @@ impl Native {
         }
         if let Some(v) = c.prefix_ms {
             stream.prefix_ms = v;
+        }
+        if let Some(v) = c.early_final_ms {
+            stream.early_final_ms = v;
         }
         stream.validate().map_err(bad)?;
         let options = SessionOptions {

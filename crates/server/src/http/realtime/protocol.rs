@@ -51,6 +51,9 @@ pub struct Configure {
     pub max_utterance_s: Option<f64>,
     /// Audio kept before detected speech, 0–2000 ms (default 300).
     pub prefix_ms: Option<u32>,
+    /// How long before the silence ends an utterance its final starts,
+    /// 0 to `silence_ms` (default 300).
+    pub early_final_ms: Option<u32>,
     pub prompt: Option<String>,
 }
 
