@@ -20,88 +20,32 @@
 //! is still being confirmed (`Ending`): it is the same audio, so the result
 //! is the same, only sooner. Speech that resumes withdraws it.
 
+mod early;
+mod partial;
+mod types;
+
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use glagol_core::audio::SAMPLE_RATE;
 use glagol_core::engine::{TranscribeOptions, Transcript, Word};
 use glagol_core::stream::partials::Stabilizer;
-use glagol_core::stream::{EndReason, StreamConfig, UtteranceEvent, Utterances};
+use glagol_core::stream::{EndReason, UtteranceEvent, Utterances};
 use tokio::sync::mpsc;
+
+pub use types::{Final, Partial, SessionEvent, SessionOptions};
 
 use super::Service;
 use crate::error::ServiceError;
 use crate::models::Lease;
 use crate::scheduler::{Class, Refresh, WorkItem};
+use early::EarlyFinal;
+use partial::SharedAudio;
 
 /// Session keys for the scheduler (partials of one stream replace each other).
 static NEXT_STREAM: AtomicU64 = AtomicU64::new(1);
-
-/// What a session is asked to do.
-#[derive(Debug, Clone, Default)]
-pub struct SessionOptions {
-    /// Model id or alias; None for the default model.
-    pub model: Option<String>,
-    /// ISO-639-1 code; None to detect (Whisper).
-    pub language: Option<String>,
-    pub prompt: Option<String>,
-    pub stream: StreamConfig,
-}
-
-/// A partial result of the open utterance.
-#[derive(Debug, Clone)]
-pub struct Partial {
-    pub utterance: u64,
-    /// Committed words followed by the newest hypothesis's other words.
-    pub text: String,
-    /// How many leading words of `text` will not change.
-    pub committed: usize,
-    /// Text committed by this partial, to append to earlier deltas.
-    pub delta: String,
-    /// Words shown by the previous partial that this one changed.
-    pub retracted: usize,
-    pub words: Vec<Word>,
-    /// Session audio seconds.
-    pub start: f64,
-    pub end: f64,
-}
-
-/// The final result of an utterance (recognised whole, like a file).
-#[derive(Debug, Clone)]
-pub struct Final {
-    pub utterance: u64,
-    pub text: String,
-    pub words: Vec<Word>,
-    pub start: f64,
-    pub end: f64,
-    pub reason: EndReason,
-    /// What an append-only client appends to the deltas it was sent.
-    pub completion: String,
-    /// Text the deltas committed before the final.
-    pub committed: String,
-    pub language: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub enum SessionEvent {
-    SpeechStarted {
-        utterance: u64,
-        start: f64,
-    },
-    SpeechStopped {
-        utterance: u64,
-        end: f64,
-    },
-    Partial(Partial),
-    Final(Final),
-    /// Recognising an utterance failed; the session goes on.
-    Error {
-        utterance: Option<u64>,
-        error: ServiceError,
-    },
-}
 
 enum Done {
     Partial {
@@ -125,15 +69,6 @@ enum Done {
     },
 }
 
-/// A final started early: the utterance ends at `end` if the silence lasts.
-struct EarlyFinal {
-    utterance: u64,
-    end: usize,
-    /// Withdraws the work when speech resumes.
-    cancel: Arc<AtomicBool>,
-    result: Option<Result<Transcript, ServiceError>>,
-}
-
 struct Utterance {
     start: usize,
     end: Option<(usize, EndReason)>,
@@ -142,15 +77,6 @@ struct Utterance {
     /// The newest audio end a shown partial covered.
     shown_until: usize,
 }
-
-/// The open utterance's audio so far.
-struct LiveAudio {
-    utterance: u64,
-    start: usize,
-    samples: Vec<f32>,
-}
-
-type SharedAudio = Arc<Mutex<Option<LiveAudio>>>;
 
 pub struct LiveSession {
     model: String,
@@ -250,29 +176,6 @@ impl LiveSession {
         }
     }
 
-    /// Brings the shared audio up to the detector's open utterance.
-    fn share_audio(&mut self) {
-        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        let Some((id, start)) = self.detector.current() else {
-            *live = None;
-            return;
-        };
-        let clock = self.detector.clock();
-        match live.as_mut().filter(|l| l.utterance == id) {
-            Some(l) => {
-                let have = l.start + l.samples.len();
-                l.samples.extend(self.detector.audio(have, clock));
-            }
-            None => {
-                *live = Some(LiveAudio {
-                    utterance: id,
-                    start,
-                    samples: self.detector.audio(start, clock),
-                })
-            }
-        }
-    }
-
     /// Whether an utterance is open.
     pub fn in_utterance(&self) -> bool {
         self.detector.in_utterance()
@@ -332,64 +235,8 @@ impl LiveSession {
                 start,
                 end,
                 audio,
-            } => {
-                let Some(u) = self.utterances.get(&id).filter(|u| !u.partial_in_flight) else {
-                    // Backs off under load: never two partials of one stream.
-                    self.detector.defer_partial();
-                    metrics::counter!("glagol_partials_skipped_total", "model" => self.model.clone()).increment(1);
-                    return;
-                };
-                let window = (u.stabilizer.window_start() * SAMPLE_RATE as f64) as usize;
-                // Nothing committed for long (noise, no words): hear a bounded tail.
-                let from = (start + window)
-                    .max(end.saturating_sub(MAX_PARTIAL_WINDOW))
-                    .min(end);
-                if let Some(u) = self.utterances.get_mut(&id) {
-                    u.partial_in_flight = true;
-                }
-                let tx = self.tx.clone();
-                let submitted = Instant::now();
-                // The end of the audio the partial ran on.
-                let covered = Arc::new(AtomicUsize::new(end));
-                let refresh = newest_audio(&self.live, id, from, covered.clone());
-                self.submit(
-                    audio[from - start..].to_vec(),
-                    Class::LivePartial,
-                    None,
-                    Some(refresh),
-                    move |result| Done::Partial {
-                        utterance: id,
-                        from,
-                        end: covered.load(Ordering::SeqCst),
-                        submitted,
-                        result,
-                    },
-                    tx,
-                );
-            }
-            UtteranceEvent::Ending { id, end, audio, .. } => {
-                self.withdraw_early(None);
-                let cancel = Arc::new(AtomicBool::new(false));
-                self.early = Some(EarlyFinal {
-                    utterance: id,
-                    end,
-                    cancel: cancel.clone(),
-                    result: None,
-                });
-                let tx = self.tx.clone();
-                self.submit(
-                    audio,
-                    Class::LiveFinal,
-                    Some(cancel),
-                    None,
-                    move |result| Done::Early {
-                        utterance: id,
-                        end,
-                        result,
-                    },
-                    tx,
-                );
-            }
+            } => self.start_partial(id, start, end, audio),
+            UtteranceEvent::Ending { id, end, audio, .. } => self.start_early(id, end, audio),
             UtteranceEvent::Resumed { id } => self.withdraw_early(Some(id)),
             UtteranceEvent::Ended {
                 id,
@@ -406,20 +253,7 @@ impl LiveSession {
                     end: seconds(end),
                 });
                 let submitted = Instant::now();
-                if self
-                    .early
-                    .as_ref()
-                    .is_some_and(|e| e.utterance == id && e.end == end)
-                {
-                    // Its final is already under way (or done).
-                    if let Some(early) = self.early.take() {
-                        match early.result {
-                            Some(result) => self.adopt(id, submitted, result),
-                            None => {
-                                self.adopted.insert(id, (end, submitted));
-                            }
-                        }
-                    }
+                if self.adopt_early(id, end, submitted) {
                     return;
                 }
                 self.withdraw_early(None);
@@ -438,29 +272,6 @@ impl LiveSession {
                 );
             }
         }
-    }
-
-    /// Withdraws the early final (of utterance `only`, when given).
-    fn withdraw_early(&mut self, only: Option<u64>) {
-        if self
-            .early
-            .as_ref()
-            .is_some_and(|e| only.is_none_or(|id| id == e.utterance))
-        {
-            if let Some(early) = self.early.take() {
-                early.cancel.store(true, Ordering::SeqCst);
-                metrics::counter!("glagol_early_finals_total", "model" => self.model.clone(), "outcome" => "withdrawn").increment(1);
-            }
-        }
-    }
-
-    /// An early final's result, now its ended utterance's final.
-    fn adopt(&mut self, utterance: u64, ended: Instant, result: Result<Transcript, ServiceError>) {
-        metrics::counter!("glagol_early_finals_total", "model" => self.model.clone(), "outcome" => "used").increment(1);
-        metrics::histogram!("glagol_final_latency_seconds", "model" => self.model.clone())
-            .record(ended.elapsed().as_secs_f64());
-        self.finished.insert(utterance, result);
-        self.release_finals();
     }
 
     fn submit(
@@ -502,59 +313,12 @@ impl LiveSession {
                 end,
                 submitted,
                 result,
-            } => {
-                let Some(u) = self.utterances.get_mut(&utterance) else {
-                    return;
-                };
-                u.partial_in_flight = false;
-                let transcript = match result {
-                    Ok(t) => t,
-                    Err(e) if e.code == "partial_superseded" => {
-                        metrics::counter!("glagol_partials_dropped_total", "model" => self.model.clone()).increment(1);
-                        return;
-                    }
-                    Err(_) => return,
-                };
-                // Too late: the final is on its way, or a newer one was shown.
-                if u.end.is_some() || end < u.shown_until {
-                    return;
-                }
-                metrics::histogram!("glagol_partial_latency_seconds", "model" => self.model.clone())
-                    .record(submitted.elapsed().as_secs_f64());
-                u.shown_until = end;
-                if !transcript.text.trim().is_empty() {
-                    self.detector.partial_shown(utterance);
-                }
-                let heard: Vec<Word> = transcript
-                    .segments
-                    .iter()
-                    .flat_map(|s| s.words.iter().cloned())
-                    .collect();
-                let (shown, shown_words) = u.stabilizer.update_window(
-                    &transcript.text,
-                    &heard,
-                    seconds(from - u.start),
-                    seconds(end - u.start),
-                );
-                let offset = seconds(u.start);
-                self.out.push_back(SessionEvent::Partial(Partial {
-                    utterance,
-                    text: shown.text,
-                    committed: shown.committed,
-                    delta: shown.delta,
-                    retracted: shown.retracted,
-                    words: shown_words
-                        .into_iter()
-                        .map(|w| Word {
-                            start: offset + w.start,
-                            end: offset + w.end,
-                            ..w
-                        })
-                        .collect(),
-                    start: offset,
-                    end: seconds(end),
-                }));
-            }
+            } => self.finish_partial(utterance, from, end, submitted, result),
+            Done::Early {
+                utterance,
+                end,
+                result,
+            } => self.finish_early(utterance, end, result),
             Done::Final {
                 utterance,
                 submitted,
@@ -564,23 +328,6 @@ impl LiveSession {
                     .record(submitted.elapsed().as_secs_f64());
                 self.finished.insert(utterance, result);
                 self.release_finals();
-            }
-            Done::Early {
-                utterance,
-                end,
-                result,
-            } => {
-                if self.adopted.get(&utterance).is_some_and(|(e, _)| *e == end) {
-                    if let Some((_, ended)) = self.adopted.remove(&utterance) {
-                        self.adopt(utterance, ended, result);
-                    }
-                } else if let Some(early) = self
-                    .early
-                    .as_mut()
-                    .filter(|e| e.utterance == utterance && e.end == end)
-                {
-                    early.result = Some(result);
-                }
             }
         }
     }
@@ -621,19 +368,6 @@ impl LiveSession {
     }
 }
 
-/// The newest audio of utterance `id` from sample `from` on, while the
-/// utterance is open; records where that audio ends in `covered`.
-fn newest_audio(live: &SharedAudio, id: u64, from: usize, covered: Arc<AtomicUsize>) -> Refresh {
-    let live = live.clone();
-    Box::new(move || {
-        let live = live.lock().unwrap_or_else(|p| p.into_inner());
-        let l = live.as_ref().filter(|l| l.utterance == id)?;
-        covered.store(l.start + l.samples.len(), Ordering::SeqCst);
-        let skip = from.saturating_sub(l.start).min(l.samples.len());
-        Some(l.samples[skip..].to_vec())
-    })
-}
-
 /// A transcript's words on the session clock.
 fn words(t: &Transcript, offset: f64) -> Vec<Word> {
     t.segments
@@ -652,14 +386,11 @@ impl Drop for LiveSession {
     fn drop(&mut self) {
         self.cancel.store(true, Ordering::SeqCst);
         if let Some(early) = &self.early {
-            early.cancel.store(true, Ordering::SeqCst);
+            early.cancel();
         }
         metrics::gauge!("glagol_live_sessions", "model" => self.model.clone()).decrement(1.0);
     }
 }
-
-/// The longest audio a partial hears (when no words were committed).
-const MAX_PARTIAL_WINDOW: usize = 8 * SAMPLE_RATE as usize;
 
 /// How long a closing session waits for its last finals.
 pub const FINAL_GRACE: Duration = Duration::from_secs(30);

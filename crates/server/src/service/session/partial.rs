@@ -1,0 +1,164 @@
+//! Partials: recognised on the session's newest audio, over a window that
+//! stays short however long the utterance grows.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use glagol_core::audio::SAMPLE_RATE;
+use glagol_core::engine::{Transcript, Word};
+
+use super::{seconds, Done, LiveSession, Partial, SessionEvent};
+use crate::error::ServiceError;
+use crate::scheduler::{Class, Refresh};
+
+/// The open utterance's audio so far.
+pub(super) struct LiveAudio {
+    utterance: u64,
+    start: usize,
+    samples: Vec<f32>,
+}
+
+pub(super) type SharedAudio = Arc<Mutex<Option<LiveAudio>>>;
+
+/// The longest audio a partial hears (when no words were committed).
+const MAX_PARTIAL_WINDOW: usize = 8 * SAMPLE_RATE as usize;
+
+impl LiveSession {
+    /// Brings the shared audio up to the detector's open utterance.
+    pub(super) fn share_audio(&mut self) {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((id, start)) = self.detector.current() else {
+            *live = None;
+            return;
+        };
+        let clock = self.detector.clock();
+        match live.as_mut().filter(|l| l.utterance == id) {
+            Some(l) => {
+                let have = l.start + l.samples.len();
+                l.samples.extend(self.detector.audio(have, clock));
+            }
+            None => {
+                *live = Some(LiveAudio {
+                    utterance: id,
+                    start,
+                    samples: self.detector.audio(start, clock),
+                })
+            }
+        }
+    }
+
+    /// Sends a partial of utterance `id` (`audio` covers `start..end`) to
+    /// the scheduler, unless one is still in flight.
+    pub(super) fn start_partial(&mut self, id: u64, start: usize, end: usize, audio: Vec<f32>) {
+        let Some(u) = self.utterances.get(&id).filter(|u| !u.partial_in_flight) else {
+            // Backs off under load: never two partials of one stream.
+            self.detector.defer_partial();
+            metrics::counter!("glagol_partials_skipped_total", "model" => self.model.clone())
+                .increment(1);
+            return;
+        };
+        let window = (u.stabilizer.window_start() * SAMPLE_RATE as f64) as usize;
+        // Nothing committed for long (noise, no words): hear a bounded tail.
+        let from = (start + window)
+            .max(end.saturating_sub(MAX_PARTIAL_WINDOW))
+            .min(end);
+        if let Some(u) = self.utterances.get_mut(&id) {
+            u.partial_in_flight = true;
+        }
+        let tx = self.tx.clone();
+        let submitted = Instant::now();
+        // The end of the audio the partial ran on.
+        let covered = Arc::new(AtomicUsize::new(end));
+        let refresh = newest_audio(&self.live, id, from, covered.clone());
+        self.submit(
+            audio[from - start..].to_vec(),
+            Class::LivePartial,
+            None,
+            Some(refresh),
+            move |result| Done::Partial {
+                utterance: id,
+                from,
+                end: covered.load(Ordering::SeqCst),
+                submitted,
+                result,
+            },
+            tx,
+        );
+    }
+
+    pub(super) fn finish_partial(
+        &mut self,
+        utterance: u64,
+        from: usize,
+        end: usize,
+        submitted: Instant,
+        result: Result<Transcript, ServiceError>,
+    ) {
+        let Some(u) = self.utterances.get_mut(&utterance) else {
+            return;
+        };
+        u.partial_in_flight = false;
+        let transcript = match result {
+            Ok(t) => t,
+            Err(e) if e.code == "partial_superseded" => {
+                metrics::counter!("glagol_partials_dropped_total", "model" => self.model.clone())
+                    .increment(1);
+                return;
+            }
+            Err(_) => return,
+        };
+        // Too late: the final is on its way, or a newer one was shown.
+        if u.end.is_some() || end < u.shown_until {
+            return;
+        }
+        metrics::histogram!("glagol_partial_latency_seconds", "model" => self.model.clone())
+            .record(submitted.elapsed().as_secs_f64());
+        u.shown_until = end;
+        if !transcript.text.trim().is_empty() {
+            self.detector.partial_shown(utterance);
+        }
+        let heard: Vec<Word> = transcript
+            .segments
+            .iter()
+            .flat_map(|s| s.words.iter().cloned())
+            .collect();
+        let (shown, shown_words) = u.stabilizer.update_window(
+            &transcript.text,
+            &heard,
+            seconds(from - u.start),
+            seconds(end - u.start),
+        );
+        let offset = seconds(u.start);
+        self.out.push_back(SessionEvent::Partial(Partial {
+            utterance,
+            text: shown.text,
+            committed: shown.committed,
+            delta: shown.delta,
+            retracted: shown.retracted,
+            words: shown_words
+                .into_iter()
+                .map(|w| Word {
+                    start: offset + w.start,
+                    end: offset + w.end,
+                    ..w
+                })
+                .collect(),
+            start: offset,
+            end: seconds(end),
+        }));
+    }
+}
+
+/// The newest audio of utterance `id` from sample `from` on, while the
+/// utterance is open; records where that audio ends in `covered`.
+fn newest_audio(live: &SharedAudio, id: u64, from: usize, covered: Arc<AtomicUsize>) -> Refresh {
+    let live = live.clone();
+    Box::new(move || {
+        let live = live.lock().unwrap_or_else(|p| p.into_inner());
+        let l = live.as_ref().filter(|l| l.utterance == id)?;
+        covered.store(l.start + l.samples.len(), Ordering::SeqCst);
+        let skip = from.saturating_sub(l.start).min(l.samples.len());
+        Some(l.samples[skip..].to_vec())
+    })
+}
