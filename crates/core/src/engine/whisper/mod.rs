@@ -11,6 +11,7 @@
 //! longer audio is recognised in chunks of speech, several at once
 //! ([`long`]).
 
+mod language;
 mod long;
 pub mod quantize;
 mod segments;
@@ -43,10 +44,8 @@ pub struct WhisperEngine {
     ctx: WhisperContext,
     /// States for decoding that never samples (see [`WhisperEngine::with_state`]).
     states: StatePool,
-    /// States only language detection uses: a state remembers the encoder
-    /// window of its last `whisper_full`, and detection must always see the
-    /// full 30 s window to be independent of what ran before.
-    detect_states: StatePool,
+    /// States only language detection uses (see [`language`]).
+    detect_states: language::DetectStates,
     threads: usize,
     full_window: bool,
     /// Finds pauses to cut long audio at, loaded on first need.
@@ -73,7 +72,7 @@ impl WhisperEngine {
             name: name.to_string(),
             ctx,
             states: StatePool::default(),
-            detect_states: StatePool::default(),
+            detect_states: Default::default(),
             threads: config.threads.max(1),
             full_window: config.whisper_full_window,
             vad: OnceLock::new(),
@@ -207,10 +206,9 @@ impl WhisperEngine {
                 // whisper.cpp detects from the first 30 s window; do it
                 // here so the probability can be reported.
                 let head = &audio[..audio.len().min(30 * SAMPLE_RATE as usize)];
-                let (id, probs) = self.detect_states.with(&self.ctx, |state| {
-                    state.pcm_to_mel(head, threads).map_err(inference)?;
-                    state.lang_detect(0, threads).map_err(inference)
-                })?;
+                let (id, probs) =
+                    self.detect_states
+                        .detect(&self.ctx, head, threads, self.full_window)?;
                 let code = whisper_rs::get_lang_str(id).unwrap_or("en").to_string();
                 (code, probs.get(id as usize).copied())
             }

@@ -1,0 +1,133 @@
+//! Language detection over the audio's own encoder window.
+//!
+//! whisper.cpp detects with `whisper_lang_auto_detect`, which runs the
+//! encoder over the state's window: the `audio_ctx` of that state's last
+//! `whisper_full`, or the full 30 s on a state that never ran one. A 3 s
+//! clip would pay for 30 s of encoder, three times what recognising it
+//! costs. Only `whisper_full` sets a state's window, so a detection state
+//! is *primed*: one greedy `whisper_full` over 200 ms of silence with the
+//! wanted `audio_ctx` (a small encoder pass and a few decoder steps). Its
+//! window then stays put, since detection states run nothing else, and
+//! windows come in a few sizes so that primed states are reused.
+
+use std::sync::Mutex;
+
+use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperState};
+
+use super::{encoder_window, inference};
+use crate::audio::SAMPLE_RATE;
+use crate::engine::EngineError;
+
+/// Window sizes detection uses, in encoder frames (about 5, 10 and 20 s);
+/// longer audio is detected over the full window.
+const DETECT_WINDOWS: [i32; 3] = [256, 512, 1024];
+
+/// The full 30 s window, as `audio_ctx` says it.
+const FULL: i32 = 0;
+
+/// The detection window for `seconds` of audio.
+pub(super) fn detect_window(seconds: f64) -> i32 {
+    encoder_window(seconds)
+        .and_then(|needed| DETECT_WINDOWS.into_iter().find(|&w| w >= needed))
+        .unwrap_or(FULL)
+}
+
+struct Primed {
+    state: WhisperState,
+    /// The window its detection encodes.
+    window: i32,
+}
+
+/// States that only detect languages, each primed to a window.
+#[derive(Default)]
+pub(super) struct DetectStates(Mutex<Vec<Primed>>);
+
+impl DetectStates {
+    /// The most probable language of `head` (at most 30 s of audio) and
+    /// every language's probability, over its own window unless
+    /// `full_window`.
+    pub fn detect(
+        &self,
+        ctx: &WhisperContext,
+        head: &[f32],
+        threads: usize,
+        full_window: bool,
+    ) -> Result<(i32, Vec<f32>), EngineError> {
+        let window = if full_window {
+            FULL
+        } else {
+            detect_window(head.len() as f64 / SAMPLE_RATE as f64)
+        };
+        let pooled = {
+            let mut pool = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            match pool.iter().position(|p| p.window == window) {
+                Some(i) => Some(pool.swap_remove(i)),
+                // Priming costs about what detecting does: keep a state per
+                // window size rather than re-prime one back and forth.
+                None if pool.len() < DETECT_WINDOWS.len() + 1 => None,
+                None => pool.pop(),
+            }
+        };
+        let mut primed = match pooled {
+            Some(p) => p,
+            // A new state encodes the full window until primed otherwise.
+            None => Primed {
+                state: ctx.create_state().map_err(inference)?,
+                window: FULL,
+            },
+        };
+        let result = (|| {
+            if primed.window != window {
+                prime(&mut primed.state, window, threads)?;
+                primed.window = window;
+            }
+            primed.state.pcm_to_mel(head, threads).map_err(inference)?;
+            primed.state.lang_detect(0, threads).map_err(inference)
+        })();
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(primed);
+        result
+    }
+}
+
+/// Sets `state`'s encoder window to `window` frames.
+fn prime(state: &mut WhisperState, window: i32, threads: usize) -> Result<(), EngineError> {
+    let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+    params.set_n_threads(threads as i32);
+    params.set_language(Some("en"));
+    params.set_audio_ctx(window);
+    // Greedy without fallback: the state's random generator stays untouched.
+    params.set_temperature(0.0);
+    params.set_temperature_inc(0.0);
+    params.set_no_context(true);
+    params.set_single_segment(true);
+    params.set_max_tokens(1);
+    params.set_print_progress(false);
+    params.set_print_realtime(false);
+    params.set_print_special(false);
+    params.set_print_timestamps(false);
+    let silence = [0.0f32; SAMPLE_RATE as usize / 5];
+    state.full(params, &silence).map_err(inference)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detection_windows_cover_the_audio_in_a_few_sizes() {
+        assert_eq!(detect_window(0.5), 256);
+        assert_eq!(detect_window(3.0), 256);
+        assert_eq!(
+            detect_window(3.9),
+            512,
+            "3.9 s and the margin take 320 frames"
+        );
+        assert_eq!(detect_window(11.0), 1024);
+        assert_eq!(detect_window(19.0), 1024);
+        assert_eq!(detect_window(20.0), FULL);
+        assert_eq!(detect_window(45.0), FULL);
+    }
+}
