@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 # Throughput and p50/p95 latency of /v1/audio/transcriptions at several concurrencies.
-# usage: server_load.py BASE_URL FILE.wav 1,4,16   (server with whisper-base)
+# usage: server_load.py BASE_URL FILE.wav 1,4,16 [LANGUAGE]   (server with whisper-base;
+# LANGUAGE defaults to en; `auto` sends none, so the server detects it, as most clients do)
 import sys, time, threading, statistics, urllib.request, json
 base, path = sys.argv[1], sys.argv[2]
+language = sys.argv[4] if len(sys.argv) > 4 else 'en'
 data = open(path, 'rb').read()
 boundary = 'b0undary'
-body = (f'--{boundary}\r\nContent-Disposition: form-data; name="language"\r\n\r\nen\r\n'
+field = '' if language == 'auto' else (
+    f'--{boundary}\r\nContent-Disposition: form-data; name="language"\r\n\r\n{language}\r\n')
+body = (field +
         f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n').encode() + data + f'\r\n--{boundary}--\r\n'.encode()
 def one():
     req = urllib.request.Request(base + '/v1/audio/transcriptions', data=body, headers={'content-type': f'multipart/form-data; boundary={boundary}'})
