@@ -6,7 +6,9 @@
 //! pauses, as a microphone would: each 100 ms frame when its audio has
 //! "happened" (frame i at i+1 × 100 ms). Speech onset and end of each clip
 //! are where the offline VAD (500 ms silence) finds them. Per utterance:
-//! onset → first non-empty partial, end of speech → final; per partial:
+//! onset → first non-empty partial (and → first partial of any text, which
+//! separates the pipeline from when the model first says something), end of
+//! speech → final; per partial:
 //! lag (arrival − when the last audio it covered was spoken) and the words
 //! it retracted; per run: finals WER (and, given `--file-wer`, the same
 //! clips' file WER for the difference). Several `--streams` values give
@@ -174,6 +176,9 @@ fn measure(
     wall: f64,
 ) -> Value {
     let (mut first_partial, mut to_final, mut lag) = (Vec::new(), Vec::new(), Vec::new());
+    // Any first partial, words or not: the pipeline's latency apart from
+    // when the model first says something.
+    let mut first_any = Vec::new();
     let (mut retracted, mut partials, mut finals_count) = (0usize, 0usize, 0usize);
     let (mut errors, mut words) = (0usize, 0usize);
     for run in runs {
@@ -215,11 +220,16 @@ fn measure(
             };
             to_final.push(final_at - end);
             let id = f["utterance_id"].as_u64();
-            if let Some((at, _)) = run.iter().find(|(_, m)| {
-                m["type"] == "partial"
-                    && m["utterance_id"].as_u64() == id
-                    && !m["text"].as_str().unwrap_or("").trim().is_empty()
-            }) {
+            let partials = || {
+                run.iter()
+                    .filter(|(_, m)| m["type"] == "partial" && m["utterance_id"].as_u64() == id)
+            };
+            if let Some((at, _)) = partials().next() {
+                first_any.push(at - onset);
+            }
+            if let Some((at, _)) =
+                partials().find(|(_, m)| !m["text"].as_str().unwrap_or("").trim().is_empty())
+            {
                 first_partial.push(at - onset);
             }
             let (e, n) = wer::word_errors(&clip.reference, f["text"].as_str().unwrap_or(""));
@@ -234,6 +244,7 @@ fn measure(
         "utterances": truth.len() * streams,
         "finals": finals_count,
         "onset_to_first_partial_s": {"p50": percentile(&mut first_partial.clone(), 0.5), "p95": percentile(&mut first_partial, 0.95)},
+        "onset_to_first_partial_any_s": {"p50": percentile(&mut first_any.clone(), 0.5), "p95": percentile(&mut first_any, 0.95)},
         "end_of_speech_to_final_s": {"p50": percentile(&mut to_final.clone(), 0.5), "p95": percentile(&mut to_final, 0.95)},
         "partial_lag_s": {"p50": percentile(&mut lag.clone(), 0.5), "p95": percentile(&mut lag, 0.95)},
         "partials": partials,
