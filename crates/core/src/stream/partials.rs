@@ -111,27 +111,37 @@ impl Stabilizer {
             self.untimed = true;
             return (self.update(text, &[], heard), Vec::new());
         }
-        let committed_end = self
-            .committed_words
-            .last()
-            .map_or(f64::NEG_INFINITY, |w| w.end);
-        let mut all = self.committed_words.clone();
-        all.extend(
-            words
-                .iter()
-                .map(|w| Word {
-                    word: spoken(w),
-                    start: w.start + from,
-                    end: w.end + from,
-                    probability: w.probability,
-                })
-                // Words the committed ones already stand for are heard again only as context.
-                .filter(|w| !w.word.is_empty() && (w.start + w.end) / 2.0 > committed_end),
-        );
-        let text: Vec<&str> = all.iter().map(|w| w.word.as_str()).collect();
-        let ends: Vec<f64> = all.iter().map(|w| w.end).collect();
+        let heard_words = words
+            .iter()
+            .map(|w| Word {
+                word: spoken(w),
+                start: w.start + from,
+                end: w.end + from,
+                probability: w.probability,
+            })
+            .filter(|w| !w.word.is_empty());
+        let hypothesis: Vec<Word> = if from > 0.0 {
+            // A window: the committed words, then what it heard after them
+            // (words they already stand for were heard again as context).
+            let committed_end = self.committed_words.last().map_or(0.0, |w| w.end);
+            let mut all = self.committed_words.clone();
+            all.extend(heard_words.filter(|w| (w.start + w.end) / 2.0 > committed_end));
+            all
+        } else {
+            // The whole utterance: its words line up with the committed ones
+            // by position, as timings drift between hypotheses.
+            heard_words.collect()
+        };
+        let text: Vec<&str> = hypothesis.iter().map(|w| w.word.as_str()).collect();
+        let ends: Vec<f64> = hypothesis.iter().map(|w| w.end).collect();
+        let before = self.committed_words.len();
         let shown = self.update(&text.join(" "), &ends, heard);
-        self.committed_words = all[..shown.committed.min(all.len())].to_vec();
+        if shown.committed > before {
+            self.committed_words
+                .extend_from_slice(&hypothesis[before..shown.committed]);
+        }
+        let mut all = self.committed_words.clone();
+        all.extend(hypothesis.into_iter().skip(shown.committed));
         (shown, all)
     }
 
@@ -330,6 +340,36 @@ mod tests {
             (words[5].start - 9.5).abs() < 1e-9,
             "timed from the utterance start"
         );
+    }
+
+    #[test]
+    fn whole_utterance_hypotheses_line_up_by_position_not_by_drifting_times() {
+        let mut s = Stabilizer::new();
+        s.update_window(
+            "one two three",
+            &[
+                word("one", 0.1, 0.5),
+                word("two", 0.6, 1.0),
+                word("three", 1.9, 2.4),
+            ],
+            0.0,
+            2.5,
+        );
+        // "two" now ends later than the committed "two" did.
+        let (b, words) = s.update_window(
+            "one two three four",
+            &[
+                word("one", 0.1, 0.6),
+                word("two", 0.9, 1.3),
+                word("three", 1.9, 2.4),
+                word("four", 2.6, 2.9),
+            ],
+            0.0,
+            3.0,
+        );
+        assert_eq!(b.text, "one two three four");
+        assert_eq!(b.retracted, 0);
+        assert_eq!(words.len(), 4);
     }
 
     #[test]

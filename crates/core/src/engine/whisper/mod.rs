@@ -266,6 +266,11 @@ impl WhisperEngine {
         } else {
             0.2
         });
+        if opts.draft {
+            // Drafts have no fallback to break a repetition loop ("60 60 60 …"
+            // on a second of audio): cap the tokens at what speech can hold.
+            params.set_max_tokens(draft_tokens(piece.audio.len() as f64 / SAMPLE_RATE as f64));
+        }
         // Drafts (live partials) always trade the full window for speed.
         if opts.draft || !self.full_window {
             if let Some(frames) = encoder_window(piece.audio.len() as f64 / SAMPLE_RATE as f64) {
@@ -338,6 +343,12 @@ pub fn encoder_window(seconds: f64) -> Option<i32> {
     let needed = (seconds.max(0.0) * ENCODER_FRAMES_PER_SECOND).ceil() as u32 + WINDOW_MARGIN;
     let frames = needed.next_multiple_of(WINDOW_STEP);
     (frames < FULL_WINDOW).then_some(frames as i32)
+}
+
+/// The most tokens a draft of `seconds` of audio may decode: fast speech
+/// is about 4 words, 8 tokens, a second.
+fn draft_tokens(seconds: f64) -> i32 {
+    (seconds.max(0.0) * 10.0).ceil() as i32 + 8
 }
 
 /// Reusable whisper.cpp states (each holds its KV caches and buffers).
