@@ -266,11 +266,14 @@ impl WhisperEngine {
         } else {
             0.2
         });
-        if opts.draft {
-            // Drafts have no fallback to break a repetition loop ("60 60 60 …"
-            // on a second of audio): cap the tokens at what speech can hold.
-            params.set_max_tokens(draft_tokens(piece.audio.len() as f64 / SAMPLE_RATE as f64));
-        }
+        // Speech holds only so many tokens a second. Without a cap, a loop
+        // ("60 60 60 …") runs to whisper.cpp's 220-token limit, and with the
+        // fallback that is 6 temperatures × 5 sampled decoders of it: over a
+        // minute for one second of noise.
+        params.set_max_tokens(max_tokens(
+            piece.audio.len() as f64 / SAMPLE_RATE as f64,
+            opts.draft,
+        ));
         // Drafts (live partials) always trade the full window for speed.
         if opts.draft || !self.full_window {
             if let Some(frames) = encoder_window(piece.audio.len() as f64 / SAMPLE_RATE as f64) {
@@ -345,10 +348,12 @@ pub fn encoder_window(seconds: f64) -> Option<i32> {
     (frames < FULL_WINDOW).then_some(frames as i32)
 }
 
-/// The most tokens a draft of `seconds` of audio may decode: fast speech
-/// is about 4 words, 8 tokens, a second.
-fn draft_tokens(seconds: f64) -> i32 {
-    (seconds.max(0.0) * 10.0).ceil() as i32 + 8
+/// The most tokens a segment of `seconds` of audio may decode: fast speech
+/// is about 4 words, 8 tokens, a second (more in scripts with short
+/// tokens). Drafts (live partials, no fallback) get less room.
+fn max_tokens(seconds: f64, draft: bool) -> i32 {
+    let (per_second, floor) = if draft { (10.0, 8) } else { (15.0, 16) };
+    (seconds.max(0.0) * per_second).ceil() as i32 + floor
 }
 
 /// Reusable whisper.cpp states (each holds its KV caches and buffers).
