@@ -153,6 +153,9 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, &'static str)> {
     let mut channels = wav_header_declaring(32);
     channels[22..24].copy_from_slice(&u16::MAX.to_le_bytes());
     channels.extend(vec![0u8; 32]);
+    // Found by fuzzing too: the same after bytes that are not a RIFF header.
+    let mut after_junk = vec![3u8, 255, 230];
+    after_junk.extend_from_slice(&channels);
     let mut huge = wav_header_declaring(u32::MAX - 64);
     huge.extend(vec![0u8; 16_000]);
     let mp3 = std::fs::read(common::misc("jfk.mp3")).unwrap();
@@ -171,6 +174,11 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         ("wav header, data missing", wav_no_data, "truncated_audio"),
         ("wav declaring 4 GB", huge, "audio_too_long"),
         ("wav with 65535 channels", channels, "not_audio"),
+        (
+            "wav with 65535 channels after junk",
+            after_junk,
+            "not_audio",
+        ),
         (
             "truncated mp3",
             mp3[..mp3.len() / 2 + 7].to_vec(),

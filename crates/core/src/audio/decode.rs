@@ -71,7 +71,7 @@ pub fn decode_bytes_reserving(
     reserve: &mut dyn FnMut(usize) -> bool,
 ) -> Result<Audio, AudioError> {
     let len = bytes.len() as u64;
-    check_wav_format(&bytes[..bytes.len().min(HEAD_BYTES)])?;
+    check_wav_format(&bytes)?;
     let mut hint = Hint::new();
     if let Some(ext) = extension {
         hint.with_extension(ext);
@@ -79,34 +79,31 @@ pub fn decode_bytes_reserving(
     decode_source(Box::new(Cursor::new(bytes)), len, &hint, limits, reserve)
 }
 
-/// How much of the start of a file [`check_wav_format`] looks at.
-const HEAD_BYTES: usize = 4096;
+/// How much of the start of a file [`check_wav_format`] looks at (all of
+/// an upload held in memory is).
+const HEAD_BYTES: usize = 64 * 1024;
 
 /// Refuses WAV headers that symphonia cannot be trusted with: its reader
 /// multiplies the `fmt ` chunk's channel count by the sample size in 16
 /// bits, which overflows (a panic where overflow checks are on) for absurd
-/// channel counts; no real file has more than a few dozen channels.
+/// channel counts; no real file has more than a few dozen channels. Every
+/// `fmt ` chunk in `head` is checked, not only one where a well-formed RIFF
+/// header puts it: symphonia's probe also finds a RIFF stream after junk.
 fn check_wav_format(head: &[u8]) -> Result<(), AudioError> {
-    if head.len() < 12 || &head[..4] != b"RIFF" || &head[8..12] != b"WAVE" {
-        return Ok(());
-    }
-    let mut at = 12;
-    while at + 8 <= head.len() {
-        let size = u32::from_le_bytes(head[at + 4..at + 8].try_into().expect("4 bytes")) as usize;
-        if &head[at..at + 4] == b"fmt " {
-            let Some(fmt) = head.get(at + 8..at + 24) else {
-                return Ok(());
-            };
-            let channels = u16::from_le_bytes([fmt[2], fmt[3]]);
-            let bits = u16::from_le_bytes([fmt[14], fmt[15]]);
-            if channels == 0 || u32::from(channels) * u32::from(bits / 8) > u32::from(u16::MAX) {
-                return Err(AudioError::NotAudio(format!(
-                    "a WAV header declaring {channels} channels of {bits} bits"
-                )));
-            }
-            return Ok(());
+    for at in 0..head.len().saturating_sub(4) {
+        if &head[at..at + 4] != b"fmt " {
+            continue;
         }
-        at = at.saturating_add(8).saturating_add(size + (size & 1));
+        let Some(fmt) = head.get(at + 8..at + 24) else {
+            continue;
+        };
+        let channels = u16::from_le_bytes([fmt[2], fmt[3]]);
+        let bits = u16::from_le_bytes([fmt[14], fmt[15]]);
+        if channels == 0 || u32::from(channels) * u32::from(bits / 8) > u32::from(u16::MAX) {
+            return Err(AudioError::NotAudio(format!(
+                "a WAV header declaring {channels} channels of {bits} bits"
+            )));
+        }
     }
     Ok(())
 }
