@@ -150,10 +150,16 @@ pub fn write_wav(path: &Path, samples: &[f32], rate: u32) {
     bytes.extend_from_slice(&16u16.to_le_bytes());
     bytes.extend_from_slice(b"data");
     bytes.extend_from_slice(&data_len.to_le_bytes());
-    for s in samples {
-        bytes.extend_from_slice(&((s.clamp(-1.0, 1.0) * 32767.0) as i16).to_le_bytes());
-    }
+    bytes.extend_from_slice(&pcm16(samples));
     std::fs::write(path, bytes).unwrap();
+}
+
+/// Samples in [-1, 1] as little-endian PCM16 bytes.
+pub fn pcm16(samples: &[f32]) -> Vec<u8> {
+    samples
+        .iter()
+        .flat_map(|s| ((s.clamp(-1.0, 1.0) * 32767.0) as i16).to_le_bytes())
+        .collect()
 }
 
 /// A recording of at least `min_seconds`: the clips in turn, repeated,

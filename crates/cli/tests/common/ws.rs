@@ -73,11 +73,7 @@ impl Client {
     pub fn stream(&mut self, audio: &[f32], paced: bool) {
         let start = Instant::now();
         for (i, frame) in audio.chunks(1600).enumerate() {
-            let bytes: Vec<u8> = frame
-                .iter()
-                .flat_map(|s| ((s.clamp(-1.0, 1.0) * 32767.0) as i16).to_le_bytes())
-                .collect();
-            self.send_binary(&bytes);
+            self.send_binary(&super::pcm16(frame));
             self.pump();
             if paced {
                 let due = start + Duration::from_millis(100 * (i as u64 + 1));

@@ -1,0 +1,179 @@
+//! OpenAI's Realtime transcription protocol end to end: the real server,
+//! real models, the official `openai` Python client and raw events.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::server::Server;
+use common::ws::Client;
+use serde_json::Value;
+
+/// Live tests measure behaviour in real time: one at a time, so two model
+/// servers do not share the two cores.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[test]
+fn openai_realtime_clients_get_deltas_while_speaking_and_one_completion_per_turn() {
+    let _one = exclusive();
+    let s = Server::start(&["--preload", "whisper-base"]);
+    s.wait_ready("whisper-base");
+    let dir = tempfile::tempdir().unwrap();
+    let clips: Vec<PathBuf> = common::golos()
+        .into_iter()
+        .map(|(p, _)| p)
+        .take(4)
+        .collect();
+    let (audio, spans) = common::joined_recording(&clips, 1.0);
+    let wav = dir.path().join("turns.wav");
+    common::write_wav(&wav, &audio, 16_000);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openai_realtime.py");
+    for shape in ["ga", "beta"] {
+        let out = std::process::Command::new("python3")
+            .arg(&script)
+            .arg(format!("{}/v1", s.base))
+            .arg(&wav)
+            .arg(shape)
+            .arg(spans.len().to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{shape}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let turns = v["turns"].as_array().unwrap();
+        assert_eq!(
+            turns.len(),
+            spans.len(),
+            "{shape}: one completion per clip: {v}"
+        );
+        for t in turns {
+            assert_eq!(
+                t["deltas"].as_str(),
+                t["transcript"].as_str(),
+                "{shape}: {t}"
+            );
+        }
+        assert!(
+            turns
+                .iter()
+                .any(|t| t["deltas_before_stop"].as_u64().unwrap() > 0),
+            "{shape}: no delta arrived while the user spoke: {v}"
+        );
+    }
+}
+
+#[test]
+fn openai_realtime_bad_input_gets_error_events_and_the_session_stays_open() {
+    let _one = exclusive();
+    let s = Server::start(&[
+        "--preload",
+        "gigaam-tiny",
+        "--default-model",
+        "gigaam-tiny",
+        "--api-key",
+        "k",
+    ]);
+    s.wait_ready_with_key("gigaam-tiny", "k");
+    let url = s
+        .url("/v1/realtime?intent=transcription")
+        .replace("http://", "ws://");
+    let request = |protocols: &str| {
+        use tungstenite::client::IntoClientRequest;
+        let mut r = url.as_str().into_client_request().unwrap();
+        r.headers_mut()
+            .insert("sec-websocket-protocol", protocols.parse().unwrap());
+        r
+    };
+    // Browsers pass the key as a subprotocol; `realtime` is selected.
+    let err = Client::connect_with(request("realtime, openai-insecure-api-key.wrong"))
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, tungstenite::Error::Http(ref r) if r.status() == 401),
+        "{err}"
+    );
+    let mut c = Client::connect_with(request("realtime, openai-insecure-api-key.k")).unwrap();
+    c.wait_for(Duration::from_secs(30), |r| !r.is_empty());
+    assert_eq!(c.received[0].1["type"], "session.created");
+    // Audio before any session.update is fine (the defaults apply).
+    c.send_text(r#"{"type":"input_audio_buffer.append","audio":"AAAAAAAAAAA="}"#);
+    for (event, code) in [
+        ("{not json", "invalid_json"),
+        (r#"{"type":"response.create"}"#, "invalid_value"),
+        (
+            r#"{"type":"input_audio_buffer.append","audio":"!!not base64!!","event_id":"e7"}"#,
+            "invalid_value",
+        ),
+        (
+            r#"{"type":"session.update","session":{"type":"realtime"}}"#,
+            "invalid_value",
+        ),
+        (
+            r#"{"type":"session.update","session":{"type":"transcription","audio":{"input":{"format":{"type":"audio/pcm","rate":16000}}}}}"#,
+            "invalid_value",
+        ),
+        (
+            r#"{"type":"input_audio_buffer.commit"}"#,
+            "input_audio_buffer_commit_empty",
+        ),
+    ] {
+        c.send_text(event);
+        c.wait_for(Duration::from_secs(10), |r| {
+            r.iter().any(|(_, m)| m["error"]["code"] == code)
+        });
+        c.received.clear();
+    }
+    c.send_text(r#"{"type":"input_audio_buffer.clear"}"#);
+    c.wait_for(Duration::from_secs(10), |r| {
+        r.iter()
+            .any(|(_, m)| m["type"] == "input_audio_buffer.cleared")
+    });
+    c.send_text(r#"{"type":"session.update","session":{"type":"transcription","audio":{"input":{"turn_detection":null}}}}"#);
+    c.wait_for(Duration::from_secs(10), |r| {
+        r.iter().any(|(_, m)| m["type"] == "session.updated")
+    });
+    // With turn_detection null the client commits its turn.
+    let golos = glagol_core::audio::decode_file(&common::golos()[0].0, &Default::default())
+        .unwrap()
+        .samples;
+    let pcm24 = glagol_core::audio::resample(&golos, 16_000, 24_000);
+    for frame in pcm24.chunks(2400) {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(common::pcm16(frame));
+        c.send_text(&format!(
+            r#"{{"type":"input_audio_buffer.append","audio":"{b64}"}}"#
+        ));
+    }
+    c.send_text(r#"{"type":"input_audio_buffer.commit"}"#);
+    c.wait_for(Duration::from_secs(30), |r| {
+        r.iter()
+            .any(|(_, m)| m["type"] == "conversation.item.input_audio_transcription.completed")
+    });
+    assert!(c
+        .types()
+        .contains(&"input_audio_buffer.committed".to_string()));
+    assert!(!c
+        .types()
+        .contains(&"input_audio_buffer.speech_started".to_string()));
+    // Without intent=transcription: refused before the upgrade.
+    let bare = s.url("/v1/realtime").replace("http://", "ws://");
+    let mut r = {
+        use tungstenite::client::IntoClientRequest;
+        bare.as_str().into_client_request().unwrap()
+    };
+    r.headers_mut()
+        .insert("authorization", "Bearer k".parse().unwrap());
+    let err = Client::connect_with(r).err().unwrap();
+    assert!(
+        matches!(err, tungstenite::Error::Http(ref r) if r.status() == 400),
+        "{err}"
+    );
+}
