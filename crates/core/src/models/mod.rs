@@ -7,10 +7,12 @@
 //! corruption without network access.
 
 pub mod catalog;
+mod detect;
 pub mod download;
 mod store;
 
 pub use catalog::{
     find as find_in_catalog, CatalogEntry, CatalogFile, Checksum, EngineKind, CATALOG,
 };
-pub use store::{detect, InstalledModel, ModelStore, ResolvedModel, StoreError, VerifyReport};
+pub use detect::detect;
+pub use store::{InstalledModel, ModelStore, ResolvedModel, StoreError, VerifyReport};

@@ -8,6 +8,7 @@
 
 mod outbox;
 mod schema;
+mod upkeep;
 
 use std::time::Duration;
 
@@ -17,11 +18,11 @@ use deadpool_postgres::{
 };
 use tokio_postgres::types::ToSql;
 
-use self::schema::{complete, job_from_row, load, JOB_COLUMNS};
+use self::schema::{complete, end_attempt, job_from_row, load, JOB_COLUMNS};
 use super::model::{JobEvent, JobProgress, JobRecord, JobStatus, NewJob, Outcome};
 use super::store::{
-    after_interruption, retry_delay_ms, Cancelled, Delivery, DeliveryResult, Expired, Heartbeat,
-    Inserted, JobStore, ListQuery, QueueStats, StoreError, REQUEUED,
+    Cancelled, Delivery, DeliveryResult, Expired, Heartbeat, Inserted, JobStore, ListQuery,
+    QueueStats, StoreError,
 };
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -87,20 +88,6 @@ async fn add_event(
     )
     .await?;
     Ok(seq as u64)
-}
-
-async fn end_attempt(
-    tx: &Transaction<'_>,
-    id: &str,
-    attempt: u32,
-    outcome: &str,
-) -> Result<(), StoreError> {
-    tx.execute(
-        "UPDATE job_attempts SET ended_at = glagol_now_ms(), outcome = $3 WHERE job_id = $1 AND attempt = $2",
-        &[&id, &(attempt as i32), &outcome],
-    )
-    .await?;
-    Ok(())
 }
 
 /// The terminal event and webhook outbox row of a job that just ended.
@@ -439,42 +426,9 @@ impl JobStore for PgStore {
     async fn recover(&self, all: bool) -> Result<u64, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let stuck = tx
-            .query(
-                "SELECT id, attempt, max_attempts, cancel_requested FROM jobs \
-                 WHERE status = 'running' AND ($1 OR lease_until < glagol_now_ms()) \
-                 FOR UPDATE SKIP LOCKED",
-                &[&all],
-            )
-            .await?;
-        for row in &stuck {
-            let id: String = row.get(0);
-            let attempt = row.get::<_, i32>(1) as u32;
-            let max_attempts = row.get::<_, i32>(2) as u32;
-            let cancel: bool = row.get(3);
-            end_attempt(&tx, &id, attempt, "interrupted").await?;
-            if let Some(outcome) = after_interruption(attempt, max_attempts, cancel) {
-                let e = outcome.ending();
-                tx.execute(
-                    "UPDATE jobs SET status = $2, error_code = $3, error_message = $4, \
-                     finished_at = glagol_now_ms(), lease_owner = NULL, lease_until = NULL WHERE id = $1",
-                    &[&id, &e.status, &e.error_code, &e.error_message],
-                )
-                .await?;
-                ended(&tx, &id).await?;
-            } else {
-                tx.execute(
-                    "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_until = NULL, \
-                     run_after = glagol_now_ms() + $2 WHERE id = $1",
-                    &[&id, &retry_delay_ms(attempt)],
-                )
-                .await?;
-                let data = serde_json::json!({"attempt": attempt, "reason": REQUEUED});
-                add_event(&tx, &id, "queued", &data.to_string()).await?;
-            }
-        }
+        let recovered = upkeep::recover(&tx, all).await?;
         tx.commit().await?;
-        Ok(stuck.len() as u64)
+        Ok(recovered)
     }
 
     async fn stats(&self) -> Result<QueueStats, StoreError> {
@@ -502,42 +456,7 @@ impl JobStore for PgStore {
     ) -> Result<Expired, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let mut expired = Expired::default();
-        let audio = tx
-            .query(
-                "UPDATE jobs j SET audio_path = NULL FROM (SELECT id, audio_path FROM jobs \
-                 WHERE audio_path IS NOT NULL AND finished_at IS NOT NULL \
-                 AND finished_at <= glagol_now_ms() - $1 FOR UPDATE SKIP LOCKED) old \
-                 WHERE j.id = old.id RETURNING old.audio_path",
-                &[&(audio_after.as_millis() as i64)],
-            )
-            .await?;
-        expired
-            .files
-            .extend(audio.iter().map(|r| r.get::<_, String>(0)));
-        let old = tx
-            .query(
-                "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE finished_at IS NOT NULL \
-                 AND finished_at <= glagol_now_ms() - $1 FOR UPDATE SKIP LOCKED) \
-                 RETURNING id, audio_path, result_path",
-                &[&(results_after.as_millis() as i64)],
-            )
-            .await?;
-        for row in &old {
-            let id: String = row.get(0);
-            for table in ["job_events", "job_attempts"] {
-                tx.execute(&format!("DELETE FROM {table} WHERE job_id = $1"), &[&id])
-                    .await?;
-            }
-            tx.execute(
-                "DELETE FROM webhook_deliveries WHERE job_id = $1 AND state != 'pending'",
-                &[&id],
-            )
-            .await?;
-            expired.files.extend(row.get::<_, Option<String>>(1));
-            expired.files.extend(row.get::<_, Option<String>>(2));
-            expired.jobs_deleted += 1;
-        }
+        let expired = upkeep::expire(&tx, audio_after, results_after).await?;
         tx.commit().await?;
         Ok(expired)
     }

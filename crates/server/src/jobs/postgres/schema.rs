@@ -3,7 +3,7 @@
 //! mapping. Times are Unix milliseconds from the database's clock
 //! (`glagol_now_ms()`), never a node's, so leases mean the same to all.
 
-use deadpool_postgres::GenericClient;
+use deadpool_postgres::{GenericClient, Transaction};
 use tokio_postgres::Row;
 
 use crate::jobs::model::{AttemptInfo, DeliveryState, JobParams, JobRecord, JobStatus};
@@ -232,5 +232,20 @@ pub async fn complete<C: GenericClient>(c: &C, job: &mut JobRecord) -> Result<()
             })
         })
         .collect::<Result<_, StoreError>>()?;
+    Ok(())
+}
+
+/// Closes the record of one attempt with its outcome.
+pub async fn end_attempt(
+    tx: &Transaction<'_>,
+    id: &str,
+    attempt: u32,
+    outcome: &str,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE job_attempts SET ended_at = glagol_now_ms(), outcome = $3 WHERE job_id = $1 AND attempt = $2",
+        &[&id, &(attempt as i32), &outcome],
+    )
+    .await?;
     Ok(())
 }

@@ -441,22 +441,7 @@ impl JobStore for SqliteStore {
     }
 
     async fn stats(&self) -> Result<QueueStats, StoreError> {
-        self.call(|conn| {
-            Ok(conn.query_row(
-                "SELECT COALESCE(SUM(status = 'queued'), 0), COALESCE(SUM(status = 'running'), 0), \
-                 MIN(CASE WHEN status = 'queued' THEN created_at END) \
-                 FROM jobs WHERE status IN ('queued', 'running')",
-                [],
-                |r| {
-                    Ok(QueueStats {
-                        queued: r.get::<_, i64>(0)? as u64,
-                        running: r.get::<_, i64>(1)? as u64,
-                        oldest_queued_at: r.get(2)?,
-                    })
-                },
-            )?)
-        })
-        .await
+        self.call(upkeep::stats).await
     }
 
     async fn expire(

@@ -7,7 +7,9 @@ use rusqlite::{params, Connection};
 
 use super::{add_event, ended};
 use crate::jobs::model::now_ms;
-use crate::jobs::store::{after_interruption, retry_delay_ms, Expired, StoreError, REQUEUED};
+use crate::jobs::store::{
+    after_interruption, retry_delay_ms, Expired, QueueStats, StoreError, REQUEUED,
+};
 
 /// Requeues running jobs whose lease ended (all of them with `all`), or
 /// ends them: cancelled if a cancel was asked, else `attempts_exhausted`
@@ -92,4 +94,21 @@ pub fn expire(
     }
     tx.commit()?;
     Ok(expired)
+}
+
+/// How many jobs wait and run, and when the oldest waiting one came.
+pub fn stats(conn: &mut Connection) -> Result<QueueStats, StoreError> {
+    Ok(conn.query_row(
+        "SELECT COALESCE(SUM(status = 'queued'), 0), COALESCE(SUM(status = 'running'), 0), \
+         MIN(CASE WHEN status = 'queued' THEN created_at END) \
+         FROM jobs WHERE status IN ('queued', 'running')",
+        [],
+        |r| {
+            Ok(QueueStats {
+                queued: r.get::<_, i64>(0)? as u64,
+                running: r.get::<_, i64>(1)? as u64,
+                oldest_queued_at: r.get(2)?,
+            })
+        },
+    )?)
 }
