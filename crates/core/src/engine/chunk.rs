@@ -7,10 +7,10 @@ use crate::vad::SpeechSegment;
 
 /// Overlap between consecutive windows over speech that has no pause.
 const OVERLAP_S: f64 = 2.0;
-/// Speech separated by a pause at least this long starts a new chunk even
-/// when both would fit in one: a long pause is a natural boundary and
-/// little context crosses it.
-const SPLIT_PAUSE_S: f64 = 1.0;
+/// For GigaAM: speech separated by a pause at least this long starts a new
+/// chunk even when both would fit in one. Its encoder gains little from
+/// audio across a pause, and shorter chunks batch better.
+pub const SPLIT_PAUSE_S: f64 = 1.0;
 
 /// A span of samples to recognise, and the part of the timeline (seconds)
 /// whose tokens it contributes: everything, except where windows overlap.
@@ -23,11 +23,11 @@ pub struct Chunk {
 }
 
 /// Groups speech segments into chunks of at most `max` samples, cutting
-/// only at pauses (always at pauses of [`SPLIT_PAUSE_S`] or more); a
+/// only at pauses (always at pauses of `split_pause_s` or more); a
 /// segment longer than `max` is covered by overlapping windows whose
 /// overlaps are split at their midpoint.
-pub fn plan(speech: &[SpeechSegment], len: usize, max: usize) -> Vec<Chunk> {
-    let split_pause = (SPLIT_PAUSE_S * SAMPLE_RATE as f64) as usize;
+pub fn plan(speech: &[SpeechSegment], len: usize, max: usize, split_pause_s: f64) -> Vec<Chunk> {
+    let split_pause = (split_pause_s * SAMPLE_RATE as f64) as usize;
     let whole = |start: usize, end: usize| Chunk {
         start,
         end,
@@ -151,13 +151,17 @@ mod tests {
             seg(24.5, 30.0),
             seg(32.0, 33.0),
         ];
-        let c = plan(&speech, 34 * SR, 20 * SR);
+        let c = plan(&speech, 34 * SR, 20 * SR, SPLIT_PAUSE_S);
         assert_eq!(c.len(), 3);
         assert_eq!((c[0].start, c[0].end), (SR / 2, 15 * SR));
         assert_eq!((c[1].start, c[1].end), (31 * SR / 2, 30 * SR));
         // A 2 s pause always splits.
         assert_eq!((c[2].start, c[2].end), (32 * SR, 33 * SR));
         assert!(c.iter().all(|c| c.end - c.start <= 20 * SR));
+        // With a longer split pause, the 2 s pause packs like the others.
+        let c = plan(&speech, 34 * SR, 20 * SR, 3.0);
+        assert_eq!(c.len(), 2);
+        assert_eq!((c[1].start, c[1].end), (31 * SR / 2, 33 * SR));
     }
 
     #[test]
@@ -184,7 +188,7 @@ mod tests {
 
     #[test]
     fn long_speech_without_pauses_gets_overlapping_windows() {
-        let c = plan(&[seg(1.0, 50.0)], 51 * SR, 20 * SR);
+        let c = plan(&[seg(1.0, 50.0)], 51 * SR, 20 * SR, SPLIT_PAUSE_S);
         assert!(c.len() >= 3);
         assert_eq!(c[0].start, SR);
         assert_eq!(c.last().unwrap().end, 50 * SR);

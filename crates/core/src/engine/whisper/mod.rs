@@ -98,7 +98,7 @@ impl WhisperEngine {
         };
         let mut emitter = SegmentEmitter::new(opts.events.as_ref(), duration);
         match self.speech_chunks(audio, opts) {
-            Some(chunks) => {
+            Some(plan) => {
                 let long = long::LongAudio {
                     audio,
                     language: &language,
@@ -106,7 +106,7 @@ impl WhisperEngine {
                     prompt: opts.initial_prompt.as_deref().map(bounded_prompt),
                     opts,
                 };
-                self.run_chunks(&long, &chunks, &mut emitter)?;
+                self.run_chunks(&long, &plan, &mut emitter)?;
             }
             None => self.with_state(opts, |state| {
                 self.run_pieces(state, audio, opts, &language, threads, &mut emitter)
