@@ -22,14 +22,16 @@ use crate::engine::chunk::{self, Chunk};
 use crate::engine::{EngineError, Segment, SegmentEmitter, TranscribeOptions, ENGINE_STACK_BYTES};
 use crate::vad::VadConfig;
 
-/// Longest chunk, in seconds: its encoder window stays under the full one.
-pub const CHUNK_S: f64 = 28.0;
-/// Only a pause this long ends a chunk that has room for more speech.
-/// Whisper recognises a sentence better with its neighbours in the window
-/// (it was trained on 30 s windows of running speech): packing speech up to
-/// [`CHUNK_S`] instead of cutting at every 1 s pause took the 5-minute Golos
-/// recordings of `scripts/bench/long_audio_wer.py` from 52.0 to 46.4 % WER,
-/// for about a third more time (longer windows, pauses encoded).
+/// Longest chunk, in seconds. Whisper recognises a sentence better with
+/// its neighbours in the window (it was trained on 30 s windows of running
+/// speech), but a longer window costs more than its share: on the 5-minute
+/// Golos recordings of `scripts/bench/long_audio_wer.py` (q8_0, 2 threads),
+/// chunks of up to 10 / 15 / 20 / 28 s gave 51.8 / 48.0 / 47.5 / 46.4 % WER
+/// and took 15.8 / 16.9 / 18.3 / 21.2 s (one chunk per sentence, as cutting
+/// at every 1 s pause gives: 52.0 % in 15.8 s).
+pub const CHUNK_S: f64 = 20.0;
+/// Only a pause this long ends a chunk that has room for more speech; the
+/// pauses between sentences stay in, for the context they carry.
 const SPLIT_PAUSE_S: f64 = 3.0;
 /// Most chunks recognised at once (each holds a whisper.cpp state).
 const MAX_LANES: usize = 4;
