@@ -7,9 +7,9 @@ use crate::vad::SpeechSegment;
 
 /// Overlap between consecutive windows over speech that has no pause.
 const OVERLAP_S: f64 = 2.0;
-/// For GigaAM: speech separated by a pause at least this long starts a new
-/// chunk even when both would fit in one. Its encoder gains little from
-/// audio across a pause, and shorter chunks batch better.
+/// GigaAM's split pause: speech separated by a pause at least this long
+/// starts a new chunk even when both would fit in one, a long pause being a
+/// natural boundary. (Whisper uses a longer one: it gains from the context.)
 pub const SPLIT_PAUSE_S: f64 = 1.0;
 
 /// A span of samples to recognise, and the part of the timeline (seconds)

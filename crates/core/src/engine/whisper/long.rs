@@ -4,7 +4,7 @@
 //! Given more than 30 s, whisper.cpp slides its full window along the audio
 //! on one state, each window conditioned on the text before it, so the
 //! work is serial and silence costs as much as speech. Instead the VAD's
-//! speech is packed into chunks that nearly fill the window, cut at pauses
+//! speech is packed into chunks of up to [`CHUNK_S`], cut at pauses
 //! ([`chunk::plan`]; long pauses always cut); each chunk is encoded over
 //! its own length, silence between chunks is skipped, and chunks run at
 //! once, each on its own whisper.cpp state.
@@ -94,12 +94,12 @@ impl WhisperEngine {
         };
         let speech = self.speech(audio, config)?;
         let max = (CHUNK_S * SAMPLE_RATE as f64) as usize;
-        let seconds = |samples: usize| samples as f64 / SAMPLE_RATE as f64;
+        let in_seconds = |samples: usize| samples as f64 / SAMPLE_RATE as f64;
         Some(LongPlan {
             chunks: chunk::plan(&speech, audio.len(), max, SPLIT_PAUSE_S),
             speech: speech
                 .iter()
-                .map(|s| (seconds(s.start), seconds(s.end)))
+                .map(|s| (in_seconds(s.start), in_seconds(s.end)))
                 .collect(),
         })
     }
