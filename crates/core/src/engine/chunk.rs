@@ -7,10 +7,13 @@ use crate::vad::SpeechSegment;
 
 /// Overlap between consecutive windows over speech that has no pause.
 const OVERLAP_S: f64 = 2.0;
-/// GigaAM's split pause: speech separated by a pause at least this long
-/// starts a new chunk even when both would fit in one, a long pause being a
-/// natural boundary. (Whisper uses a longer one: it gains from the context.)
-pub const SPLIT_PAUSE_S: f64 = 1.0;
+/// GigaAM's pauses: speech separated by a pause of 1 s or more starts a
+/// new chunk even when both would fit in one, and pauses are recognised
+/// whole. (Whisper packs more: it gains from the context.)
+pub const GIGAAM_PAUSES: Pauses = Pauses {
+    split_s: 1.0,
+    counted_s: f64::INFINITY,
+};
 
 /// A span of samples to recognise, and the part of the timeline (seconds)
 /// whose tokens it contributes: everything, except where windows overlap.
@@ -22,12 +25,25 @@ pub struct Chunk {
     pub keep_to: f64,
 }
 
+/// How chunking treats the pauses between stretches of speech.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pauses {
+    /// A pause at least this long always ends a chunk, a long pause being
+    /// a natural boundary.
+    pub split_s: f64,
+    /// How much of a shorter pause counts toward the chunk's length: the
+    /// engine cuts the rest out before recognition (`f64::INFINITY`: it
+    /// keeps whole pauses).
+    pub counted_s: f64,
+}
+
 /// Groups speech segments into chunks of at most `max` samples, cutting
-/// only at pauses (always at pauses of `split_pause_s` or more); a
+/// only at pauses (always at pauses of `pauses.split_s` or more); a
 /// segment longer than `max` is covered by overlapping windows whose
 /// overlaps are split at their midpoint.
-pub fn plan(speech: &[SpeechSegment], len: usize, max: usize, split_pause_s: f64) -> Vec<Chunk> {
-    let split_pause = (split_pause_s * SAMPLE_RATE as f64) as usize;
+pub fn plan(speech: &[SpeechSegment], len: usize, max: usize, pauses: Pauses) -> Vec<Chunk> {
+    let in_samples = |s: f64| (s * SAMPLE_RATE as f64).min(usize::MAX as f64) as usize;
+    let (split_pause, counted_pause) = (in_samples(pauses.split_s), in_samples(pauses.counted_s));
     let whole = |start: usize, end: usize| Chunk {
         start,
         end,
@@ -35,29 +51,32 @@ pub fn plan(speech: &[SpeechSegment], len: usize, max: usize, split_pause_s: f64
         keep_to: f64::INFINITY,
     };
     let mut chunks = Vec::new();
-    let mut current: Option<(usize, usize)> = None;
+    // The open chunk's start and end, and its length with pauses as counted.
+    let mut current: Option<(usize, usize, usize)> = None;
     for seg in speech {
         let (s, e) = (seg.start.min(len), seg.end.min(len));
         if e <= s {
             continue;
         }
-        match current {
-            Some((cs, ce)) if e - cs <= max && s.saturating_sub(ce) < split_pause => {
-                current = Some((cs, e))
-            }
-            _ => {
-                if let Some((cs, ce)) = current.take() {
-                    chunks.push(whole(cs, ce));
-                }
-                if e - s <= max {
-                    current = Some((s, e));
-                } else {
-                    chunks.extend(windows(s, e, max));
-                }
-            }
+        let joined = current.and_then(|(cs, ce, length)| {
+            let pause = s.saturating_sub(ce);
+            let length = length + pause.min(counted_pause) + (e - s);
+            (length <= max && pause < split_pause).then_some((cs, e, length))
+        });
+        if joined.is_some() {
+            current = joined;
+            continue;
+        }
+        if let Some((cs, ce, _)) = current.take() {
+            chunks.push(whole(cs, ce));
+        }
+        if e - s <= max {
+            current = Some((s, e, e - s));
+        } else {
+            chunks.extend(windows(s, e, max));
         }
     }
-    if let Some((cs, ce)) = current {
+    if let Some((cs, ce, _)) = current {
         chunks.push(whole(cs, ce));
     }
     chunks
@@ -151,7 +170,7 @@ mod tests {
             seg(24.5, 30.0),
             seg(32.0, 33.0),
         ];
-        let c = plan(&speech, 34 * SR, 20 * SR, SPLIT_PAUSE_S);
+        let c = plan(&speech, 34 * SR, 20 * SR, GIGAAM_PAUSES);
         assert_eq!(c.len(), 3);
         assert_eq!((c[0].start, c[0].end), (SR / 2, 15 * SR));
         assert_eq!((c[1].start, c[1].end), (31 * SR / 2, 30 * SR));
@@ -159,9 +178,24 @@ mod tests {
         assert_eq!((c[2].start, c[2].end), (32 * SR, 33 * SR));
         assert!(c.iter().all(|c| c.end - c.start <= 20 * SR));
         // With a longer split pause, the 2 s pause packs like the others.
-        let c = plan(&speech, 34 * SR, 20 * SR, 3.0);
+        let longer = Pauses {
+            split_s: 3.0,
+            ..GIGAAM_PAUSES
+        };
+        let c = plan(&speech, 34 * SR, 20 * SR, longer);
         assert_eq!(c.len(), 2);
         assert_eq!((c[1].start, c[1].end), (31 * SR / 2, 33 * SR));
+        // 18 s of speech and two 2 s pauses: too long for one chunk of
+        // 20 s, unless at most 0.1 s of each pause counts.
+        let sparse = [seg(0.0, 8.0), seg(10.0, 18.0), seg(20.0, 22.0)];
+        assert_eq!(plan(&sparse, 22 * SR, 20 * SR, longer).len(), 2);
+        let counted = Pauses {
+            counted_s: 0.1,
+            ..longer
+        };
+        let c = plan(&sparse, 22 * SR, 20 * SR, counted);
+        assert_eq!(c.len(), 1);
+        assert_eq!((c[0].start, c[0].end), (0, 22 * SR));
     }
 
     #[test]
@@ -188,7 +222,7 @@ mod tests {
 
     #[test]
     fn long_speech_without_pauses_gets_overlapping_windows() {
-        let c = plan(&[seg(1.0, 50.0)], 51 * SR, 20 * SR, SPLIT_PAUSE_S);
+        let c = plan(&[seg(1.0, 50.0)], 51 * SR, 20 * SR, GIGAAM_PAUSES);
         assert!(c.len() >= 3);
         assert_eq!(c[0].start, SR);
         assert_eq!(c.last().unwrap().end, 50 * SR);

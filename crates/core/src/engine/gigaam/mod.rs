@@ -285,7 +285,7 @@ impl GigaamEngine {
         }
         let speech = crate::vad::speech_segments(self.vad()?, audio, Default::default())
             .map_err(|e| EngineError::Inference(e.to_string()))?;
-        Ok(chunk::plan(&speech, audio.len(), max, chunk::SPLIT_PAUSE_S))
+        Ok(chunk::plan(&speech, audio.len(), max, chunk::GIGAAM_PAUSES))
     }
 
     /// The segment of one recognised chunk (None when it holds no tokens).

@@ -6,8 +6,9 @@
 //! work is serial and silence costs as much as speech. Instead the VAD's
 //! speech is packed into chunks of up to [`CHUNK_S`], cut at pauses
 //! ([`chunk::plan`]; long pauses always cut); each chunk is encoded over
-//! its own length, silence between chunks is skipped, and chunks run at
-//! once, each on its own whisper.cpp state.
+//! its own length with the pauses inside it shortened ([`super::pauses`]),
+//! silence between chunks is skipped, and chunks run at once, each on its
+//! own whisper.cpp state.
 //! A chunk is conditioned only on the caller's prompt, never on the text
 //! of the chunk before it (as in faster-whisper's batched pipeline), so
 //! the transcript does not depend on how many chunks run at once.
@@ -16,9 +17,10 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
+use super::pauses::{self, Condensed};
 use super::{Piece, WhisperEngine};
 use crate::audio::SAMPLE_RATE;
-use crate::engine::chunk::{self, Chunk};
+use crate::engine::chunk::{self, Chunk, Pauses};
 use crate::engine::{EngineError, Segment, SegmentEmitter, TranscribeOptions, ENGINE_STACK_BYTES};
 use crate::vad::VadConfig;
 
@@ -30,9 +32,16 @@ use crate::vad::VadConfig;
 /// and took 15.8 / 16.9 / 18.3 / 21.2 s (one chunk per sentence, as cutting
 /// at every 1 s pause gives: 52.0 % in 15.8 s).
 pub const CHUNK_S: f64 = 20.0;
-/// Only a pause this long ends a chunk that has room for more speech; the
-/// pauses between sentences stay in, for the context they carry.
-const SPLIT_PAUSE_S: f64 = 3.0;
+/// Only a pause of 3 s or more ends a chunk that has room for more speech;
+/// shorter pauses between sentences stay in, for the context they carry,
+/// but only as much of each as [`pauses::KEPT_PAUSE_S`] (the rest is cut
+/// out before the encoder hears it) counts toward the chunk's length.
+fn pauses() -> Pauses {
+    Pauses {
+        split_s: 3.0,
+        counted_s: pauses::KEPT_PAUSE_S,
+    }
+}
 /// Most chunks recognised at once (each holds a whisper.cpp state).
 const MAX_LANES: usize = 4;
 
@@ -96,7 +105,7 @@ impl WhisperEngine {
         let max = (CHUNK_S * SAMPLE_RATE as f64) as usize;
         let in_seconds = |samples: usize| samples as f64 / SAMPLE_RATE as f64;
         Some(LongPlan {
-            chunks: chunk::plan(&speech, audio.len(), max, SPLIT_PAUSE_S),
+            chunks: chunk::plan(&speech, audio.len(), max, pauses()),
             speech: speech
                 .iter()
                 .map(|s| (in_seconds(s.start), in_seconds(s.end)))
@@ -119,9 +128,10 @@ impl WhisperEngine {
         let duration = emitter.duration();
         let recognise = |i: usize| -> Result<Vec<Segment>, EngineError> {
             let chunk = &chunks[i];
+            let condensed = Condensed::new(long.audio, chunk.start, chunk.end, &plan.speech);
             let piece = Piece {
-                audio: &long.audio[chunk.start..chunk.end],
-                offset: chunk.start as f64 / SAMPLE_RATE as f64,
+                audio: &condensed.audio,
+                offset: 0.0,
                 language: long.language,
                 threads,
                 prompt: long.prompt,
@@ -130,7 +140,9 @@ impl WhisperEngine {
             self.with_state(long.opts, |state| {
                 self.full(state, piece, long.opts, &mut own)
             })?;
-            Ok(own.into_segments())
+            let mut segments = own.into_segments();
+            segments.iter_mut().for_each(|s| condensed.restore(s));
+            Ok(segments)
         };
         let (tx, rx) = mpsc::channel();
         std::thread::scope(|scope| {

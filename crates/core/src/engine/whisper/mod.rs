@@ -13,6 +13,7 @@
 
 mod language;
 mod long;
+mod pauses;
 pub mod quantize;
 mod segments;
 
