@@ -471,3 +471,25 @@ fn long_audio_in_parallel_chunks_matches_sequential_chunks() {
         );
     }
 }
+
+#[test]
+fn long_audio_language_is_detected_from_its_speech() {
+    let g = Glagol::new();
+    let dir = tempfile::tempdir().unwrap();
+    // Over 30 s of silence first: the window whisper.cpp would detect on
+    // holds no speech at all.
+    let limits = glagol_core::audio::AudioLimits::default();
+    let german = glagol_core::audio::decode_file(&misc("living_room_light_de.wav"), &limits)
+        .unwrap()
+        .samples;
+    let mut samples = vec![0.0f32; 32 * 16_000];
+    samples.extend_from_slice(&german);
+    samples.extend(vec![0.0f32; 16_000]);
+    let long = dir.path().join("late.wav");
+    common::write_wav(&long, &samples, 16_000);
+    let out = &verbose(&g, &["-l", "auto"], &[long.as_path()])[0];
+    assert_eq!(out["language"], "german", "{out}");
+    let segments = out["segments"].as_array().unwrap();
+    assert!(!segments.is_empty(), "{out}");
+    assert!(segments[0]["start"].as_f64().unwrap() >= 31.0, "{out}");
+}

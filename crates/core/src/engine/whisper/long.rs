@@ -69,6 +69,33 @@ pub(super) struct LongPlan {
     pub speech: Vec<(f64, f64)>,
 }
 
+/// Speech enough to tell a language by, in seconds: its detection window is
+/// then 512 encoder frames, a third of the 30 s one whisper.cpp detects on.
+const DETECT_HEAD_S: f64 = 8.9;
+
+impl LongPlan {
+    /// The audio's first [`DETECT_HEAD_S`] of speech, pauses shortened as
+    /// the chunks have them, to detect its language from: the first 30 s
+    /// may be music or silence, and cost a full encoder window.
+    pub fn speech_head(&self, audio: &[f32]) -> Vec<f32> {
+        let wanted = (DETECT_HEAD_S * SAMPLE_RATE as f64) as usize;
+        let mut head = Vec::with_capacity(wanted);
+        for chunk in &self.chunks {
+            if head.len() >= wanted {
+                break;
+            }
+            // Condensing no more than twice the head of a chunk bounds the
+            // copy; a chunk with more pause than that gives less speech.
+            let end = chunk.end.min(chunk.start + 2 * wanted);
+            let condensed = Condensed::new(audio, chunk.start, end, &self.speech);
+            head.extend_from_slice(
+                &condensed.audio[..condensed.audio.len().min(wanted - head.len())],
+            );
+        }
+        head
+    }
+}
+
 /// Whisper times a segment from the end of the one before it, so in a chunk
 /// that holds several sentences a segment after a pause starts in the pause.
 /// The VAD knows better: a segment's start moves forward to its first

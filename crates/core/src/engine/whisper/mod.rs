@@ -17,6 +17,7 @@ mod pauses;
 pub mod quantize;
 mod segments;
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -94,11 +95,18 @@ impl WhisperEngine {
                 "this Whisper model is English-only and cannot translate".into(),
             ));
         }
-        let Some((language, language_probability)) = self.language(audio, opts, threads)? else {
+        let plan = self.speech_chunks(audio, opts);
+        // whisper.cpp detects from the first 30 s; long audio is detected
+        // from its first speech instead, over a smaller window.
+        let head = match &plan {
+            Some(plan) => Cow::Owned(plan.speech_head(audio)),
+            None => Cow::Borrowed(&audio[..audio.len().min(30 * SAMPLE_RATE as usize)]),
+        };
+        let Some((language, language_probability)) = self.language(&head, opts, threads)? else {
             return Ok(Transcript::empty(duration, opts.task, None));
         };
         let mut emitter = SegmentEmitter::new(opts.events.as_ref(), duration);
-        match self.speech_chunks(audio, opts) {
+        match plan {
             Some(plan) => {
                 let long = long::LongAudio {
                     audio,
@@ -181,11 +189,12 @@ impl WhisperEngine {
         }
     }
 
-    /// The language to decode in and, when detected, its probability; None
-    /// for empty audio with nothing to detect from.
+    /// The language to decode in and, when detected (from `head`, at most
+    /// 30 s of audio), its probability; None when there is nothing to
+    /// detect from.
     fn language(
         &self,
-        audio: &[f32],
+        head: &[f32],
         opts: &TranscribeOptions,
         threads: usize,
     ) -> Result<Option<(String, Option<f32>)>, EngineError> {
@@ -201,12 +210,11 @@ impl WhisperEngine {
             }
             _ if !self.ctx.is_multilingual() => ("en".to_string(), None),
             _ => {
-                if audio.is_empty() {
+                if head.is_empty() {
                     return Ok(None);
                 }
-                // whisper.cpp detects from the first 30 s window; do it
-                // here so the probability can be reported.
-                let head = &audio[..audio.len().min(30 * SAMPLE_RATE as usize)];
+                // Detected here, not by whisper_full, so the probability
+                // can be reported.
                 let (id, probs) =
                     self.detect_states
                         .detect(&self.ctx, head, threads, self.full_window)?;
