@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::hooks::{Receiver, Reply, SECRET};
-use common::jobs::{accepted, events, long_audio, text, wait_status, Store};
+use common::jobs::{accepted, events, long_audio, text, wait_running_for, wait_status, Store};
 use common::server::jfk;
 
 fn webhooks_are_signed_and_retried_until_one_is_delivered(store: &Store) {
@@ -119,16 +119,9 @@ fn a_crash_loses_no_accepted_job(store: &Store) {
             )
         })
         .collect();
-    // Kill the server while the first job is part way through.
-    let start = Instant::now();
-    loop {
-        let (_, job) = s.get(&format!("/v1/jobs/{}", ids[0]));
-        if job["status"] == "running" && job["progress"]["segments_done"].as_u64() > Some(0) {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(120), "{job}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // Kill the server while the first job is part way through (recognising
+    // 40 s takes this machine several seconds).
+    wait_running_for(&s, &ids[0], Duration::from_secs(1));
     let s = store.restart(s.crash(), &args);
     for id in &ids {
         let job = wait_status(
@@ -171,15 +164,7 @@ fn a_crash_loses_no_accepted_job(store: &Store) {
 fn sigterm_hands_running_jobs_back_for_the_next_start(store: &Store) {
     let s = store.start(&[]);
     let id = accepted(&s, &[("language", "ru")], &long_audio(60.0));
-    let start = Instant::now();
-    loop {
-        let (_, job) = s.get(&format!("/v1/jobs/{id}"));
-        if job["status"] == "running" && job["progress"]["segments_done"].as_u64() > Some(0) {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(120), "{job}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_running_for(&s, &id, Duration::from_secs(1));
     let mut s = s;
     common::server::signal(s.pid(), 15);
     let exit = s.child.wait().unwrap();

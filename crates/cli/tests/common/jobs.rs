@@ -113,6 +113,25 @@ pub fn wait_status(s: &Server, id: &str, wanted: &[&str], limit: Duration) -> Va
     }
 }
 
+/// Waits until job `id` has been running for `time`, so that it is part
+/// way through (progress is no sign of that: chunks recognised side by side
+/// report together, and the last of them ends the job).
+pub fn wait_running_for(s: &Server, id: &str, time: Duration) {
+    let start = Instant::now();
+    let mut running_since = None;
+    loop {
+        let (_, job) = s.get(&format!("/v1/jobs/{id}"));
+        if job["status"] == "running" {
+            let since = *running_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= time {
+                return;
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "{job}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The job's SSE events (id, event, data) until the stream ends.
 pub fn events(s: &Server, id: &str, last_event_id: Option<u64>) -> Vec<(u64, String, Value)> {
     use std::io::BufRead;
