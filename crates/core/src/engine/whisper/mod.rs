@@ -96,8 +96,7 @@ impl WhisperEngine {
             ));
         }
         let plan = self.speech_chunks(audio, opts);
-        // whisper.cpp detects from the first 30 s; long audio is detected
-        // from its first speech instead, over a smaller window.
+        // Long audio is detected from its first speech (`speech_head`).
         let head = match &plan {
             Some(plan) => Cow::Owned(plan.speech_head(audio)),
             None => Cow::Borrowed(&audio[..audio.len().min(30 * SAMPLE_RATE as usize)]),
