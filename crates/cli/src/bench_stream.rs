@@ -91,13 +91,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         })
         .collect();
+    // Streams start spread over one clip-and-pause period, so that their
+    // utterances end at different moments, as independent callers' do (all
+    // streams say the same clips: started together, every final would be
+    // asked for at once).
+    let period = recording.len() as f64 / 16_000.0 / spans.len() as f64;
     for &n in &args.streams {
         let started = Instant::now();
         let handles: Vec<_> = (0..n)
             .map(|i| {
                 let (url, audio) = (args.url.clone(), recording.clone());
-                // Streams start staggered, as real callers do.
-                let delay = Duration::from_millis((i as u64 * 397) % 1000);
+                let delay = Duration::from_secs_f64(period * i as f64 / n as f64);
                 std::thread::spawn(move || {
                     std::thread::sleep(delay);
                     stream(&url, &audio)
