@@ -151,6 +151,26 @@ fn a_stale_partial_is_dropped_when_newer_audio_of_its_stream_arrives() {
 }
 
 #[test]
+fn an_utterance_first_partial_goes_before_partials_of_streams_already_shown() {
+    let fake = FakeEngine::new("fake").cost_per_second(Duration::from_millis(100));
+    let s = start(&fake, config(1, 1));
+    let (tx, rx) = mpsc::channel();
+    s.submit(item("busy", 2.0, Class::Interactive, None, &tx))
+        .unwrap();
+    wait_running(&fake);
+    for (name, class, stream) in [
+        ("later-1", Class::LivePartial, 1),
+        ("later-2", Class::LivePartial, 2),
+        ("first", Class::LiveFirstPartial, 3),
+        ("final", Class::LiveFinal, 4),
+    ] {
+        s.submit(item(name, 1.0, class, Some(stream), &tx)).unwrap();
+    }
+    let names: Vec<String> = order(&rx, 5).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["busy", "final", "first", "later-1", "later-2"]);
+}
+
+#[test]
 fn a_full_queue_answers_busy_and_cancelled_items_leave_it() {
     let fake = FakeEngine::new("fake").cost_per_second(Duration::from_millis(100));
     let s = start(

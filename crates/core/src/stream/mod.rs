@@ -289,6 +289,11 @@ impl Utterances {
         }
     }
 
+    /// Whether a partial of the open utterance `id` has shown words.
+    pub fn has_shown(&self, id: u64) -> bool {
+        self.current.as_ref().is_some_and(|c| c.id == id && c.shown)
+    }
+
     /// Ends the open utterance now (client `finalize`, `stop`, shutdown).
     pub fn finalize(&mut self, reason: EndReason) -> Option<UtteranceEvent> {
         let mut out = Vec::new();

@@ -14,8 +14,12 @@
 //! Since committed words never change, a partial need not hear them again:
 //! it recognises a window from [`LEFT_CONTEXT_S`] before their end
 //! ([`Stabilizer::window_start`]) and keeps only the words it found after
-//! them ([`Stabilizer::update_window`]). Its cost then stays about the same
-//! however long the utterance grows.
+//! them ([`Stabilizer::update_window`]). A window is never longer than
+//! [`MAX_WINDOW_S`]: a partial's cost, and so its lag, stays bounded however
+//! long the utterance grows and however far the committed words trail (they
+//! trail most under load, when partials come seldom). Words the window no
+//! longer reaches keep what the previous hypothesis said of them and are
+//! committed: no later partial hears them again (the final does).
 
 use crate::engine::Word;
 
@@ -29,6 +33,14 @@ pub const LEFT_CONTEXT_S: f64 = 1.5;
 /// Audio a window must leave out to be used, in seconds: hearing the whole
 /// of a short utterance is cheap, and its hypotheses are steadier.
 pub const WINDOW_AFTER_S: f64 = 4.0;
+
+/// The most audio a partial hears, in seconds.
+pub const MAX_WINDOW_S: f64 = 3.0;
+
+/// The most audio a partial hears when the engine gives no word times (its
+/// hypotheses cannot be joined to committed words, so a window holds the
+/// whole text shown), in seconds.
+pub const MAX_UNTIMED_WINDOW_S: f64 = 8.0;
 
 /// Words compared without case and punctuation.
 fn key(word: &str) -> String {
@@ -64,6 +76,9 @@ pub struct Stabilizer {
     /// The committed words with their times (seconds from the utterance's
     /// start).
     committed_words: Vec<Word>,
+    /// The previous hypothesis, timed like `committed_words` (which are its
+    /// first words).
+    previous_words: Vec<Word>,
     /// Hypotheses came without word times: every partial hears it all.
     untimed: bool,
 }
@@ -78,15 +93,25 @@ impl Stabilizer {
         self.committed.join(" ")
     }
 
-    /// Where the next partial's audio may start, in seconds from the
-    /// utterance's start.
-    pub fn window_start(&self) -> f64 {
-        match self.committed_words.last() {
+    /// The most audio a partial of this utterance hears, in seconds.
+    pub fn longest_window(&self) -> f64 {
+        if self.untimed {
+            MAX_UNTIMED_WINDOW_S
+        } else {
+            MAX_WINDOW_S
+        }
+    }
+
+    /// Where a partial that hears the utterance up to `heard` seconds may
+    /// start, in seconds from the utterance's start.
+    pub fn window_start(&self, heard: f64) -> f64 {
+        let after_committed = match self.committed_words.last() {
             Some(w) if !self.untimed && w.end - LEFT_CONTEXT_S >= WINDOW_AFTER_S => {
                 w.end - LEFT_CONTEXT_S
             }
             _ => 0.0,
-        }
+        };
+        after_committed.max(heard - self.longest_window()).max(0.0)
     }
 
     /// Takes the next hypothesis of a partial that heard the utterance's
@@ -120,28 +145,39 @@ impl Stabilizer {
                 probability: w.probability,
             })
             .filter(|w| !w.word.is_empty());
-        let hypothesis: Vec<Word> = if from > 0.0 {
-            // A window: the committed words, then what it heard after them
-            // (words they already stand for were heard again as context).
-            let committed_end = self.committed_words.last().map_or(0.0, |w| w.end);
+        let middle = |w: &Word| (w.start + w.end) / 2.0;
+        let (hypothesis, unheard): (Vec<Word>, usize) = if from > 0.0 {
+            // A window: the committed words, the previous hypothesis's words
+            // before the window, then what it heard after them (words those
+            // already stand for were heard again as context).
             let mut all = self.committed_words.clone();
-            all.extend(heard_words.filter(|w| (w.start + w.end) / 2.0 > committed_end));
-            all
+            all.extend(
+                self.previous_words
+                    .iter()
+                    .skip(all.len())
+                    .take_while(|w| middle(w) <= from)
+                    .cloned(),
+            );
+            let known_end = all.last().map_or(0.0, |w| w.end);
+            let unheard = all.len();
+            all.extend(heard_words.filter(|w| middle(w) > known_end));
+            (all, unheard)
         } else {
             // The whole utterance: its words line up with the committed ones
             // by position, as timings drift between hypotheses.
-            heard_words.collect()
+            (heard_words.collect(), 0)
         };
-        let text: Vec<&str> = hypothesis.iter().map(|w| w.word.as_str()).collect();
+        let text: Vec<String> = hypothesis.iter().map(|w| w.word.clone()).collect();
         let ends: Vec<f64> = hypothesis.iter().map(|w| w.end).collect();
         let before = self.committed_words.len();
-        let shown = self.update(&text.join(" "), &ends, heard);
+        let shown = self.advance(text, &ends, heard, unheard);
         if shown.committed > before {
             self.committed_words
                 .extend_from_slice(&hypothesis[before..shown.committed]);
         }
         let mut all = self.committed_words.clone();
         all.extend(hypothesis.into_iter().skip(shown.committed));
+        self.previous_words = all.clone();
         (shown, all)
     }
 
@@ -150,7 +186,13 @@ impl Stabilizer {
     /// seconds from the utterance's start, where the engine knows them
     /// (`ends` must then have one entry per word of the text).
     pub fn update(&mut self, hypothesis: &str, ends: &[f64], heard: f64) -> Shown {
-        let words: Vec<String> = hypothesis.split_whitespace().map(String::from).collect();
+        let words = hypothesis.split_whitespace().map(String::from).collect();
+        self.advance(words, ends, heard, 0)
+    }
+
+    /// [`Stabilizer::update`] with the hypothesis in words, of which the
+    /// first `unheard` are committed whatever the others say.
+    fn advance(&mut self, words: Vec<String>, ends: &[f64], heard: f64, unheard: usize) -> Shown {
         // Commit what this hypothesis and the previous one agree on beyond
         // what is committed, except the very last word (it may still grow),
         // and the words long enough before the end of the audio.
@@ -168,7 +210,7 @@ impl Stabilizer {
         } else {
             0
         };
-        let stable = agreed.max(settled);
+        let stable = agreed.max(settled).max(unheard.min(words.len()));
         if stable > before {
             self.committed.extend(words[before..stable].iter().cloned());
         }
@@ -301,7 +343,7 @@ mod tests {
             2.5,
         );
         assert_eq!((a.committed, a.delta.as_str()), (2, "one two"));
-        assert_eq!(s.window_start(), 0.0, "a short utterance is heard whole");
+        assert_eq!(s.window_start(2.5), 0.0, "a short utterance is heard whole");
 
         let mut s = Stabilizer::new();
         let (b, _) = s.update_window(
@@ -318,7 +360,7 @@ mod tests {
         );
         assert_eq!(b.text, "one two three four five");
         assert_eq!((b.committed, b.delta.as_str()), (4, "one two three four"));
-        let from = s.window_start();
+        let from = s.window_start(9.3);
         assert!((from - 6.5).abs() < 1e-9, "{from}");
         // The window re-hears "three four" as context (differently: they are
         // committed) and finds what follows.
@@ -340,6 +382,37 @@ mod tests {
             (words[5].start - 9.5).abs() < 1e-9,
             "timed from the utterance start"
         );
+    }
+
+    #[test]
+    fn words_a_capped_window_no_longer_hears_are_committed_as_last_heard() {
+        let mut s = Stabilizer::new();
+        let (a, _) = s.update_window(
+            "a b c d",
+            &[
+                word("a", 0.1, 0.5),
+                word("b", 0.6, 1.0),
+                word("c", 1.2, 1.6),
+                word("d", 2.0, 2.4),
+            ],
+            0.0,
+            2.5,
+        );
+        assert_eq!((a.committed, a.delta.as_str()), (2, "a b"));
+        // Under load the next partial comes late: its window is capped and
+        // starts after "c" and "d", which only the previous hypothesis heard.
+        let from = s.window_start(6.0);
+        assert!((from - (6.0 - MAX_WINDOW_S)).abs() < 1e-9, "{from}");
+        let (b, words) = s.update_window(
+            "e f",
+            &[word("e", 0.5, 0.9), word("f", 1.5, 2.0)],
+            from,
+            6.0,
+        );
+        assert_eq!(b.text, "a b c d e f");
+        assert_eq!(b.retracted, 0);
+        assert_eq!((b.committed, b.delta.as_str()), (5, " c d e"));
+        assert!((words[4].start - 3.5).abs() < 1e-9);
     }
 
     #[test]
@@ -379,7 +452,8 @@ mod tests {
         let (b, words) = s.update_window("one two three", &[], 0.0, 2.0);
         assert_eq!((b.committed, b.text.as_str()), (2, "one two three"));
         assert!(words.is_empty());
-        assert_eq!(s.window_start(), 0.0);
+        assert_eq!(s.window_start(2.0), 0.0);
+        assert_eq!(s.window_start(10.0), 10.0 - MAX_UNTIMED_WINDOW_S);
     }
 
     #[test]

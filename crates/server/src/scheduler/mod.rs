@@ -30,21 +30,31 @@ use crate::error::ServiceError;
 pub enum Class {
     /// The final recognition of a live utterance.
     LiveFinal = 0,
+    /// A partial of a live utterance that has shown no words yet: what
+    /// tells its speaker they are heard, so it goes before the partials of
+    /// streams that already show text.
+    LiveFirstPartial = 1,
     /// A partial of a live utterance; superseded by newer audio.
-    LivePartial = 1,
+    LivePartial = 2,
     /// A request a client waits for.
-    Interactive = 2,
+    Interactive = 3,
     /// A durable job.
-    Background = 3,
+    Background = 4,
 }
 
 impl Class {
-    const ALL: [Class; 4] = [
+    const ALL: [Class; 5] = [
         Class::LiveFinal,
+        Class::LiveFirstPartial,
         Class::LivePartial,
         Class::Interactive,
         Class::Background,
     ];
+
+    /// A partial of a live utterance, first or not.
+    pub fn is_partial(self) -> bool {
+        matches!(self, Class::LiveFirstPartial | Class::LivePartial)
+    }
 }
 
 /// Receives an item's outcome, on the worker thread (after every event the

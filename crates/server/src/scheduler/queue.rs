@@ -1,7 +1,7 @@
 //! The order in which one model's waiting work runs.
 //!
-//! Classes first: a live final before a live partial before an interactive
-//! request before a background job. A class passed over too often while it
+//! Classes first: a live final before an utterance's first partial before
+//! its later partials before an interactive request before a background job. A class passed over too often while it
 //! waits gets its turn (its budget), so a steady stream of live work cannot
 //! starve requests, nor requests starve jobs. Live items go in arrival
 //! order. Requests and jobs go by
@@ -19,7 +19,7 @@ use super::{Class, WorkItem};
 use crate::error::{ErrorKind, ServiceError};
 
 /// How many dispatches of higher classes a waiting class tolerates.
-const BUDGET: [u32; 4] = [u32::MAX, 4, 8, 16];
+const BUDGET: [u32; 5] = [u32::MAX, 4, 4, 8, 16];
 
 struct Queued {
     item: WorkItem,
@@ -35,7 +35,7 @@ pub(super) struct Queue {
     items: Vec<Queued>,
     next_seq: u64,
     epoch: Instant,
-    passed_over: [u32; 4],
+    passed_over: [u32; 5],
 }
 
 impl Queue {
@@ -44,7 +44,7 @@ impl Queue {
             items: Vec::new(),
             next_seq: 0,
             epoch: Instant::now(),
-            passed_over: [0; 4],
+            passed_over: [0; 5],
         }
     }
 
@@ -70,8 +70,8 @@ impl Queue {
         if let Some(stream) = item.stream {
             let supersedes = |q: &Queued| {
                 q.item.stream == Some(stream)
-                    && q.item.class == Class::LivePartial
-                    && matches!(item.class, Class::LivePartial | Class::LiveFinal)
+                    && q.item.class.is_partial()
+                    && (item.class.is_partial() || item.class == Class::LiveFinal)
             };
             let mut i = 0;
             while i < self.items.len() {
@@ -93,7 +93,7 @@ impl Queue {
         // Live work goes in arrival order (finals of a stream stay in order).
         let weight = match item.class {
             Class::Interactive | Class::Background => item.audio_seconds().max(0.0),
-            Class::LiveFinal | Class::LivePartial => 0.0,
+            Class::LiveFinal | Class::LiveFirstPartial | Class::LivePartial => 0.0,
         };
         let key = self.epoch.elapsed().as_secs_f64() + weight;
         let seq = self.next_seq;

@@ -285,7 +285,7 @@ impl LiveSession {
     ) {
         let options = TranscribeOptions {
             cancel: Some(cancel.unwrap_or_else(|| self.cancel.clone())),
-            draft: class == Class::LivePartial,
+            draft: class.is_partial(),
             ..self.options.clone()
         };
         let item = WorkItem {

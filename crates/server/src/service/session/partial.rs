@@ -21,9 +21,6 @@ pub(super) struct LiveAudio {
 
 pub(super) type SharedAudio = Arc<Mutex<Option<LiveAudio>>>;
 
-/// The longest audio a partial hears (when no words were committed).
-const MAX_PARTIAL_WINDOW: usize = 8 * SAMPLE_RATE as usize;
-
 impl LiveSession {
     /// Brings the shared audio up to the detector's open utterance.
     pub(super) fn share_audio(&mut self) {
@@ -58,28 +55,33 @@ impl LiveSession {
                 .increment(1);
             return;
         };
-        let window = (u.stabilizer.window_start() * SAMPLE_RATE as f64) as usize;
-        // Nothing committed for long (noise, no words): hear a bounded tail.
-        let from = (start + window)
-            .max(end.saturating_sub(MAX_PARTIAL_WINDOW))
-            .min(end);
+        let window = u.stabilizer.window_start(seconds(end - start));
+        let from = (start + samples(window)).min(end);
+        let longest = samples(u.stabilizer.longest_window());
         if let Some(u) = self.utterances.get_mut(&id) {
             u.partial_in_flight = true;
         }
         let tx = self.tx.clone();
         let submitted = Instant::now();
-        // The end of the audio the partial ran on.
-        let covered = Arc::new(AtomicUsize::new(end));
-        let refresh = newest_audio(&self.live, id, from, covered.clone());
+        // The audio the partial ran on: it grows while the partial waits.
+        let covered = Arc::new(Covered {
+            from: AtomicUsize::new(from),
+            end: AtomicUsize::new(end),
+        });
+        let refresh = newest_audio(&self.live, id, longest, covered.clone());
         self.submit(
             audio[from - start..].to_vec(),
-            Class::LivePartial,
+            if self.detector.has_shown(id) {
+                Class::LivePartial
+            } else {
+                Class::LiveFirstPartial
+            },
             None,
             Some(refresh),
             move |result| Done::Partial {
                 utterance: id,
-                from,
-                end: covered.load(Ordering::SeqCst),
+                from: covered.from.load(Ordering::SeqCst),
+                end: covered.end.load(Ordering::SeqCst),
                 submitted,
                 result,
             },
@@ -150,14 +152,31 @@ impl LiveSession {
     }
 }
 
-/// The newest audio of utterance `id` from sample `from` on, while the
-/// utterance is open; records where that audio ends in `covered`.
-fn newest_audio(live: &SharedAudio, id: u64, from: usize, covered: Arc<AtomicUsize>) -> Refresh {
+fn samples(seconds: f64) -> usize {
+    (seconds * SAMPLE_RATE as f64) as usize
+}
+
+/// Where the audio a partial ran on starts and ends, in session samples.
+struct Covered {
+    from: AtomicUsize,
+    end: AtomicUsize,
+}
+
+/// The newest audio of utterance `id` from `covered.from` on, at most
+/// `longest` samples of it, while the utterance is open; records in
+/// `covered` the audio it gives.
+fn newest_audio(live: &SharedAudio, id: u64, longest: usize, covered: Arc<Covered>) -> Refresh {
     let live = live.clone();
     Box::new(move || {
         let live = live.lock().unwrap_or_else(|p| p.into_inner());
         let l = live.as_ref().filter(|l| l.utterance == id)?;
-        covered.store(l.start + l.samples.len(), Ordering::SeqCst);
+        let end = l.start + l.samples.len();
+        let from = covered
+            .from
+            .load(Ordering::SeqCst)
+            .max(end.saturating_sub(longest));
+        covered.from.store(from, Ordering::SeqCst);
+        covered.end.store(end, Ordering::SeqCst);
         let skip = from.saturating_sub(l.start).min(l.samples.len());
         Some(l.samples[skip..].to_vec())
     })
