@@ -510,3 +510,40 @@ fn a_failed_import_leaves_no_temporary_directory_and_says_why_once() {
     unique.dedup();
     assert_eq!(parts, unique, "the error repeats itself: {first_line}");
 }
+
+#[test]
+fn a_form_refused_before_its_file_is_read_still_gets_its_answer() {
+    // Refusing early and closing would leave the unread upload in the
+    // socket, and the kernel would reset the connection while the client
+    // still sends: it would see a broken pipe, not the error.
+    let s = Server::start(&[]);
+    let file = vec![0u8; 24 << 20];
+    let long_key = "k".repeat(300);
+    for _ in 0..3 {
+        let (status, _, body) = post_form(
+            &s.url("/v1/audio/transcriptions"),
+            &[],
+            &[("response_format", "yaml")],
+            Some(("a.wav", &file)),
+        );
+        assert_eq!((status, code(&body)), (400, "invalid_request".into()));
+        let (status, _, body) = post_form(
+            &s.url("/v1/jobs"),
+            &[("idempotency-key", &long_key)],
+            &[],
+            Some(("a.wav", &file)),
+        );
+        assert_eq!((status, code(&body)), (400, "invalid_request".into()));
+        let mut r = Server::agent()
+            .post(&s.url("/v1/audio/transcriptions"))
+            .header("content-type", "audio/wav")
+            .send(&file[..])
+            .unwrap();
+        let body = r.body_mut().read_to_string().unwrap();
+        assert_eq!(
+            (r.status().as_u16(), code(&body)),
+            (400, "invalid_multipart".into())
+        );
+        alive(&s);
+    }
+}

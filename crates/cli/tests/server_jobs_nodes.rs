@@ -132,13 +132,13 @@ fn api_nodes_accept_and_worker_nodes_run() {
     let api = node(&cluster, shared.path(), "api-1", &["--role", "api"]);
     let worker = node(&cluster, shared.path(), "worker-1", &["--role", "worker"]);
     let id = accepted(&api, &[("language", "en")], &common::server::jfk());
+    let big = vec![0u8; 24 << 20];
     let job = wait_status(&api, &id, &["done", "failed"], Duration::from_secs(120));
     assert_eq!(job["status"], "done", "{job}");
     assert_eq!(job["attempts"][0]["node"], "worker-1");
-    // A worker refuses before it reads the upload, and may close the
-    // connection while a large one is still being sent: a small file gets
-    // the answer whole.
-    let (code, _, refused) = common::jobs::submit(&worker, &[], &[], Some(("a.wav", b"RIFF")));
+    // A worker refuses without storing the upload, and reads it to the end
+    // first, so the sender gets the answer rather than a reset connection.
+    let (code, _, refused) = common::jobs::submit(&worker, &[], &[], Some(("a.wav", &big)));
     assert_eq!(
         (code, refused["error"]["code"].as_str()),
         (503, Some("jobs_not_accepted"))

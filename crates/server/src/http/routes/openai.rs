@@ -14,7 +14,7 @@ use glagol_core::format::{self, OutputFormat, VerboseJson};
 
 use crate::error::ServiceError;
 use crate::http::error::sse_event;
-use crate::http::extract::{file_field, second_file, Multipart};
+use crate::http::extract::{drained, file_field, second_file, Multipart};
 use crate::http::types::TranscriptionErrors;
 use crate::http::types::{
     OpenAiTranscription, OpenAiVerbose, TextDelta, TextDone, TranscriptionJson, Usage,
@@ -36,6 +36,14 @@ fn bad(message: impl Into<String>) -> ServiceError {
 }
 
 async fn parse(Multipart(mut multipart): Multipart, task: Task) -> Result<Form, ServiceError> {
+    let form = read_form(&mut multipart, task).await;
+    drained(&mut multipart, form).await
+}
+
+async fn read_form(
+    multipart: &mut axum::extract::Multipart,
+    task: Task,
+) -> Result<Form, ServiceError> {
     let mut audio = None;
     let mut options = TranscribeOptions {
         task,

@@ -13,7 +13,7 @@ use axum::{Extension, Json};
 
 use super::jobs_of;
 use crate::error::{ErrorKind, ServiceError};
-use crate::http::extract::{second_file, Multipart};
+use crate::http::extract::{drained, second_file, Multipart};
 use crate::http::policy::auth::Caller;
 use crate::http::types::{JobErrors, JobForm};
 use crate::jobs::files::UploadError;
@@ -211,7 +211,17 @@ pub async fn submit(
     headers: HeaderMap,
     Multipart(mut form): Multipart,
 ) -> Result<Response, ServiceError> {
-    let jobs = jobs_of(&state)?;
+    let answer = accept(&state, caller, &headers, &mut form).await;
+    drained(&mut form, answer).await
+}
+
+async fn accept(
+    state: &Arc<AppState>,
+    caller: Option<Extension<Caller>>,
+    headers: &HeaderMap,
+    form: &mut axum::extract::Multipart,
+) -> Result<Response, ServiceError> {
+    let jobs = jobs_of(state)?;
     if state.config().settings.role == "worker" {
         return Err(ServiceError::unavailable(
             "jobs_not_accepted",
@@ -294,7 +304,7 @@ pub async fn submit(
             "the uploaded file is empty",
         ));
     }
-    let (model, params, metadata, webhook_url, priority) = checked(&state, jobs, fields).await?;
+    let (model, params, metadata, webhook_url, priority) = checked(state, jobs, fields).await?;
     let stored = upload.finish().await?;
     let new = NewJob {
         id,
