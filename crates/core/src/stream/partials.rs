@@ -15,9 +15,9 @@
 //! it recognises a window from [`LEFT_CONTEXT_S`] before their end
 //! ([`Stabilizer::window_start`]) and keeps only the words it found after
 //! them ([`Stabilizer::update_window`]). A window is never longer than
-//! [`MAX_WINDOW_S`]: a partial's cost, and so its lag, stays bounded however
-//! long the utterance grows and however far the committed words trail (they
-//! trail most under load, when partials come seldom). Words the window no
+//! [`MAX_WINDOW_S`], and under load (partials wait for a worker, so the
+//! committed words trail far behind) never longer than [`LOADED_WINDOW_S`],
+//! so that a partial's cost, and so its lag, stays bounded. Words the window no
 //! longer reaches keep what the previous hypothesis said of them and are
 //! committed: no later partial hears them again (the final does).
 
@@ -35,12 +35,12 @@ pub const LEFT_CONTEXT_S: f64 = 1.5;
 pub const WINDOW_AFTER_S: f64 = 4.0;
 
 /// The most audio a partial hears, in seconds.
-pub const MAX_WINDOW_S: f64 = 3.0;
+pub const MAX_WINDOW_S: f64 = 8.0;
 
-/// The most audio a partial hears when the engine gives no word times (its
-/// hypotheses cannot be joined to committed words, so a window holds the
-/// whole text shown), in seconds.
-pub const MAX_UNTIMED_WINDOW_S: f64 = 8.0;
+/// The most audio a partial hears under load, in seconds (with word times:
+/// without them a window holds the whole text shown). Less left context
+/// makes partials a little less steady, so the cap waits for load.
+pub const LOADED_WINDOW_S: f64 = 3.0;
 
 /// Words compared without case and punctuation.
 fn key(word: &str) -> String {
@@ -93,10 +93,10 @@ impl Stabilizer {
         self.committed.join(" ")
     }
 
-    /// The most audio a partial of this utterance hears, in seconds.
-    pub fn longest_window(&self) -> f64 {
-        if self.untimed {
-            MAX_UNTIMED_WINDOW_S
+    /// The most audio a partial may hear, in seconds, `loaded` or not.
+    pub fn longest_window(&self, loaded: bool) -> f64 {
+        if loaded && !self.untimed {
+            LOADED_WINDOW_S
         } else {
             MAX_WINDOW_S
         }
@@ -111,7 +111,7 @@ impl Stabilizer {
             }
             _ => 0.0,
         };
-        after_committed.max(heard - self.longest_window()).max(0.0)
+        after_committed.max(heard - MAX_WINDOW_S).max(0.0)
     }
 
     /// Takes the next hypothesis of a partial that heard the utterance's
@@ -399,10 +399,12 @@ mod tests {
             2.5,
         );
         assert_eq!((a.committed, a.delta.as_str()), (2, "a b"));
+        assert_eq!(s.window_start(6.0), 0.0, "unloaded, a partial hears it all");
+        assert_eq!(s.longest_window(false), MAX_WINDOW_S);
         // Under load the next partial comes late: its window is capped and
         // starts after "c" and "d", which only the previous hypothesis heard.
-        let from = s.window_start(6.0);
-        assert!((from - (6.0 - MAX_WINDOW_S)).abs() < 1e-9, "{from}");
+        let from = 6.0 - s.longest_window(true);
+        assert_eq!(from, 6.0 - LOADED_WINDOW_S);
         let (b, words) = s.update_window(
             "e f",
             &[word("e", 0.5, 0.9), word("f", 1.5, 2.0)],
@@ -453,7 +455,7 @@ mod tests {
         assert_eq!((b.committed, b.text.as_str()), (2, "one two three"));
         assert!(words.is_empty());
         assert_eq!(s.window_start(2.0), 0.0);
-        assert_eq!(s.window_start(10.0), 10.0 - MAX_UNTIMED_WINDOW_S);
+        assert_eq!(s.window_start(10.0), 10.0 - MAX_WINDOW_S);
     }
 
     #[test]

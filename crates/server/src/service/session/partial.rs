@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use glagol_core::audio::SAMPLE_RATE;
 use glagol_core::engine::{Transcript, Word};
@@ -55,9 +55,8 @@ impl LiveSession {
                 .increment(1);
             return;
         };
-        let window = u.stabilizer.window_start(seconds(end - start));
-        let from = (start + samples(window)).min(end);
-        let longest = samples(u.stabilizer.longest_window());
+        let from = (start + samples(u.stabilizer.window_start(seconds(end - start)))).min(end);
+        let longest = [false, true].map(|loaded| samples(u.stabilizer.longest_window(loaded)));
         if let Some(u) = self.utterances.get_mut(&id) {
             u.partial_in_flight = true;
         }
@@ -68,7 +67,7 @@ impl LiveSession {
             from: AtomicUsize::new(from),
             end: AtomicUsize::new(end),
         });
-        let refresh = newest_audio(&self.live, id, longest, covered.clone());
+        let refresh = newest_audio(&self.live, id, longest, submitted, covered.clone());
         self.submit(
             audio[from - start..].to_vec(),
             if self.detector.has_shown(id) {
@@ -162,15 +161,27 @@ struct Covered {
     end: AtomicUsize,
 }
 
+/// How long a partial may wait for a worker before it counts as a sign of
+/// load (unloaded, a partial seldom waits at all).
+const LOADED_WAIT: Duration = Duration::from_millis(250);
+
 /// The newest audio of utterance `id` from `covered.from` on, at most
-/// `longest` samples of it, while the utterance is open; records in
+/// `longest[loaded]` samples of it (a partial submitted at `submitted` that
+/// waited long is a sign of load), while the utterance is open; records in
 /// `covered` the audio it gives.
-fn newest_audio(live: &SharedAudio, id: u64, longest: usize, covered: Arc<Covered>) -> Refresh {
+fn newest_audio(
+    live: &SharedAudio,
+    id: u64,
+    longest: [usize; 2],
+    submitted: Instant,
+    covered: Arc<Covered>,
+) -> Refresh {
     let live = live.clone();
     Box::new(move || {
         let live = live.lock().unwrap_or_else(|p| p.into_inner());
         let l = live.as_ref().filter(|l| l.utterance == id)?;
         let end = l.start + l.samples.len();
+        let longest = longest[usize::from(submitted.elapsed() > LOADED_WAIT)];
         let from = covered
             .from
             .load(Ordering::SeqCst)
