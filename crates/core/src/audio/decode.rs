@@ -209,6 +209,12 @@ fn decode_source(
                 if rate == 0 {
                     continue;
                 }
+                if rate > super::MAX_SOURCE_RATE {
+                    return Err(AudioError::UnsupportedCodec(format!(
+                        "a sample rate of {rate} Hz (at most {} Hz is read)",
+                        super::MAX_SOURCE_RATE
+                    )));
+                }
                 buf.copy_to_vec_interleaved(&mut chunk);
                 frames_decoded += buf.frames() as u64;
                 seconds_decoded += buf.frames() as f64 / rate as f64;

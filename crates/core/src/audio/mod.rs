@@ -21,6 +21,11 @@ pub use resample::{resample, StreamResampler};
 /// The sample rate every engine consumes.
 pub const SAMPLE_RATE: u32 = 16_000;
 
+/// The highest source sample rate read, in Hz (the highest rate audio
+/// hardware records at). A header can claim any rate up to 4 GHz, and the
+/// converter's cost grows with it: one such file held a decoder for minutes.
+pub const MAX_SOURCE_RATE: u32 = 768_000;
+
 /// Decoded audio, mono at [`SAMPLE_RATE`].
 #[derive(Debug, Clone)]
 pub struct Audio {
@@ -147,9 +152,9 @@ pub fn from_pcm(
     if bytes.is_empty() {
         return Err(AudioError::Empty);
     }
-    if rate == 0 || channels == 0 {
+    if rate == 0 || channels == 0 || rate > MAX_SOURCE_RATE {
         return Err(AudioError::InvalidPcm(format!(
-            "rate ({rate}) and channels ({channels}) must be positive"
+            "rate ({rate}) must be 1 to {MAX_SOURCE_RATE} Hz and channels ({channels}) positive"
         )));
     }
     check_size(bytes.len() as u64, limits)?;
@@ -233,6 +238,41 @@ fn check_duration(duration_s: f64, limits: &AudioLimits) -> Result<(), AudioErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_header_claiming_a_giant_sample_rate_is_refused_at_once() {
+        let data: Vec<u8> = (0..4000u32)
+            .flat_map(|i| (i as i16).to_le_bytes())
+            .collect();
+        let mut wav = b"RIFF".to_vec();
+        wav.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+        wav.extend_from_slice(b"WAVEfmt ");
+        wav.extend_from_slice(&16u32.to_le_bytes());
+        wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
+        wav.extend_from_slice(&2u16.to_le_bytes()); // channels
+        wav.extend_from_slice(&0xFFFF_FFFEu32.to_le_bytes()); // Hz
+        wav.extend_from_slice(&0x0002_B110u32.to_le_bytes());
+        wav.extend_from_slice(&4u16.to_le_bytes());
+        wav.extend_from_slice(&16u16.to_le_bytes());
+        wav.extend_from_slice(b"data");
+        wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        wav.extend_from_slice(&data);
+        let started = std::time::Instant::now();
+        let refused = decode_bytes(wav, None, &AudioLimits::default());
+        assert!(
+            matches!(refused, Err(AudioError::UnsupportedCodec(_))),
+            "{refused:?}"
+        );
+        assert!(started.elapsed().as_secs() < 5);
+        let pcm = from_pcm(
+            &[0; 64],
+            PcmFormat::S16Le,
+            1_000_000,
+            1,
+            &AudioLimits::default(),
+        );
+        assert!(matches!(pcm, Err(AudioError::InvalidPcm(_))), "{pcm:?}");
+    }
 
     #[test]
     fn pcm16_stereo_is_downmixed_and_resampled() {
