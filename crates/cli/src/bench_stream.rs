@@ -147,19 +147,18 @@ fn stream(url: &str, audio: &[f32]) -> anyhow::Result<Vec<(f64, Value)>> {
     let mut ws = live_client::connect(url, None)?;
     let mut received = Vec::new();
     let t0 = Instant::now();
-    let mut read = |ws: &mut live_client::Socket| -> anyhow::Result<bool> {
-        let at = t0.elapsed().as_secs_f64();
-        Ok(live_client::read_available(ws, |m| received.push((at, m)))?.is_some())
+    let mut read = |ws: &mut live_client::Socket, until: Instant| -> anyhow::Result<bool> {
+        let closed = live_client::read_until(ws, until, |m| {
+            received.push((t0.elapsed().as_secs_f64(), m))
+        })?;
+        Ok(closed.is_some())
     };
     for (i, frame) in audio.chunks(1600).enumerate() {
-        let due = t0 + Duration::from_millis(100 * (i as u64 + 1));
-        while Instant::now() < due {
-            read(&mut ws)?;
-        }
+        read(&mut ws, t0 + Duration::from_millis(100 * (i as u64 + 1)))?;
         ws.send(Message::binary(live_client::pcm16(frame)))?;
     }
     ws.send(Message::text(r#"{"type":"stop"}"#))?;
-    while !read(&mut ws)? {}
+    while !read(&mut ws, Instant::now() + Duration::from_secs(1))? {}
     Ok(received)
 }
 

@@ -2,7 +2,7 @@
 //! and `glagol bench stream`.
 
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::Value;
@@ -12,7 +12,7 @@ use tungstenite::{Message, WebSocket};
 
 pub type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
 
-/// Connects (with a Bearer key, if given); reads then never wait long.
+/// Connects (with a Bearer key, if given).
 pub fn connect(url: &str, api_key: Option<&str>) -> anyhow::Result<Socket> {
     let mut request = url.into_client_request().context("the server URL")?;
     if let Some(key) = api_key {
@@ -21,19 +21,24 @@ pub fn connect(url: &str, api_key: Option<&str>) -> anyhow::Result<Socket> {
             .insert("authorization", format!("Bearer {key}").parse()?);
     }
     let (ws, _) = tungstenite::connect(request).with_context(|| format!("connecting to {url}"))?;
-    if let MaybeTlsStream::Plain(s) = ws.get_ref() {
-        s.set_read_timeout(Some(Duration::from_millis(2)))?;
-    }
     Ok(ws)
 }
 
-/// Hands every message that has arrived to `on_message`; true once the
-/// server closed (with its close code, 1005 when it gave none).
-pub fn read_available(
+/// Hands every message that arrives before `deadline` to `on_message` as it
+/// arrives; returns early, with the close code (1005 when the server gave
+/// none), once the server closed. The thread sleeps in the socket between
+/// messages: a benchmark's many client threads must not take the cores
+/// from the server they measure, as a 2 ms polling loop each did.
+pub fn read_until(
     ws: &mut Socket,
+    deadline: Instant,
     mut on_message: impl FnMut(Value),
 ) -> anyhow::Result<Option<u16>> {
     loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if let MaybeTlsStream::Plain(s) = ws.get_ref() {
+            s.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+        }
         match ws.read() {
             Ok(Message::Text(t)) => on_message(serde_json::from_str(&t)?),
             Ok(Message::Close(frame)) => return Ok(Some(frame.map_or(1005, |f| f.code.into()))),
@@ -44,7 +49,9 @@ pub fn read_available(
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) =>
             {
-                return Ok(None)
+                if Instant::now() >= deadline {
+                    return Ok(None);
+                }
             }
             Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
                 return Ok(Some(1006))

@@ -74,26 +74,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 break;
             }
             ws.send(Message::binary(buf[..n].to_vec()))?;
-            printer.pump(&mut ws)?;
+            printer.pump(&mut ws, Instant::now())?;
         }
     } else {
         let audio = audio::decode_file(&args.input, &AudioLimits::default())?;
         let start = Instant::now();
         for (i, frame) in audio.samples.chunks(1600).enumerate() {
             ws.send(Message::binary(live_client::pcm16(frame)))?;
-            printer.pump(&mut ws)?;
-            if !args.fast {
-                let due = start + Duration::from_millis(100 * (i as u64 + 1));
-                while Instant::now() < due {
-                    printer.pump(&mut ws)?;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
+            let due = if args.fast {
+                Instant::now()
+            } else {
+                start + Duration::from_millis(100 * (i as u64 + 1))
+            };
+            printer.pump(&mut ws, due)?;
         }
     }
     ws.send(Message::text(r#"{"type":"stop"}"#))?;
     while !printer.closed {
-        printer.pump(&mut ws)?;
+        printer.pump(&mut ws, Instant::now() + Duration::from_secs(1))?;
     }
     Ok(if printer.failed {
         ExitCode::from(crate::exit::RECOGNITION)
@@ -117,12 +115,9 @@ impl Printer {
         }
     }
 
-    fn pump(&mut self, ws: &mut Socket) -> anyhow::Result<()> {
-        let mut messages = Vec::new();
-        let closed = live_client::read_available(ws, |m| messages.push(m))?;
-        for m in &messages {
-            self.show(m);
-        }
+    /// Shows the server's messages as they arrive until `until`.
+    fn pump(&mut self, ws: &mut Socket, until: Instant) -> anyhow::Result<()> {
+        let closed = live_client::read_until(ws, until, |m| self.show(&m))?;
         if let Some(code) = closed {
             self.closed = true;
             if code != 1000 {

@@ -110,3 +110,50 @@ fn origins_request_ids_and_rate_limits() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 429);
 }
+
+#[test]
+fn an_upload_refused_by_policy_still_gets_its_answer() {
+    // The key, origin and rate checks answer before the body is read; the
+    // client is still sending its upload then. Closing with it unread would
+    // make the kernel reset the connection: the client would see a broken
+    // pipe, not the error.
+    let s = Server::start(&[
+        "--api-key",
+        "s3cret",
+        "--rate-limit",
+        "4",
+        "--allow-origin",
+        "https://app.example",
+    ]);
+    let file = vec![0u8; 24 << 20];
+    let upload = |headers: &[(&str, &str)]| {
+        let (status, _, body) = common::server::post_form(
+            &s.url("/v1/audio/transcriptions"),
+            headers,
+            &[("model", "whisper-base")],
+            Some(("a.wav", &file)),
+        );
+        let code = serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"]["code"]
+            .as_str()
+            .map(String::from);
+        (status, code)
+    };
+    let wrong_key = [("authorization", "Bearer wrong")];
+    for _ in 0..2 {
+        assert_eq!(upload(&[]), (401, Some("missing_api_key".into())));
+        assert_eq!(upload(&wrong_key), (401, Some("invalid_api_key".into())));
+    }
+    let key = [
+        ("authorization", "Bearer s3cret"),
+        ("origin", "https://evil.example"),
+    ];
+    assert_eq!(upload(&key), (403, Some("origin_not_allowed".into())));
+    let key = [("authorization", "Bearer s3cret")];
+    for _ in 0..4 {
+        let _ = Server::agent()
+            .get(&s.url("/v1/models"))
+            .header("authorization", "Bearer s3cret")
+            .call();
+    }
+    assert_eq!(upload(&key), (429, Some("rate_limited".into())));
+}

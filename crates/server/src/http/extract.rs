@@ -4,8 +4,6 @@
 //! plain text; these wrappers answer with [`ServiceError`]'s JSON instead
 //! (the rejection is mapped in the extractor, not in each handler).
 
-use std::time::Duration;
-
 use axum::body::Bytes;
 use axum::extract::multipart::Field;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -28,44 +26,11 @@ impl<S: Send + Sync> FromRequest<S> for Multipart {
     type Rejection = ServiceError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        // The headers alone decide whether this is a form; when it is not,
-        // the body is read before the answer (see `DRAIN_TIME`).
-        let mut probe = Request::new(axum::body::Body::empty());
-        *probe.headers_mut() = req.headers().clone();
-        if let Err(rejection) = axum::extract::Multipart::from_request(probe, state).await {
-            let body = http_body_util::BodyExt::collect(req.into_body());
-            let _ = tokio::time::timeout(DRAIN_TIME, body).await;
-            return Err(rejection.into());
-        }
         axum::extract::Multipart::from_request(req, state)
             .await
             .map(Multipart)
             .map_err(ServiceError::from)
     }
-}
-
-/// Longest a refused upload is read on for. A server that answers while the
-/// client is still sending and then closes leaves unread bytes in its
-/// socket, and the kernel resets the connection: the client sees a broken
-/// pipe instead of the error. Reading the rest first (bounded by the body
-/// limit and this time) lets the answer through.
-const DRAIN_TIME: Duration = Duration::from_secs(30);
-
-/// `result`, once what is left of `form` has been read and dropped when it
-/// is an error.
-pub async fn drained<T>(
-    form: &mut axum::extract::Multipart,
-    result: Result<T, ServiceError>,
-) -> Result<T, ServiceError> {
-    if result.is_err() {
-        let rest = async {
-            while let Ok(Some(mut field)) = form.next_field().await {
-                while let Ok(Some(_)) = field.chunk().await {}
-            }
-        };
-        let _ = tokio::time::timeout(DRAIN_TIME, rest).await;
-    }
-    result
 }
 
 /// An uploaded file's bytes with its (lowercased) extension as a decoding hint.

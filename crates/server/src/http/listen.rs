@@ -1,7 +1,8 @@
 //! Accepting connections: hyper's connection builder with the limits a
 //! public server needs (a client that sends its request head slowly is cut
-//! off after `header_read_timeout`) and graceful shutdown (stop accepting,
-//! let open connections finish their requests).
+//! off after `header_read_timeout`), lingering close (see `linger`) and
+//! graceful shutdown (stop accepting, let open connections finish their
+//! requests).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,6 +15,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
+
+use super::linger::Lingering;
 
 /// Serves `app` on `listener` until `shutdown` completes, then waits for
 /// the open connections to finish (the caller bounds that wait).
@@ -54,7 +57,10 @@ pub async fn serve(
             },
         );
         let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
+            .serve_connection_with_upgrades(
+                TokioIo::new(Lingering::new(stream)),
+                TowerToHyperService::new(service),
+            )
             .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {

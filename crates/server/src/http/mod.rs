@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod extract;
+mod linger;
 pub mod listen;
 pub mod metrics;
 pub mod openapi;

@@ -56,12 +56,6 @@ impl Policy {
     }
 }
 
-/// What an oversized request's body is read (and discarded) before the 413,
-/// so a client that sends its whole body before reading the answer sees
-/// the answer instead of a reset connection.
-const DISCARD_BYTES: usize = 1 << 20;
-const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(2);
-
 /// Refuses bodies over the configured limit: at once when `Content-Length`
 /// says so (a client that asked `Expect: 100-continue` never sends the
 /// body), else as the body is read (the extractors then answer 413
@@ -80,12 +74,6 @@ pub async fn body_limit(State(state): State<Arc<AppState>>, req: Request, next: 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if let Some(declared) = declared.filter(|n| *n > limit) {
-        let expects_continue = req.headers().contains_key(header::EXPECT);
-        if !expects_continue {
-            let body = http_body_util::Limited::new(req.into_body(), DISCARD_BYTES);
-            let _ =
-                tokio::time::timeout(DISCARD_TIME, http_body_util::BodyExt::collect(body)).await;
-        }
         let mut response = ServiceError::new(
             ErrorKind::TooLarge,
             "payload_too_large",

@@ -14,7 +14,7 @@ use glagol_core::format::{self, OutputFormat, VerboseJson};
 
 use crate::error::ServiceError;
 use crate::http::error::sse_event;
-use crate::http::extract::{drained, file_field, second_file, Multipart};
+use crate::http::extract::{file_field, second_file, Multipart};
 use crate::http::types::TranscriptionErrors;
 use crate::http::types::{
     OpenAiTranscription, OpenAiVerbose, TextDelta, TextDone, TranscriptionJson, Usage,
@@ -35,13 +35,8 @@ fn bad(message: impl Into<String>) -> ServiceError {
     ServiceError::invalid("invalid_request", message)
 }
 
-async fn parse(Multipart(mut multipart): Multipart, task: Task) -> Result<Form, ServiceError> {
-    let form = read_form(&mut multipart, task).await;
-    drained(&mut multipart, form).await
-}
-
-async fn read_form(
-    multipart: &mut axum::extract::Multipart,
+async fn parse(
+    Multipart(mut multipart): Multipart,
     task: Task,
 ) -> Result<Form, ServiceError> {
     let mut audio = None;

@@ -13,7 +13,7 @@ use axum::{Extension, Json};
 
 use super::jobs_of;
 use crate::error::{ErrorKind, ServiceError};
-use crate::http::extract::{drained, second_file, Multipart};
+use crate::http::extract::{second_file, Multipart};
 use crate::http::policy::auth::Caller;
 use crate::http::types::{JobErrors, JobForm};
 use crate::jobs::files::UploadError;
@@ -211,8 +211,7 @@ pub async fn submit(
     headers: HeaderMap,
     Multipart(mut form): Multipart,
 ) -> Result<Response, ServiceError> {
-    let answer = accept(&state, caller, &headers, &mut form).await;
-    drained(&mut form, answer).await
+    accept(&state, caller, &headers, &mut form).await
 }
 
 async fn accept(
