@@ -322,6 +322,27 @@ fn finalize_ends_an_utterance_and_the_session_goes_on() {
     assert_eq!(finals.len(), 2);
     assert_eq!(finals[1]["endpoint_reason"], "stop");
     assert!(finals[1]["utterance_id"].as_u64() > finals[0]["utterance_id"].as_u64());
+    // The live metrics an operator watches, back to no session once it closed.
+    let metrics = Server::agent()
+        .get(&s.metrics.clone().expect("metrics listener announced"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let count = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{model=\"gigaam-tiny\"}}")))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
+    };
+    assert_eq!(count("glagol_live_sessions"), 0.0);
+    assert_eq!(count("glagol_final_latency_seconds_count"), 2.0);
+    let shown = c.of_type("partial").len() as f64;
+    assert!(shown > 0.0);
+    assert_eq!(count("glagol_partial_lag_seconds_count"), shown);
+    assert_eq!(count("glagol_partial_latency_seconds_count"), shown);
 }
 
 #[test]

@@ -35,10 +35,7 @@ fn bad(message: impl Into<String>) -> ServiceError {
     ServiceError::invalid("invalid_request", message)
 }
 
-async fn parse(
-    Multipart(mut multipart): Multipart,
-    task: Task,
-) -> Result<Form, ServiceError> {
+async fn parse(Multipart(mut multipart): Multipart, task: Task) -> Result<Form, ServiceError> {
     let mut audio = None;
     let mut options = TranscribeOptions {
         task,

@@ -54,6 +54,8 @@ enum Done {
         from: usize,
         end: usize,
         submitted: Instant,
+        /// When the newest audio it heard arrived.
+        arrived: Instant,
         result: Result<Transcript, ServiceError>,
     },
     Final {
@@ -312,8 +314,9 @@ impl LiveSession {
                 from,
                 end,
                 submitted,
+                arrived,
                 result,
-            } => self.finish_partial(utterance, from, end, submitted, result),
+            } => self.finish_partial(utterance, from, end, (submitted, arrived), result),
             Done::Early {
                 utterance,
                 end,

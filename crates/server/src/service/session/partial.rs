@@ -17,6 +17,8 @@ pub(super) struct LiveAudio {
     utterance: u64,
     start: usize,
     samples: Vec<f32>,
+    /// When the newest samples arrived.
+    arrived: Instant,
 }
 
 pub(super) type SharedAudio = Arc<Mutex<Option<LiveAudio>>>;
@@ -33,13 +35,17 @@ impl LiveSession {
         match live.as_mut().filter(|l| l.utterance == id) {
             Some(l) => {
                 let have = l.start + l.samples.len();
-                l.samples.extend(self.detector.audio(have, clock));
+                if have < clock {
+                    l.samples.extend(self.detector.audio(have, clock));
+                    l.arrived = Instant::now();
+                }
             }
             None => {
                 *live = Some(LiveAudio {
                     utterance: id,
                     start,
                     samples: self.detector.audio(start, clock),
+                    arrived: Instant::now(),
                 })
             }
         }
@@ -66,6 +72,7 @@ impl LiveSession {
         let covered = Arc::new(Covered {
             from: AtomicUsize::new(from),
             end: AtomicUsize::new(end),
+            arrived: Mutex::new(submitted),
         });
         let refresh = newest_audio(&self.live, id, longest, submitted, covered.clone());
         self.submit(
@@ -82,6 +89,7 @@ impl LiveSession {
                 from: covered.from.load(Ordering::SeqCst),
                 end: covered.end.load(Ordering::SeqCst),
                 submitted,
+                arrived: *covered.arrived.lock().unwrap_or_else(|p| p.into_inner()),
                 result,
             },
             tx,
@@ -93,7 +101,7 @@ impl LiveSession {
         utterance: u64,
         from: usize,
         end: usize,
-        submitted: Instant,
+        (submitted, arrived): (Instant, Instant),
         result: Result<Transcript, ServiceError>,
     ) {
         let Some(u) = self.utterances.get_mut(&utterance) else {
@@ -115,6 +123,9 @@ impl LiveSession {
         }
         metrics::histogram!("glagol_partial_latency_seconds", "model" => self.model.clone())
             .record(submitted.elapsed().as_secs_f64());
+        // What its user sees: how old the newest audio it heard is.
+        metrics::histogram!("glagol_partial_lag_seconds", "model" => self.model.clone())
+            .record(arrived.elapsed().as_secs_f64());
         u.shown_until = end;
         if !transcript.text.trim().is_empty() {
             self.detector.partial_shown(utterance);
@@ -155,10 +166,12 @@ fn samples(seconds: f64) -> usize {
     (seconds * SAMPLE_RATE as f64) as usize
 }
 
-/// Where the audio a partial ran on starts and ends, in session samples.
+/// Where the audio a partial ran on starts and ends, in session samples,
+/// and when its newest samples arrived.
 struct Covered {
     from: AtomicUsize,
     end: AtomicUsize,
+    arrived: Mutex<Instant>,
 }
 
 /// How long a partial may wait for a worker before it counts as a sign of
@@ -188,6 +201,7 @@ fn newest_audio(
             .max(end.saturating_sub(longest));
         covered.from.store(from, Ordering::SeqCst);
         covered.end.store(end, Ordering::SeqCst);
+        *covered.arrived.lock().unwrap_or_else(|p| p.into_inner()) = l.arrived;
         let skip = from.saturating_sub(l.start).min(l.samples.len());
         Some(l.samples[skip..].to_vec())
     })
