@@ -201,6 +201,10 @@ impl Registry {
                 (Some(b), Some(a)) => Some(a.saturating_sub(b)),
                 _ => None,
             };
+            // Recorded before the model shows as ready, so whoever sees it
+            // ready also sees its load time.
+            metrics::histogram!("glagol_model_load_seconds", "model" => name.to_string())
+                .record(started.elapsed().as_secs_f64());
             slot.set_state(State::Ready);
         });
         if committed.is_none() {
@@ -210,8 +214,6 @@ impl Registry {
             sys::release_memory();
             return;
         }
-        metrics::histogram!("glagol_model_load_seconds", "model" => name.to_string())
-            .record(started.elapsed().as_secs_f64());
         tracing::info!(model = name, "model ready");
         self.emit("model_ready", name, None);
     }

@@ -274,6 +274,8 @@ pub async fn run(
                 Err(_) => break,
             }
         }
+        // Ended (its model lease and gauge released) before its client hears so.
+        drop(live);
         close(&mut socket, code, why).await;
     }
     drop(slot);
