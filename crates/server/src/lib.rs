@@ -37,6 +37,9 @@ pub use state::{AppState, Reloader};
 /// Binds, prints the address, serves until SIGTERM/SIGINT, then drains;
 /// SIGHUP calls `reloader` and applies what it may (see [`AppState::reload`]).
 pub async fn serve(config: Config, reloader: Option<Reloader>) -> anyhow::Result<()> {
+    // The recorder first: metrics recorded before it exists are lost (a
+    // preloaded model's load time, its first states).
+    http::metrics::handle();
     let listener = tokio::net::TcpListener::bind(config.settings.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.settings.listen))?;
@@ -62,7 +65,6 @@ pub async fn serve(config: Config, reloader: Option<Reloader>) -> anyhow::Result
     ];
     tokio::spawn(reap_idle(state.clone()));
     tokio::spawn(reload_on_hangup(state.clone(), hangup));
-    http::metrics::handle();
     if let Some(metrics_addr) = state.config().metrics_addr {
         let ml = tokio::net::TcpListener::bind(metrics_addr)
             .await
