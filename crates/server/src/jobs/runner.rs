@@ -25,7 +25,10 @@ use crate::state::AppState;
 pub(super) async fn run(state: Arc<AppState>, jobs: Arc<Jobs>) {
     let mut stop = state.on_shutdown();
     while !*stop.borrow() {
-        loop {
+        // Stop is checked before every claim: a job handed back on shutdown
+        // is claimable at once, and claiming it again would hand it back
+        // again, round after round, until the runner looked up.
+        while !*stop.borrow() {
             let per_model = state.config().settings.job_concurrency;
             let models: Vec<String> = state
                 .registry
