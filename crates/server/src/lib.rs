@@ -110,24 +110,46 @@ pub async fn serve(config: Config, reloader: Option<Reloader>) -> anyhow::Result
         let _ = stop_rx.wait_for(|s| *s).await;
         tokio::time::sleep(state.config().drain()).await;
     };
-    tokio::select! {
-        () = &mut server => {
-            jobs.handed_back(Duration::from_secs(5)).await;
-            return Ok(());
-        }
-        () = deadline => {}
+    let drained = tokio::select! {
+        () = &mut server => true,
+        () = deadline => false,
+    };
+    if drained {
+        jobs.handed_back(Duration::from_secs(5)).await;
+    } else {
+        // Requests still waiting for a worker get a proper answer, not a reset.
+        tracing::warn!(
+            "drain window of {} s passed; refusing waiting requests, exiting with running ones",
+            state.config().drain().as_secs()
+        );
+        state
+            .registry
+            .abandon_queued(&error::ServiceError::shutting_down());
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut server).await;
+        jobs.handed_back(Duration::from_secs(2)).await;
     }
-    // Requests still waiting for a worker get a proper answer, not a reset.
-    tracing::warn!(
-        "drain window of {} s passed; refusing waiting requests, exiting with running ones",
-        state.config().drain().as_secs()
-    );
-    state
-        .registry
-        .abandon_queued(&error::ServiceError::shutting_down());
-    let _ = tokio::time::timeout(Duration::from_secs(2), &mut server).await;
-    jobs.handed_back(Duration::from_secs(2)).await;
+    stop_engines(&state, Duration::from_secs(10)).await;
     Ok(())
+}
+
+/// Waits, up to `limit`, for every engine thread to return (see
+/// [`models::Registry::stop_all`]). A plain thread, not `spawn_blocking`:
+/// the runtime's drop would wait for a blocking task without a bound.
+async fn stop_engines(state: &Arc<AppState>, limit: Duration) {
+    let (done, stopped) = tokio::sync::oneshot::channel();
+    let registry = state.registry.clone();
+    let spawned = std::thread::Builder::new()
+        .name("stop-engines".into())
+        .spawn(move || {
+            registry.stop_all();
+            let _ = done.send(());
+        });
+    if spawned.is_ok() && tokio::time::timeout(limit, stopped).await.is_err() {
+        tracing::warn!(
+            "engines still busy {} s after the drain; exiting anyway",
+            limit.as_secs()
+        );
+    }
 }
 
 /// Unloads idle models; the TTL is read each round, so a reload applies.

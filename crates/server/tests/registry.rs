@@ -141,6 +141,35 @@ async fn load_unload_churn_runs_one_load_per_model_at_a_time() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn stop_all_returns_only_after_a_running_load_has_ended() {
+    let ended = Arc::new(AtomicUsize::new(0));
+    let fake = FakeEngine::new("fake");
+    let load: LoadEngine = {
+        let ended = ended.clone();
+        Arc::new(move |_, _| {
+            std::thread::sleep(Duration::from_millis(400));
+            ended.fetch_add(1, Ordering::SeqCst);
+            Ok(Box::new(fake.clone()) as Box<dyn Engine>)
+        })
+    };
+    let (_dir, r) = registry(load);
+    r.load("fake").unwrap();
+    // The load thread is inside the engine's constructor now.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopping = r.clone();
+    tokio::task::spawn_blocking(move || stopping.stop_all())
+        .await
+        .unwrap();
+    assert_eq!(
+        ended.load(Ordering::SeqCst),
+        1,
+        "stop_all left a load running"
+    );
+    // The cancelled load does not come back as a ready model.
+    assert_eq!(state(&r), State::Unloaded);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_failed_load_answers_model_failed_with_the_reason_and_backs_off() {
     let attempts = Arc::new(AtomicUsize::new(0));
     let load: LoadEngine = {

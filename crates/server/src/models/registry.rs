@@ -419,6 +419,23 @@ impl Registry {
         }
     }
 
+    /// The end of a shutdown: unloads every model (a load is cancelled,
+    /// running engine work ends at the engine's next cancellation point) and
+    /// waits for the workers and load threads to return. The process must
+    /// not exit while one is inside ONNX Runtime or whisper.cpp: their
+    /// static destructors run at exit and can pull the ground from under it
+    /// (a crash instead of exit 0). Blocks: call off the async runtime.
+    pub fn stop_all(&self) {
+        let names: Vec<String> = self.slots().keys().cloned().collect();
+        for name in &names {
+            self.unload_if(name, |_| true);
+        }
+        let loads: Vec<_> = self.slots().values().map(|s| s.load_lock.clone()).collect();
+        for load in loads {
+            drop(load.lock().unwrap_or_else(|p| p.into_inner()));
+        }
+    }
+
     /// Whether any model can take work: some installed, not all saturated.
     pub fn readiness(&self) -> Result<(), String> {
         if self.installed.list().is_empty() {
