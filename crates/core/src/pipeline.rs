@@ -14,7 +14,7 @@ use crate::engine::{
     Engine, EngineError, EngineEvent, Progress, Segment, SegmentEmitter, TranscribeOptions,
     Transcript,
 };
-use crate::vad::{speech_segments, SpeechSegment, VadConfig, VadError, VadModel};
+use crate::vad::{speech_segments_until, SpeechSegment, VadConfig, VadError, VadModel};
 
 /// Silence inserted between joined speech segments (samples).
 const GAP: usize = SAMPLE_RATE as usize / 5;
@@ -91,7 +91,10 @@ pub fn transcribe(
         return Ok(engine.transcribe(audio, options)?);
     };
     let duration = audio.len() as f64 / SAMPLE_RATE as f64;
-    let segments = speech_segments(model, audio, config)?;
+    let segments = match speech_segments_until(model, audio, config, &|| options.is_cancelled()) {
+        Err(VadError::Stopped) => return Err(EngineError::Inference("cancelled".into()).into()),
+        other => other?,
+    };
     if segments.is_empty() {
         SegmentEmitter::new(options.events.as_ref(), duration).progress(0, Some(0), duration);
         return Ok(Transcript::empty(

@@ -32,6 +32,9 @@ pub enum VadError {
     Runtime(#[from] RuntimeError),
     #[error("VAD inference failed: {0}")]
     Inference(String),
+    /// The caller's stop condition held (a cancelled request).
+    #[error("cancelled")]
+    Stopped,
 }
 
 fn ort_err(e: impl std::fmt::Display) -> VadError {
@@ -267,8 +270,29 @@ pub fn speech_segments(
     samples: &[f32],
     config: VadConfig,
 ) -> Result<Vec<SpeechSegment>, VadError> {
+    speech_segments_until(model, samples, config, &|| false)
+}
+
+/// Audio the VAD runs between looks at the stop condition.
+const STOP_CHECK_SAMPLES: usize = 30 * SAMPLE_RATE as usize;
+
+/// [`speech_segments`] that gives up with [`VadError::Stopped`] once `stop`
+/// holds (looked at every 30 s of audio: an hour-long file takes the VAD
+/// tens of seconds).
+pub fn speech_segments_until(
+    model: &Arc<VadModel>,
+    samples: &[f32],
+    config: VadConfig,
+    stop: &dyn Fn() -> bool,
+) -> Result<Vec<SpeechSegment>, VadError> {
     let mut stream = VadStream::new(model.clone(), config);
-    let mut events = stream.push(samples)?;
+    let mut events = Vec::new();
+    for chunk in samples.chunks(STOP_CHECK_SAMPLES) {
+        if stop() {
+            return Err(VadError::Stopped);
+        }
+        events.extend(stream.push(chunk)?);
+    }
     // The last partial window is padded with silence so its speech counts.
     let rem = samples.len() % WINDOW;
     if rem != 0 {

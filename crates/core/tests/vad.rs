@@ -4,7 +4,9 @@
 mod npy;
 
 use glagol_core::audio::{decode_file, AudioLimits};
-use glagol_core::vad::{speech_segments, VadConfig, VadEvent, VadModel, VadStream};
+use glagol_core::vad::{
+    speech_segments, speech_segments_until, VadConfig, VadError, VadEvent, VadModel, VadStream,
+};
 
 fn ort_ready() {
     if let Some(p) = std::env::var_os("GLAGOL_ORT_LIB") {
@@ -60,4 +62,26 @@ fn speech_is_found_where_it_is_and_streaming_matches_whole_buffer() {
     assert!(speech_segments(&model, &silence, VadConfig::default())
         .unwrap()
         .is_empty());
+}
+
+#[test]
+fn a_stop_condition_ends_the_vad_within_30_seconds_of_audio() {
+    ort_ready();
+    let model = VadModel::embedded().expect("ONNX Runtime: run `glagol runtime install`");
+    let audio = vec![0.0f32; 95 * 16_000];
+    let looks = std::cell::Cell::new(0);
+    // Stop once the first 30 s were heard: the rest is never run.
+    let stop = || {
+        looks.set(looks.get() + 1);
+        looks.get() > 1
+    };
+    let got = speech_segments_until(&model, &audio, VadConfig::default(), &stop);
+    assert!(matches!(got, Err(VadError::Stopped)), "{got:?}");
+    assert_eq!(looks.get(), 2);
+    // Never stopped: the whole buffer, as `speech_segments` gives it.
+    let all = speech_segments_until(&model, &audio, VadConfig::default(), &|| false).unwrap();
+    assert_eq!(
+        all,
+        speech_segments(&model, &audio, VadConfig::default()).unwrap()
+    );
 }
