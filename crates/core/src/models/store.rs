@@ -441,12 +441,48 @@ fn read_manifest(dir: &Path) -> Result<Manifest, StoreError> {
 }
 
 fn write_manifest(dir: &Path, m: &Manifest) -> Result<(), StoreError> {
+    // A temporary name of its own per writer: concurrent pulls of one model
+    // each write the manifest, and with one shared name a writer's rename
+    // could find its file already renamed away by another.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let p = dir.join(MANIFEST);
-    let tmp = dir.join(format!("{MANIFEST}.tmp"));
+    let tmp = dir.join(format!("{MANIFEST}.{}-{n}.tmp", std::process::id()));
     fs::write(
         &tmp,
         serde_json::to_vec_pretty(m).expect("manifest serialises"),
     )
     .map_err(io_err(&tmp))?;
     fs::rename(&tmp, &p).map_err(io_err(&p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrent_manifest_writes_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = Manifest {
+            name: "m".into(),
+            engine: EngineKind::Whisper,
+            source: "catalog".into(),
+            catalog_verified: true,
+            files: Vec::new(),
+        };
+        let writers: Vec<_> = (0..8)
+            .map(|_| {
+                let (dir, manifest) = (dir.path().to_path_buf(), manifest.clone());
+                std::thread::spawn(move || {
+                    (0..200).try_for_each(|_| write_manifest(&dir, &manifest))
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap().unwrap();
+        }
+        assert_eq!(read_manifest(dir.path()).unwrap().name, "m");
+        let left: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1, "temporary files left behind");
+    }
 }
