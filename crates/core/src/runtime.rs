@@ -272,7 +272,8 @@ pub fn install(
         .by_name(WHEEL_MEMBER)
         .map_err(|e| InstallError::BadWheel(e.to_string()))?;
     let dest = dest_dir.join(ORT_LIB_NAME);
-    let tmp = dest_dir.join(format!(".{ORT_LIB_NAME}.tmp"));
+    // Two installs at once each extract their own copy.
+    let tmp = download::private_temp(&dest);
     {
         let mut out = File::create(&tmp).map_err(io_err(&tmp))?;
         io::copy(&mut member, &mut out)

@@ -85,6 +85,16 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// A hidden temporary path beside `dest`, unique to this writer (process
+/// and call): writers of the same file each fill their own and rename it
+/// into place, so none renames or overwrites another's half-written file.
+pub fn private_temp(dest: &Path) -> PathBuf {
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = dest.file_name().unwrap_or_default().to_string_lossy();
+    dest.with_file_name(format!(".{name}.{}-{n}.tmp", std::process::id()))
+}
+
 /// Fetches `req.url` into `req.dest` and returns the file's SHA-256.
 pub fn download(
     req: &Request,

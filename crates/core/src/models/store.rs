@@ -441,13 +441,9 @@ fn read_manifest(dir: &Path) -> Result<Manifest, StoreError> {
 }
 
 fn write_manifest(dir: &Path, m: &Manifest) -> Result<(), StoreError> {
-    // A temporary name of its own per writer: concurrent pulls of one model
-    // each write the manifest, and with one shared name a writer's rename
-    // could find its file already renamed away by another.
-    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // Concurrent pulls of one model each write the manifest.
     let p = dir.join(MANIFEST);
-    let tmp = dir.join(format!("{MANIFEST}.{}-{n}.tmp", std::process::id()));
+    let tmp = super::download::private_temp(&p);
     fs::write(
         &tmp,
         serde_json::to_vec_pretty(m).expect("manifest serialises"),
