@@ -182,6 +182,18 @@ fn sigterm_hands_running_jobs_back_for_the_next_start(store: &Store) {
         .filter(|(_, k, _)| k == "queued")
         .filter_map(|(_, _, d)| d["reason"].as_str().map(String::from))
         .collect();
-    assert_eq!(reasons.len(), 1, "{reasons:?}");
-    assert!(reasons[0].contains("server stopped"), "{reasons:?}");
+    // Handed back once, and never requeued as interrupted. (A model still
+    // loading or waiting for memory may also hand the job back, with its own
+    // reason: that is the runner's deferral, not what this test is about.)
+    let stopped = reasons
+        .iter()
+        .filter(|r| r.contains("server stopped"))
+        .count();
+    assert_eq!(stopped, 1, "{reasons:?}");
+    assert!(
+        !reasons
+            .iter()
+            .any(|r| r.contains("node running it stopped")),
+        "{reasons:?}"
+    );
 }
