@@ -92,7 +92,7 @@ pub fn transcribe(
     };
     let duration = audio.len() as f64 / SAMPLE_RATE as f64;
     let segments = match speech_segments_until(model, audio, config, &|| options.is_cancelled()) {
-        Err(VadError::Stopped) => return Err(EngineError::Inference("cancelled".into()).into()),
+        Err(VadError::Stopped) => return Err(EngineError::cancelled().into()),
         other => other?,
     };
     if segments.is_empty() {

@@ -111,6 +111,11 @@ pub enum EngineError {
 }
 
 impl EngineError {
+    /// The request's cancel flag was set: the engine stopped early.
+    pub fn cancelled() -> Self {
+        EngineError::Inference("cancelled".into())
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             EngineError::Runtime(e) => e.code(),

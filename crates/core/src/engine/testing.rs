@@ -102,7 +102,7 @@ impl FakeEngine {
             let until = Instant::now() + self.cost_per_second.mul_f64((end - start).max(0.0));
             while Instant::now() < until {
                 if req.options.is_cancelled() && !self.uninterruptible {
-                    return Err(EngineError::Inference("cancelled".into()));
+                    return Err(EngineError::cancelled());
                 }
                 std::thread::sleep(Duration::from_millis(2).min(until - Instant::now()));
             }

@@ -26,8 +26,8 @@ pub(super) async fn run(state: Arc<AppState>, jobs: Arc<Jobs>) {
     let mut stop = state.on_shutdown();
     while !*stop.borrow() {
         // Stop is checked before every claim: a job handed back on shutdown
-        // is claimable at once, and claiming it again would hand it back
-        // again, round after round, until the runner looked up.
+        // is claimable at once, and a claim made after the stop began would
+        // start it only to hand it back again.
         while !*stop.borrow() {
             let per_model = state.config().settings.job_concurrency;
             let models: Vec<String> = state

@@ -101,7 +101,7 @@ pub(super) fn run(
     for group in order.chunks(engine.max_batch) {
         for job in jobs.iter_mut() {
             if job.live() && job.req.options.is_cancelled() {
-                job.failed = Some(EngineError::Inference("cancelled".into()));
+                job.failed = Some(EngineError::cancelled());
             }
         }
         let group: Vec<(usize, usize)> = group

@@ -320,7 +320,7 @@ impl WhisperEngine {
         let result = state.full(params, piece.audio);
         drop(cancel);
         if opts.is_cancelled() {
-            return Err(EngineError::Inference("cancelled".into()));
+            return Err(EngineError::cancelled());
         }
         result.map_err(inference)?;
         if collector.panicked {
