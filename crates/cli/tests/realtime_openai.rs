@@ -103,6 +103,9 @@ fn openai_realtime_bad_input_gets_error_events_and_the_session_stays_open() {
     let mut c = Client::connect_with(request("realtime, openai-insecure-api-key.k")).unwrap();
     c.wait_for(Duration::from_secs(30), |r| !r.is_empty());
     assert_eq!(c.received[0].1["type"], "session.created");
+    // The padding in effect is shown: GigaAM's default.
+    let turn = &c.received[0].1["session"]["audio"]["input"]["turn_detection"];
+    assert_eq!(turn["prefix_padding_ms"], 300, "{turn}");
     // Audio before any session.update is fine (the defaults apply).
     c.send_text(r#"{"type":"input_audio_buffer.append","audio":"AAAAAAAAAAA="}"#);
     for (event, code) in [

@@ -139,6 +139,12 @@ pub trait Engine: Send + Sync {
     fn gains_from_batching(&self) -> bool {
         false
     }
+    /// Audio before the detected start of speech that a live utterance
+    /// includes when its client does not choose (the VAD confirms speech
+    /// late, and a clipped first sound is misheard).
+    fn speech_prefix_ms(&self) -> u32 {
+        crate::stream::DEFAULT_PREFIX_MS
+    }
     /// Recognises every request; one result per request, in order.
     fn transcribe_batch(&self, requests: &[Request<'_>]) -> Vec<Result<Transcript, EngineError>>;
 

@@ -2,6 +2,10 @@
 
 use crate::vad::VadConfig;
 
+/// Audio before detected speech an utterance includes, unless its client
+/// or engine says otherwise.
+pub const DEFAULT_PREFIX_MS: u32 = 300;
+
 /// How utterances are found and how often partials are due.
 #[derive(Debug, Clone, Copy)]
 pub struct StreamConfig {
@@ -12,8 +16,9 @@ pub struct StreamConfig {
     /// Longest utterance; a longer one is cut at its quietest point.
     pub max_utterance_s: f64,
     /// Audio kept before the detected speech start (so the first sound is
-    /// not clipped), in milliseconds.
-    pub prefix_ms: u32,
+    /// not clipped), in milliseconds; None: the engine's preference
+    /// (`Engine::speech_prefix_ms`), [`DEFAULT_PREFIX_MS`] without one.
+    pub prefix_ms: Option<u32>,
     /// End utterances at silences (false: only [`Utterances::finalize`]
     /// ends them, as when a client commits its own turns).
     pub endpointing: bool,
@@ -34,7 +39,7 @@ impl Default for StreamConfig {
             threshold: 0.5,
             silence_ms: 500,
             max_utterance_s: 20.0,
-            prefix_ms: 300,
+            prefix_ms: None,
             endpointing: true,
             partials: true,
             first_partial_ms: 300,
@@ -71,13 +76,14 @@ impl StreamConfig {
                 self.silence_ms, self.early_final_ms
             ));
         }
-        if self.prefix_ms > 2000 {
-            return Err(format!(
-                "prefix must be at most 2000 ms, got {}",
-                self.prefix_ms
-            ));
+        if let Some(prefix) = self.prefix_ms.filter(|p| *p > 2000) {
+            return Err(format!("prefix must be at most 2000 ms, got {prefix}"));
         }
         Ok(())
+    }
+
+    pub(super) fn prefix_ms(&self) -> u32 {
+        self.prefix_ms.unwrap_or(DEFAULT_PREFIX_MS)
     }
 
     pub(super) fn vad(&self) -> VadConfig {

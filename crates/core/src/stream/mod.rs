@@ -23,7 +23,7 @@
 mod config;
 pub mod partials;
 
-pub use config::StreamConfig;
+pub use config::{StreamConfig, DEFAULT_PREFIX_MS};
 
 use std::sync::Arc;
 
@@ -168,7 +168,7 @@ impl Utterances {
             if !self.config.endpointing {
                 // The client decides where turns end; everything is speech.
                 if self.current.is_none() {
-                    self.start(at + ms(self.config.prefix_ms), &mut out);
+                    self.start(at + ms(self.config.prefix_ms()), &mut out);
                 }
                 self.check_length(&mut out);
                 self.trim();
@@ -234,7 +234,7 @@ impl Utterances {
 
     fn start(&mut self, speech: usize, out: &mut Vec<UtteranceEvent>) {
         let start = speech
-            .saturating_sub(ms(self.config.prefix_ms))
+            .saturating_sub(ms(self.config.prefix_ms()))
             .max(self.last_end)
             .max(self.base);
         let id = self.next_id;
@@ -387,7 +387,7 @@ impl Utterances {
         let keep_from = match &self.current {
             Some(c) => c.start,
             // Speech is confirmed ~250 ms after it starts; keep that and the prefix.
-            None => self.clock.saturating_sub(ms(self.config.prefix_ms + 500)),
+            None => self.clock.saturating_sub(ms(self.config.prefix_ms() + 500)),
         };
         if keep_from > self.base {
             let n = (keep_from - self.base).min(self.buffer.len());

@@ -121,6 +121,7 @@ struct Shared {
     busy: AtomicUsize,
     /// Interactive requests admitted and not yet finished.
     admitted: AtomicUsize,
+    speech_prefix_ms: u32,
 }
 
 impl Shared {
@@ -168,6 +169,7 @@ impl Scheduler {
             stopped: AtomicBool::new(false),
             busy: AtomicUsize::new(0),
             admitted: AtomicUsize::new(0),
+            speech_prefix_ms: engine.speech_prefix_ms(),
         });
         let mut threads = Vec::new();
         for i in 0..shared.config.workers {
@@ -246,6 +248,12 @@ impl Scheduler {
             .config
             .workers
             .saturating_sub(self.shared.busy.load(Ordering::SeqCst))
+    }
+
+    /// The engine's audio before speech for live utterances
+    /// (`Engine::speech_prefix_ms`).
+    pub fn speech_prefix_ms(&self) -> u32 {
+        self.shared.speech_prefix_ms
     }
 
     /// Items waiting.

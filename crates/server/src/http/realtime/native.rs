@@ -27,7 +27,7 @@ use crate::state::AppState;
         ("vad_threshold" = Option<f32>, Query, description = "Speech probability threshold, 0.05–0.95 (default 0.5)"),
         ("silence_ms" = Option<u32>, Query, description = "Silence that ends an utterance, 100–10000 ms (default 500)"),
         ("max_utterance_s" = Option<f64>, Query, description = "Longest utterance, 2–60 s (default 20)"),
-        ("prefix_ms" = Option<u32>, Query, description = "Audio kept before detected speech, 0–2000 ms (default 300)"),
+        ("prefix_ms" = Option<u32>, Query, description = "Audio kept before detected speech, 0–2000 ms (default: 1000 for Whisper models, 300 for others)"),
         ("early_final_ms" = Option<u32>, Query, description = "How long before the silence ends an utterance its final starts, 0 to silence_ms (default 300; 0: after the silence)"),
     ),
     responses(
@@ -122,8 +122,8 @@ impl Native {
         if let Some(v) = c.partials {
             stream.partials = v;
         }
-        if let Some(v) = c.prefix_ms {
-            stream.prefix_ms = v;
+        if c.prefix_ms.is_some() {
+            stream.prefix_ms = c.prefix_ms;
         }
         if let Some(v) = c.early_final_ms {
             stream.early_final_ms = v;

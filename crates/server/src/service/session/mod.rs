@@ -99,6 +99,7 @@ pub struct LiveSession {
     adopted: BTreeMap<u64, (usize, Instant)>,
     /// Read by queued partials when they run.
     live: SharedAudio,
+    prefix_ms: u32,
     _lease: Lease,
 }
 
@@ -127,10 +128,15 @@ impl Service {
             .registry
             .acquire(&model, Some(config.inference_timeout()))
             .await?;
+        let mut stream = options.stream;
+        let prefix_ms = *stream
+            .prefix_ms
+            .get_or_insert(lease.scheduler().speech_prefix_ms());
         let (tx, rx) = mpsc::unbounded_channel();
         metrics::gauge!("glagol_live_sessions", "model" => model.clone()).increment(1.0);
         Ok(LiveSession {
-            detector: Utterances::new(self.vad()?, options.stream),
+            detector: Utterances::new(self.vad()?, stream),
+            prefix_ms,
             stream: NEXT_STREAM.fetch_add(1, Ordering::Relaxed),
             options: transcribe,
             model,
@@ -152,6 +158,11 @@ impl LiveSession {
     /// The model recognising this session.
     pub fn model(&self) -> &str {
         &self.model
+    }
+
+    /// Audio before detected speech each utterance includes, in ms.
+    pub fn prefix_ms(&self) -> u32 {
+        self.prefix_ms
     }
 
     /// Session audio received, in seconds.

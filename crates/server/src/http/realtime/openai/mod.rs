@@ -121,7 +121,7 @@ impl Realtime {
                 ..SessionOptions::default()
             },
             format: json!({"type": "audio/pcm", "rate": 24000}),
-            turn_detection: json!({"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": 500}),
+            turn_detection: json!({"type": "server_vad", "threshold": 0.5, "silence_duration_ms": 500}),
             pcm: PcmStream::new(Encoding::Pcm(PcmFormat::S16Le), 24_000),
             scratch: Vec::new(),
             next_event: 0,
@@ -183,7 +183,11 @@ fn rand_id() -> u64 {
 }
 
 impl Protocol for Realtime {
-    fn opened(&mut self, _session: &LiveSession) -> Vec<String> {
+    fn opened(&mut self, session: &LiveSession) -> Vec<String> {
+        // The padding in effect: the client's, or the model's default.
+        if self.turn_detection.is_object() {
+            self.turn_detection["prefix_padding_ms"] = json!(session.prefix_ms());
+        }
         vec![self.session_message()]
     }
 

@@ -164,7 +164,7 @@ fn stream_config(turn: &Value, mut stream: StreamConfig) -> Result<StreamConfig,
         stream.threshold = v as f32;
     }
     if let Some(v) = turn["prefix_padding_ms"].as_u64() {
-        stream.prefix_ms = v.min(u32::MAX as u64) as u32;
+        stream.prefix_ms = Some(v.min(u32::MAX as u64) as u32);
     }
     if let Some(v) = turn["silence_duration_ms"].as_u64() {
         stream.silence_ms = v.min(u32::MAX as u64) as u32;
