@@ -102,7 +102,7 @@ const MAGIC: u32 = 0x6767_6d6c;
 
 /// Writes a `kind`-quantized copy of the whisper.cpp model `src` to `dst`.
 pub fn quantize(src: &Path, dst: &Path, kind: QuantType) -> Result<QuantizeReport, QuantizeError> {
-    super::check_header(src).map_err(QuantizeError::Invalid)?;
+    super::header::check_header(src).map_err(QuantizeError::Invalid)?;
     let bytes_in = std::fs::metadata(src)?.len();
     let mut input = BufReader::with_capacity(1 << 20, File::open(src)?);
     let file = File::create(dst)?;
