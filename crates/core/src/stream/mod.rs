@@ -145,6 +145,11 @@ impl Utterances {
         self.clock
     }
 
+    /// Audio before detected speech each utterance includes, in ms.
+    pub fn prefix_ms(&self) -> u32 {
+        self.config.prefix_ms()
+    }
+
     /// Whether an utterance is open.
     pub fn in_utterance(&self) -> bool {
         self.current.is_some()

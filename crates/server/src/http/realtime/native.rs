@@ -122,9 +122,7 @@ impl Native {
         if let Some(v) = c.partials {
             stream.partials = v;
         }
-        if c.prefix_ms.is_some() {
-            stream.prefix_ms = c.prefix_ms;
-        }
+        stream.prefix_ms = c.prefix_ms.or(stream.prefix_ms);
         if let Some(v) = c.early_final_ms {
             stream.early_final_ms = v;
         }

@@ -99,7 +99,6 @@ pub struct LiveSession {
     adopted: BTreeMap<u64, (usize, Instant)>,
     /// Read by queued partials when they run.
     live: SharedAudio,
-    prefix_ms: u32,
     _lease: Lease,
 }
 
@@ -129,14 +128,13 @@ impl Service {
             .acquire(&model, Some(config.inference_timeout()))
             .await?;
         let mut stream = options.stream;
-        let prefix_ms = *stream
+        stream
             .prefix_ms
             .get_or_insert(lease.scheduler().speech_prefix_ms());
         let (tx, rx) = mpsc::unbounded_channel();
         metrics::gauge!("glagol_live_sessions", "model" => model.clone()).increment(1.0);
         Ok(LiveSession {
             detector: Utterances::new(self.vad()?, stream),
-            prefix_ms,
             stream: NEXT_STREAM.fetch_add(1, Ordering::Relaxed),
             options: transcribe,
             model,
@@ -162,7 +160,7 @@ impl LiveSession {
 
     /// Audio before detected speech each utterance includes, in ms.
     pub fn prefix_ms(&self) -> u32 {
-        self.prefix_ms
+        self.detector.prefix_ms()
     }
 
     /// Session audio received, in seconds.
