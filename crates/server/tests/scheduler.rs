@@ -245,6 +245,36 @@ fn waiting_items_are_gathered_into_one_batch_where_the_engine_gains() {
 }
 
 #[test]
+fn a_batch_holds_one_kind_of_work_of_similar_lengths() {
+    let fake = FakeEngine::new("fake")
+        .batching(true)
+        .cost_per_second(Duration::from_millis(100));
+    let s = start(&fake, config(1, 8));
+    let (tx, rx) = mpsc::channel();
+    s.submit(item("first", 2.0, Class::Interactive, None, &tx))
+        .unwrap();
+    wait_running(&fake);
+    let waiting = [
+        ("partial-1", 1.0, Class::LivePartial, Some(1)),
+        ("partial-2", 1.1, Class::LivePartial, Some(2)),
+        ("final-3", 1.0, Class::LiveFinal, Some(3)),
+        ("short", 0.5, Class::Interactive, None),
+        ("long-1", 3.0, Class::Interactive, None),
+        ("long-2", 2.9, Class::Interactive, None),
+    ];
+    for (name, seconds, class, stream) in waiting {
+        s.submit(item(name, seconds, class, stream, &tx)).unwrap();
+    }
+    for (_, r) in order(&rx, 7) {
+        r.unwrap();
+    }
+    // The final alone (partials would hold it up), the two partials
+    // together, the short request alone (padded to 3 s it would cost six
+    // times its length), the two long ones together.
+    assert_eq!(fake.batch_sizes(), [1, 1, 2, 1, 2]);
+}
+
+#[test]
 fn stopping_fails_waiting_items_and_refuses_new_ones() {
     let fake = FakeEngine::new("fake").cost_per_second(Duration::from_millis(100));
     let s = start(&fake, config(1, 1));

@@ -3,8 +3,9 @@
 //!
 //! Like sherpa-onnx's websocket decoder, the scheduler, not the engine,
 //! makes batches: a worker takes the next item and, when the engine gains
-//! from batching, gathers more waiting items (up to `max_batch`, waiting at
-//! most `max_wait` for them) into one call. Concurrency is the number of
+//! from batching, gathers more waiting items of the same kind and of similar
+//! length (up to `max_batch`, waiting at most `max_wait` for them) into one
+//! call. Concurrency is the number of
 //! worker threads: an item whose client gave up or whose deadline passed
 //! is cancelled, but its worker stays busy until the engine returns, so
 //! more than `workers` inferences never run at once. Workers run on
@@ -54,6 +55,17 @@ impl Class {
     /// A partial of a live utterance, first or not.
     pub fn is_partial(self) -> bool {
         matches!(self, Class::LiveFirstPartial | Class::LivePartial)
+    }
+
+    /// Items batch only with items of the same kind: live finals with
+    /// finals (a final is not held up by partials), partials with
+    /// partials, requests and jobs with each other.
+    fn batch_kind(self) -> u8 {
+        match self {
+            Class::LiveFinal => 0,
+            Class::LiveFirstPartial | Class::LivePartial => 1,
+            Class::Interactive | Class::Background => 2,
+        }
     }
 }
 
