@@ -147,6 +147,55 @@ fn native_gigaam_finals_are_the_file_results_of_their_utterances() {
 }
 
 #[test]
+fn concurrent_gigaam_sessions_share_batches_and_keep_their_finals() {
+    let _one = exclusive();
+    let s = Server::start(&[
+        "--preload",
+        "gigaam-tiny",
+        "--workers",
+        "1",
+        "--max-batch",
+        "8",
+        "--batch-wait-ms",
+        "20",
+    ]);
+    s.wait_ready("gigaam-tiny");
+    let (audio, speech, _) = recording();
+    let sessions: Vec<Vec<Value>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| stream(&s, "model=gigaam-tiny&prefix_ms=0", &audio, false).1))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let spoken = |f: &Value| (f["start"].clone(), f["end"].clone(), f["text"].clone());
+    for finals in &sessions {
+        check_boundaries(finals, &speech, 0.0);
+        // The same audio gives the same finals, batched with whichever
+        // items of other sessions were waiting.
+        assert_eq!(
+            finals.iter().map(spoken).collect::<Vec<_>>(),
+            sessions[0].iter().map(spoken).collect::<Vec<_>>()
+        );
+    }
+    for f in &sessions[0] {
+        let (a, b) = (
+            (f["start"].as_f64().unwrap() * SR).round() as usize,
+            (f["end"].as_f64().unwrap() * SR).round() as usize,
+        );
+        let file = transcribe_file(&s, "gigaam-tiny", &audio[a..b], "ru");
+        assert_eq!(f["text"].as_str().unwrap(), file);
+    }
+    let metrics = s.metrics_text();
+    let items = common::server::metric(&metrics, "glagol_batch_size_sum{model=\"gigaam-tiny\"}");
+    let batches =
+        common::server::metric(&metrics, "glagol_batch_size_count{model=\"gigaam-tiny\"}");
+    assert!(
+        items > batches,
+        "{items} items in {batches} engine calls: no live work was batched"
+    );
+}
+
+#[test]
 fn native_whisper_finals_are_the_file_results_of_their_utterances() {
     let _one = exclusive();
     let s = Server::start(&["--preload", "whisper-base"]);
