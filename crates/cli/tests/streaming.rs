@@ -101,6 +101,24 @@ fn check_boundaries(finals: &[Value], speech: &[(f64, f64)], prefix: f64) {
     }
 }
 
+/// Checks that each GigaAM final is token-exact with its utterance's audio
+/// transcribed as a file.
+fn check_file_results(s: &Server, finals: &[Value], audio: &[f32]) {
+    for f in finals {
+        let (a, b) = (
+            (f["start"].as_f64().unwrap() * SR).round() as usize,
+            (f["end"].as_f64().unwrap() * SR).round() as usize,
+        );
+        let file = transcribe_file(s, "gigaam-tiny", &audio[a..b], "ru");
+        assert_eq!(
+            f["text"].as_str().unwrap(),
+            file,
+            "utterance {}",
+            f["utterance_id"]
+        );
+    }
+}
+
 #[test]
 fn native_gigaam_finals_are_the_file_results_of_their_utterances() {
     let _one = exclusive();
@@ -110,19 +128,7 @@ fn native_gigaam_finals_are_the_file_results_of_their_utterances() {
     for paced in [false, true] {
         let (c, finals) = stream(&s, "model=gigaam-tiny&prefix_ms=0", &audio, paced);
         check_boundaries(&finals, &speech, 0.0);
-        for f in &finals {
-            let (a, b) = (
-                (f["start"].as_f64().unwrap() * SR).round() as usize,
-                (f["end"].as_f64().unwrap() * SR).round() as usize,
-            );
-            let file = transcribe_file(&s, "gigaam-tiny", &audio[a..b], "ru");
-            assert_eq!(
-                f["text"].as_str().unwrap(),
-                file,
-                "utterance {}",
-                f["utterance_id"]
-            );
-        }
+        check_file_results(&s, &finals, &audio);
         // Partials came before their finals, with speech_started first.
         let types = c.types();
         let first_partial = types
@@ -177,14 +183,7 @@ fn concurrent_gigaam_sessions_share_batches_and_keep_their_finals() {
             sessions[0].iter().map(spoken).collect::<Vec<_>>()
         );
     }
-    for f in &sessions[0] {
-        let (a, b) = (
-            (f["start"].as_f64().unwrap() * SR).round() as usize,
-            (f["end"].as_f64().unwrap() * SR).round() as usize,
-        );
-        let file = transcribe_file(&s, "gigaam-tiny", &audio[a..b], "ru");
-        assert_eq!(f["text"].as_str().unwrap(), file);
-    }
+    check_file_results(&s, &sessions[0], &audio);
     let metrics = s.metrics_text();
     let items = common::server::metric(&metrics, "glagol_batch_size_sum{model=\"gigaam-tiny\"}");
     let batches =
