@@ -5,12 +5,11 @@
 //! makes batches: a worker takes the next item and, when the engine gains
 //! from batching, gathers more waiting items of the same kind and of similar
 //! length (up to `max_batch`, waiting at most `max_wait` for them) into one
-//! call. Concurrency is the number of
-//! worker threads: an item whose client gave up or whose deadline passed
-//! is cancelled, but its worker stays busy until the engine returns, so
-//! more than `workers` inferences never run at once. Workers run on
-//! threads with a stack sized for the engines (whisper.cpp's tokenizer
-//! recurses deeply).
+//! call. Concurrency is the number of worker threads: an item whose client
+//! gave up or whose deadline passed is cancelled, but its worker stays busy
+//! until the engine returns, so more than `workers` inferences never run at
+//! once. Workers run on threads with a stack sized for the engines
+//! (whisper.cpp's tokenizer recurses deeply).
 
 mod queue;
 mod worker;
