@@ -179,6 +179,20 @@ impl VadStream {
         self.triggered && self.confirmed
     }
 
+    /// Speech heard but not yet long enough to be confirmed: the start a
+    /// [`VadEvent::SpeechStart`] will give it, and whether its latest
+    /// window was speech.
+    pub fn unconfirmed(&self) -> Option<(usize, bool)> {
+        (self.triggered && !self.confirmed)
+            .then(|| (self.padded_start(), self.silence_start.is_none()))
+    }
+
+    fn padded_start(&self) -> usize {
+        self.speech_start
+            .saturating_sub(ms_to_samples(self.config.speech_pad_ms))
+            .max(self.last_end.min(self.speech_start))
+    }
+
     /// Inside confirmed speech that has gone quiet: where the speech will be
     /// said to end if the silence lasts, and how many samples of silence
     /// there are so far. The end is exactly the one a later
@@ -252,11 +266,9 @@ impl VadStream {
             let speech_so_far = self.silence_start.unwrap_or(self.processed) - self.speech_start;
             if speech_so_far >= ms_to_samples(self.config.min_speech_ms) {
                 self.confirmed = true;
-                let start = self
-                    .speech_start
-                    .saturating_sub(pad)
-                    .max(self.last_end.min(self.speech_start));
-                return Some(VadEvent::SpeechStart { sample: start });
+                return Some(VadEvent::SpeechStart {
+                    sample: self.padded_start(),
+                });
             }
         }
         None

@@ -115,3 +115,72 @@ fn early_finals_carry_the_final_audio_and_resumed_speech_withdraws_them() {
     };
     assert_eq!(ends(&all), ends(&off));
 }
+
+#[test]
+fn tentative_utterances_start_partials_early_and_never_move_utterances() {
+    // A 150 ms snippet of speech alone in a pause: heard, never confirmed.
+    let mut audio = recording();
+    let snippet: Vec<f32> = audio[16_000 + 40_000..16_000 + 42_400].to_vec();
+    let pause = audio.len() - 16_000;
+    audio.splice(pause..pause + snippet.len(), snippet);
+    audio.extend(vec![0.0f32; 16_000]);
+
+    let all = events(&audio, StreamConfig::default());
+    let mut tentative = std::collections::HashMap::new();
+    let (mut dropped, mut early_partials) = (Vec::new(), 0);
+    for (_, event) in &all {
+        match event {
+            UtteranceEvent::Tentative { id, start } => {
+                tentative.insert(*id, (*start, false));
+            }
+            UtteranceEvent::Partial { id, .. } => {
+                if let Some((_, false)) = tentative.get(id) {
+                    early_partials += 1;
+                }
+            }
+            UtteranceEvent::Started { id, start } => {
+                // Announced with the start it had when it was only heard.
+                let (heard, announced) = tentative.get_mut(id).expect("started unheard");
+                assert_eq!(heard, start, "utterance {id}");
+                *announced = true;
+            }
+            UtteranceEvent::Dropped { id } => {
+                assert_eq!(tentative.get(id).map(|t| t.1), Some(false));
+                dropped.push(*id);
+            }
+            UtteranceEvent::Ending { id, .. } | UtteranceEvent::Ended { id, .. } => {
+                assert!(!dropped.contains(id), "utterance {id} was dropped");
+                assert_eq!(tentative.get(id).map(|t| t.1), Some(true), "{id}");
+            }
+            UtteranceEvent::Resumed { .. } => {}
+        }
+    }
+    assert!(!dropped.is_empty(), "the snippet was not dropped");
+    assert!(
+        early_partials >= 3,
+        "{early_partials} partials before Started"
+    );
+
+    // Without partials nothing is tentative, and the utterances are the same.
+    let quiet = events(
+        &audio,
+        StreamConfig {
+            partials: false,
+            ..Default::default()
+        },
+    );
+    let spans = |v: &[(usize, UtteranceEvent)]| -> Vec<(usize, usize)> {
+        v.iter()
+            .filter_map(|(_, e)| match e {
+                UtteranceEvent::Ended { start, end, .. } => Some((*start, *end)),
+                _ => None,
+            })
+            .collect()
+    };
+    assert!(!quiet.iter().any(|(_, e)| matches!(
+        e,
+        UtteranceEvent::Tentative { .. } | UtteranceEvent::Dropped { .. }
+    )));
+    assert_eq!(spans(&all), spans(&quiet));
+    assert!(spans(&all).len() >= 5, "{:?}", spans(&all));
+}

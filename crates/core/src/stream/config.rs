@@ -42,7 +42,7 @@ impl Default for StreamConfig {
             prefix_ms: None,
             endpointing: true,
             partials: true,
-            first_partial_ms: 300,
+            first_partial_ms: 150,
             partial_interval_ms: 700,
             early_final_ms: 300,
         }

@@ -16,6 +16,14 @@
 //! silence is confirmed; if speech resumes instead
 //! ([`UtteranceEvent::Resumed`]), that work is thrown away.
 //!
+//! The first partial need not wait for speech to be confirmed either: the
+//! VAD hears speech at once but confirms it only after its minimum length
+//! (so a click is not an utterance). In between the utterance is
+//! tentative ([`UtteranceEvent::Tentative`]): its partials are due and may
+//! be recognised, but nothing is shown before [`UtteranceEvent::Started`];
+//! speech that stops too soon drops it ([`UtteranceEvent::Dropped`]), so
+//! the first words can be on screen as the utterance is announced.
+//!
 //! [`partials`] makes a sequence of partial hypotheses stable for a
 //! client: words agreed on by consecutive partials are committed and never
 //! retracted, which is also what append-only deltas need.
@@ -60,8 +68,17 @@ impl EndReason {
 /// What the detector found. Positions are samples on the session clock.
 #[derive(Debug, Clone, PartialEq)]
 pub enum UtteranceEvent {
-    /// Speech started (`start` includes the prefix).
+    /// Speech was heard but is not yet long enough to be an utterance:
+    /// utterance `id` would begin at `start`. Its partials may be
+    /// recognised, but are for showing only once it has
+    /// [`UtteranceEvent::Started`].
+    Tentative { id: u64, start: usize },
+    /// Speech started (`start` includes the prefix); when it follows a
+    /// [`UtteranceEvent::Tentative`] of the same id, the same `start`.
     Started { id: u64, start: usize },
+    /// The speech of tentative utterance `id` stopped before it was
+    /// confirmed: it never was an utterance.
+    Dropped { id: u64 },
     /// A partial of utterance `id` is due: recognise `audio`, which covers
     /// `start..end`.
     Partial {
@@ -100,6 +117,8 @@ struct Current {
     shown: bool,
     /// The end announced by the last [`UtteranceEvent::Ending`].
     ending: Option<usize>,
+    /// Speech long enough to be an utterance ([`UtteranceEvent::Started`]).
+    confirmed: bool,
 }
 
 /// Finds utterances in one live stream.
@@ -150,12 +169,12 @@ impl Utterances {
         self.config.prefix_ms()
     }
 
-    /// Whether an utterance is open.
+    /// Whether an utterance is open (a tentative one is not yet).
     pub fn in_utterance(&self) -> bool {
-        self.current.is_some()
+        self.current.as_ref().is_some_and(|c| c.confirmed)
     }
 
-    /// The open utterance: its id and first sample.
+    /// The open utterance, tentative or not: its id and first sample.
     pub fn current(&self) -> Option<(u64, usize)> {
         self.current.as_ref().map(|c| (c.id, c.start))
     }
@@ -173,7 +192,7 @@ impl Utterances {
             if !self.config.endpointing {
                 // The client decides where turns end; everything is speech.
                 if self.current.is_none() {
-                    self.start(at + ms(self.config.prefix_ms()), &mut out);
+                    self.start(at + ms(self.config.prefix_ms()), true, &mut out);
                 }
                 self.check_length(&mut out);
                 self.trim();
@@ -181,16 +200,24 @@ impl Utterances {
             }
             for event in self.vad.push(piece)? {
                 match event {
-                    VadEvent::SpeechStart { sample } if self.current.is_none() => {
-                        self.start(sample, &mut out)
-                    }
+                    VadEvent::SpeechStart { sample } => match &mut self.current {
+                        None => self.start(sample, true, &mut out),
+                        Some(c) if !c.confirmed => {
+                            c.confirmed = true;
+                            out.push(UtteranceEvent::Started {
+                                id: c.id,
+                                start: c.start,
+                            });
+                        }
+                        Some(_) => {}
+                    },
                     VadEvent::SpeechEnd { sample } => {
                         let end = sample.min(self.clock);
                         self.end(end, EndReason::Vad, &mut out);
                     }
-                    VadEvent::SpeechStart { .. } => {}
                 }
             }
+            self.check_unconfirmed(&mut out);
             self.check_length(&mut out);
             self.check_ending(&mut out);
             self.trim();
@@ -237,7 +264,21 @@ impl Utterances {
         self.trim();
     }
 
-    fn start(&mut self, speech: usize, out: &mut Vec<UtteranceEvent>) {
+    /// Opens a tentative utterance when the VAD hears speech it has not
+    /// confirmed (only worth it for partials), and drops it when that
+    /// speech stops unconfirmed.
+    fn check_unconfirmed(&mut self, out: &mut Vec<UtteranceEvent>) {
+        match (self.vad.unconfirmed(), &self.current) {
+            (Some((speech, _)), None) if self.config.partials => self.start(speech, false, out),
+            (None, Some(c)) if !c.confirmed => {
+                out.push(UtteranceEvent::Dropped { id: c.id });
+                self.current = None;
+            }
+            _ => {}
+        }
+    }
+
+    fn start(&mut self, speech: usize, confirmed: bool, out: &mut Vec<UtteranceEvent>) {
         let start = speech
             .saturating_sub(ms(self.config.prefix_ms()))
             .max(self.last_end)
@@ -255,14 +296,23 @@ impl Utterances {
             next_partial,
             shown: false,
             ending: None,
+            confirmed,
         });
-        out.push(UtteranceEvent::Started { id, start });
+        out.push(if confirmed {
+            UtteranceEvent::Started { id, start }
+        } else {
+            UtteranceEvent::Tentative { id, start }
+        });
     }
 
     fn end(&mut self, end: usize, reason: EndReason, out: &mut Vec<UtteranceEvent>) {
         let Some(current) = self.current.take() else {
             return;
         };
+        if !current.confirmed {
+            out.push(UtteranceEvent::Dropped { id: current.id });
+            return;
+        }
         let end = end.max(current.start);
         out.push(UtteranceEvent::Ended {
             id: current.id,
@@ -278,7 +328,7 @@ impl Utterances {
     /// its last quarter; the speech after the cut is a new utterance.
     fn check_length(&mut self, out: &mut Vec<UtteranceEvent>) {
         let max = (self.config.max_utterance_s * SAMPLE_RATE as f64) as usize;
-        let Some(current) = &self.current else {
+        let Some(current) = self.current.as_ref().filter(|c| c.confirmed) else {
             return;
         };
         if self.clock - current.start < max {
@@ -305,6 +355,7 @@ impl Utterances {
                 .then(|| cut + ms(self.config.first_partial_ms)),
             shown: false,
             ending: None,
+            confirmed: true,
         });
         out.push(UtteranceEvent::Started { id, start: cut });
     }
@@ -351,8 +402,11 @@ impl Utterances {
         } else {
             self.config.first_partial_ms
         });
+        // A tentative utterance's partial waits while its speech is quiet:
+        // it may be a click about to be dropped.
+        let speaking = current.confirmed || self.vad.unconfirmed().is_some_and(|(_, now)| now);
         match current.next_partial {
-            Some(due) if clock >= due && clock > current.speech => {
+            Some(due) if clock >= due && clock > current.speech && speaking => {
                 current.next_partial = Some(clock + interval);
                 let (id, start) = (current.id, current.start);
                 out.push(UtteranceEvent::Partial {

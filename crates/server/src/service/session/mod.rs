@@ -78,6 +78,12 @@ struct Utterance {
     partial_in_flight: bool,
     /// The newest audio end a shown partial covered.
     shown_until: usize,
+    /// Whether the client knows of it (a tentative utterance is not
+    /// shown until its speech is confirmed).
+    announced: bool,
+    /// The newest partial of a tentative utterance, shown when it is
+    /// announced, and when the newest audio it heard arrived.
+    held: Option<(Partial, Instant)>,
 }
 
 pub struct LiveSession {
@@ -100,6 +106,20 @@ pub struct LiveSession {
     /// Read by queued partials when they run.
     live: SharedAudio,
     _lease: Lease,
+}
+
+impl Utterance {
+    fn new(start: usize) -> Utterance {
+        Utterance {
+            start,
+            end: None,
+            stabilizer: Stabilizer::new(),
+            partial_in_flight: false,
+            shown_until: 0,
+            announced: false,
+            held: None,
+        }
+    }
 }
 
 fn seconds(samples: usize) -> f64 {
@@ -225,21 +245,26 @@ impl LiveSession {
 
     fn handle(&mut self, event: UtteranceEvent) {
         match event {
+            UtteranceEvent::Tentative { id, start } => {
+                self.utterances.insert(id, Utterance::new(start));
+            }
             UtteranceEvent::Started { id, start } => {
-                self.utterances.insert(
-                    id,
-                    Utterance {
-                        start,
-                        end: None,
-                        stabilizer: Stabilizer::new(),
-                        partial_in_flight: false,
-                        shown_until: 0,
-                    },
-                );
+                let u = self
+                    .utterances
+                    .entry(id)
+                    .or_insert_with(|| Utterance::new(start));
+                u.announced = true;
+                let held = u.held.take();
                 self.out.push_back(SessionEvent::SpeechStarted {
                     utterance: id,
                     start: seconds(start),
                 });
+                if let Some((partial, arrived)) = held {
+                    self.show_partial(partial, arrived);
+                }
+            }
+            UtteranceEvent::Dropped { id } => {
+                self.utterances.remove(&id);
             }
             UtteranceEvent::Partial {
                 id,

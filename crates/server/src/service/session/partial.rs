@@ -54,7 +54,9 @@ impl LiveSession {
     /// Sends a partial of utterance `id` (`audio` covers `start..end`) to
     /// the scheduler, unless one is still in flight.
     pub(super) fn start_partial(&mut self, id: u64, start: usize, end: usize, audio: Vec<f32>) {
-        let Some(u) = self.utterances.get(&id).filter(|u| !u.partial_in_flight) else {
+        // A held partial is shown first: its delta must reach the client.
+        let ready = |u: &&super::Utterance| !u.partial_in_flight && u.held.is_none();
+        let Some(u) = self.utterances.get(&id).filter(ready) else {
             // Backs off under load: never two partials of one stream.
             self.detector.defer_partial();
             metrics::counter!("glagol_partials_skipped_total", "model" => self.model.clone())
@@ -123,9 +125,6 @@ impl LiveSession {
         }
         metrics::histogram!("glagol_partial_latency_seconds", "model" => self.model.clone())
             .record(submitted.elapsed().as_secs_f64());
-        // What its user sees: how old the newest audio it heard is.
-        metrics::histogram!("glagol_partial_lag_seconds", "model" => self.model.clone())
-            .record(arrived.elapsed().as_secs_f64());
         u.shown_until = end;
         if !transcript.text.trim().is_empty() {
             self.detector.partial_shown(utterance);
@@ -142,7 +141,7 @@ impl LiveSession {
             seconds(end - u.start),
         );
         let offset = seconds(u.start);
-        self.out.push_back(SessionEvent::Partial(Partial {
+        let partial = Partial {
             utterance,
             text: shown.text,
             committed: shown.committed,
@@ -158,7 +157,20 @@ impl LiveSession {
                 .collect(),
             start: offset,
             end: seconds(end),
-        }));
+        };
+        if u.announced {
+            self.show_partial(partial, arrived);
+        } else {
+            u.held = Some((partial, arrived));
+        }
+    }
+
+    /// Hands a partial out; `arrived`: when the newest audio it heard did.
+    pub(super) fn show_partial(&mut self, partial: Partial, arrived: Instant) {
+        // What its user sees: how old the newest audio it heard is.
+        metrics::histogram!("glagol_partial_lag_seconds", "model" => self.model.clone())
+            .record(arrived.elapsed().as_secs_f64());
+        self.out.push_back(SessionEvent::Partial(partial));
     }
 }
 
