@@ -1,6 +1,7 @@
 //! Live utterance detection on real speech fed as a microphone would (100 ms
 //! frames): early finals announce exactly the audio the final gets, speech
-//! that resumes takes them back, and partials cover everything received.
+//! that resumes takes them back, and partials cover everything received
+//! (none while an early final is out).
 
 mod npy;
 
@@ -47,8 +48,12 @@ fn early_finals_carry_the_final_audio_and_resumed_speech_withdraws_them() {
     let audio = recording();
     let all = events(&audio, StreamConfig::default());
     let (mut adopted, mut resumed) = (0, 0);
+    let mut ending = std::collections::HashSet::new();
     for (i, (at, event)) in all.iter().enumerate() {
         match event {
+            UtteranceEvent::Ending { id, .. } => {
+                ending.insert(*id);
+            }
             UtteranceEvent::Ended {
                 id,
                 start,
@@ -82,10 +87,15 @@ fn early_finals_carry_the_final_audio_and_resumed_speech_withdraws_them() {
                     _ => None,
                 });
                 assert_eq!(last, Some(true), "resumed without an early final");
+                ending.remove(id);
                 resumed += 1;
             }
-            UtteranceEvent::Partial { end, .. } => {
+            UtteranceEvent::Partial { id, end, .. } => {
                 assert_eq!(end, at, "a partial covers all audio received");
+                assert!(
+                    !ending.contains(id),
+                    "a partial of {id} while its final is out"
+                );
             }
             _ => {}
         }

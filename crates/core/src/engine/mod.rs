@@ -145,6 +145,13 @@ pub trait Engine: Send + Sync {
     fn speech_prefix_ms(&self) -> u32 {
         crate::stream::DEFAULT_PREFIX_MS
     }
+    /// Speech before a live utterance's first partial is due. The VAD
+    /// confirms speech after 250 ms; a first partial that finishes about
+    /// then shows words as the utterance is announced, so a slower engine
+    /// starts it sooner.
+    fn first_partial_ms(&self) -> u32 {
+        crate::stream::DEFAULT_FIRST_PARTIAL_MS
+    }
     /// Recognises every request; one result per request, in order.
     fn transcribe_batch(&self, requests: &[Request<'_>]) -> Vec<Result<Transcript, EngineError>>;
 

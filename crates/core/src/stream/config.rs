@@ -6,6 +6,10 @@ use crate::vad::VadConfig;
 /// or engine says otherwise.
 pub const DEFAULT_PREFIX_MS: u32 = 300;
 
+/// Speech before a live utterance's first partial is due, unless its engine
+/// says otherwise (`Engine::first_partial_ms`).
+pub const DEFAULT_FIRST_PARTIAL_MS: u32 = 200;
+
 /// How utterances are found and how often partials are due.
 #[derive(Debug, Clone, Copy)]
 pub struct StreamConfig {
@@ -42,7 +46,7 @@ impl Default for StreamConfig {
             prefix_ms: None,
             endpointing: true,
             partials: true,
-            first_partial_ms: 150,
+            first_partial_ms: DEFAULT_FIRST_PARTIAL_MS,
             partial_interval_ms: 700,
             early_final_ms: 300,
         }

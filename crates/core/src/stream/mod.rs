@@ -31,7 +31,7 @@
 mod config;
 pub mod partials;
 
-pub use config::{StreamConfig, DEFAULT_PREFIX_MS};
+pub use config::{StreamConfig, DEFAULT_FIRST_PARTIAL_MS, DEFAULT_PREFIX_MS};
 
 use std::sync::Arc;
 
@@ -405,6 +405,9 @@ impl Utterances {
         // A tentative utterance's partial waits while its speech is quiet:
         // it may be a click about to be dropped.
         let speaking = current.confirmed || self.vad.unconfirmed().is_some_and(|(_, now)| now);
+        // Nor is one due while the final is being made early: the audio
+        // since is silence, and it would only wait behind the final.
+        let speaking = speaking && current.ending.is_none();
         match current.next_partial {
             Some(due) if clock >= due && clock > current.speech && speaking => {
                 current.next_partial = Some(clock + interval);

@@ -133,6 +133,7 @@ struct Shared {
     /// Interactive requests admitted and not yet finished.
     admitted: AtomicUsize,
     speech_prefix_ms: u32,
+    first_partial_ms: u32,
 }
 
 impl Shared {
@@ -181,6 +182,7 @@ impl Scheduler {
             busy: AtomicUsize::new(0),
             admitted: AtomicUsize::new(0),
             speech_prefix_ms: engine.speech_prefix_ms(),
+            first_partial_ms: engine.first_partial_ms(),
         });
         let mut threads = Vec::new();
         for i in 0..shared.config.workers {
@@ -265,6 +267,12 @@ impl Scheduler {
     /// (`Engine::speech_prefix_ms`).
     pub fn speech_prefix_ms(&self) -> u32 {
         self.shared.speech_prefix_ms
+    }
+
+    /// When the engine's first live partial is due
+    /// (`Engine::first_partial_ms`).
+    pub fn first_partial_ms(&self) -> u32 {
+        self.shared.first_partial_ms
     }
 
     /// Items waiting.

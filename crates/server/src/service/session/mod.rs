@@ -151,6 +151,7 @@ impl Service {
         stream
             .prefix_ms
             .get_or_insert(lease.scheduler().speech_prefix_ms());
+        stream.first_partial_ms = lease.scheduler().first_partial_ms();
         let (tx, rx) = mpsc::unbounded_channel();
         metrics::gauge!("glagol_live_sessions", "model" => model.clone()).increment(1.0);
         Ok(LiveSession {
