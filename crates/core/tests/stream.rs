@@ -43,6 +43,17 @@ fn events(audio: &[f32], config: StreamConfig) -> Vec<(usize, UtteranceEvent)> {
     out
 }
 
+/// Where the utterances that ended began and ended.
+fn spans(events: &[(usize, UtteranceEvent)]) -> Vec<(usize, usize)> {
+    events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            UtteranceEvent::Ended { start, end, .. } => Some((*start, *end)),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn early_finals_carry_the_final_audio_and_resumed_speech_withdraws_them() {
     let audio = recording();
@@ -115,15 +126,7 @@ fn early_finals_carry_the_final_audio_and_resumed_speech_withdraws_them() {
         e,
         UtteranceEvent::Ending { .. } | UtteranceEvent::Resumed { .. }
     )));
-    let ends = |v: &[(usize, UtteranceEvent)]| -> Vec<(usize, usize)> {
-        v.iter()
-            .filter_map(|(_, e)| match e {
-                UtteranceEvent::Ended { start, end, .. } => Some((*start, *end)),
-                _ => None,
-            })
-            .collect()
-    };
-    assert_eq!(ends(&all), ends(&off));
+    assert_eq!(spans(&all), spans(&off));
 }
 
 #[test]
@@ -179,14 +182,6 @@ fn tentative_utterances_start_partials_early_and_never_move_utterances() {
             ..Default::default()
         },
     );
-    let spans = |v: &[(usize, UtteranceEvent)]| -> Vec<(usize, usize)> {
-        v.iter()
-            .filter_map(|(_, e)| match e {
-                UtteranceEvent::Ended { start, end, .. } => Some((*start, *end)),
-                _ => None,
-            })
-            .collect()
-    };
     assert!(!quiet.iter().any(|(_, e)| matches!(
         e,
         UtteranceEvent::Tentative { .. } | UtteranceEvent::Dropped { .. }
