@@ -402,14 +402,14 @@ impl Utterances {
         } else {
             self.config.first_partial_ms
         });
-        // A tentative utterance's partial waits while its speech is quiet:
-        // it may be a click about to be dropped.
-        let speaking = current.confirmed || self.vad.unconfirmed().is_some_and(|(_, now)| now);
-        // Nor is one due while the final is being made early: the audio
-        // since is silence, and it would only wait behind the final.
-        let speaking = speaking && current.ending.is_none();
+        // A tentative utterance's partial waits while its speech is quiet
+        // (it may be a click about to be dropped); none is due while the
+        // final is made early (the audio since is silence, and it would
+        // only wait behind the final).
+        let hearing = current.confirmed || self.vad.unconfirmed().is_some_and(|(_, now)| now);
+        let wanted = hearing && current.ending.is_none();
         match current.next_partial {
-            Some(due) if clock >= due && clock > current.speech && speaking => {
+            Some(due) if clock >= due && clock > current.speech && wanted => {
                 current.next_partial = Some(clock + interval);
                 let (id, start) = (current.id, current.start);
                 out.push(UtteranceEvent::Partial {
