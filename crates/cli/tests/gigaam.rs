@@ -203,6 +203,24 @@ fn token_timestamps_and_batching_match_the_reference() {
 }
 
 #[test]
+fn growing_audio_recognised_again_and_again_decodes_as_from_scratch() {
+    // A live utterance: its partials hear ever longer prefixes, then its
+    // final the whole; decodings after the first reuse the prediction
+    // network's earlier outputs and must not change a token.
+    let audio = golos_audio();
+    let warm = engine(&model_dir(), 1);
+    for clip in &audio {
+        for quarter in 1..=4 {
+            let prefix = clip[..clip.len() * quarter / 4].to_vec();
+            transcribe_all(&warm, &[prefix]);
+        }
+    }
+    let again = transcribe_all(&warm, &audio);
+    assert_matches_reference(&again, "rnnt");
+    assert_same_decoding(&again, &transcribe_all(&engine(&model_dir(), 1), &audio));
+}
+
+#[test]
 fn max_tokens_per_step_comes_from_config_json() {
     let dir = tempfile::tempdir().unwrap();
     for f in [

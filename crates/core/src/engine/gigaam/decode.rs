@@ -1,7 +1,11 @@
 //! Greedy RNN-T and CTC decoding, and tokens → text and words.
 
+use std::sync::Arc;
+
 use ort::session::Session;
 use ort::value::Tensor;
+
+use super::prediction::{History, Prediction, PredictionCache};
 
 use crate::engine::{EngineError, Word};
 
@@ -67,41 +71,44 @@ impl Vocab {
 /// `encoded` is frame-major `[frames][768]`. At most `max_per_frame`
 /// symbols are emitted per frame; the prediction network runs only after an
 /// emission, and its output is reused while the joint says blank.
-pub fn rnnt_greedy(
+pub(super) fn rnnt_greedy(
     decoder: &mut Session,
     joint: &mut Session,
+    cache: &PredictionCache,
     encoded: &[Vec<f32>],
     blank: usize,
     max_per_frame: usize,
 ) -> Result<Vec<Token>, EngineError> {
-    let mut h = vec![0.0f32; PRED_HIDDEN];
-    let mut c = vec![0.0f32; PRED_HIDDEN];
-    let mut prev = blank;
+    let mut history = History::START;
     let mut tokens = Vec::new();
-    // The prediction network's output for `prev`, and the state it leads to.
-    let mut pending: Option<(Vec<f32>, Vec<f32>, Vec<f32>)> = None;
+    // The prediction network's output for the history (whose last token,
+    // blank at first, is its input), and the state it leads to.
+    let mut pending: Option<Arc<Prediction>> = None;
+    let mut state: Option<Arc<Prediction>> = None;
     for (t, frame) in encoded.iter().enumerate() {
         let mut emitted = 0;
         loop {
-            if pending.is_none() {
-                let x = Tensor::from_array(([1usize, 1], vec![prev as i64])).map_err(ort_err)?;
-                let hs =
-                    Tensor::from_array(([1usize, 1, PRED_HIDDEN], h.clone())).map_err(ort_err)?;
-                let cs =
-                    Tensor::from_array(([1usize, 1, PRED_HIDDEN], c.clone())).map_err(ort_err)?;
-                let out = decoder
-                    .run(ort::inputs!["x" => x, "h.1" => hs, "c.1" => cs])
-                    .map_err(ort_err)?;
-                let (_, dec) = out["dec"].try_extract_tensor::<f32>().map_err(ort_err)?;
-                let (_, h1) = out["h"].try_extract_tensor::<f32>().map_err(ort_err)?;
-                let (_, c1) = out["c"].try_extract_tensor::<f32>().map_err(ort_err)?;
-                pending = Some((dec.to_vec(), h1.to_vec(), c1.to_vec()));
-            }
-            let (dec, h1, c1) = pending.as_ref().expect("computed above");
+            let prediction = match &pending {
+                Some(p) => p.clone(),
+                None => {
+                    let prev = tokens.last().map_or(blank, |tok: &Token| tok.id);
+                    let p = match cache.get(history) {
+                        Some(p) => p,
+                        None => {
+                            let p = Arc::new(predict(decoder, prev, state.as_deref())?);
+                            cache.put(history, p.clone());
+                            p
+                        }
+                    };
+                    pending = Some(p.clone());
+                    p
+                }
+            };
             // [1,1,320] → [1,320,1] is the same memory for a single step.
             let enc =
                 Tensor::from_array(([1usize, frame.len(), 1], frame.clone())).map_err(ort_err)?;
-            let d = Tensor::from_array(([1usize, PRED_HIDDEN, 1], dec.clone())).map_err(ort_err)?;
+            let d = Tensor::from_array(([1usize, PRED_HIDDEN, 1], prediction.dec.clone()))
+                .map_err(ort_err)?;
             let out = joint
                 .run(ort::inputs!["enc" => enc, "dec" => d])
                 .map_err(ort_err)?;
@@ -115,10 +122,8 @@ pub fn rnnt_greedy(
                 frame: t,
                 logprob: lp,
             });
-            h.clone_from(h1);
-            c.clone_from(c1);
-            prev = k;
-            pending = None;
+            history = history.then(k);
+            state = pending.take();
             emitted += 1;
             if emitted >= max_per_frame {
                 break;
@@ -126,6 +131,31 @@ pub fn rnnt_greedy(
         }
     }
     Ok(tokens)
+}
+
+/// Runs the prediction network on `prev` from `state` (zeros at first).
+fn predict(
+    decoder: &mut Session,
+    prev: usize,
+    state: Option<&Prediction>,
+) -> Result<Prediction, EngineError> {
+    let zeros = || vec![0.0f32; PRED_HIDDEN];
+    let (h, c) = state.map_or_else(|| (zeros(), zeros()), |s| (s.h.clone(), s.c.clone()));
+    let x = Tensor::from_array(([1usize, 1], vec![prev as i64])).map_err(ort_err)?;
+    let hs = Tensor::from_array(([1usize, 1, PRED_HIDDEN], h)).map_err(ort_err)?;
+    let cs = Tensor::from_array(([1usize, 1, PRED_HIDDEN], c)).map_err(ort_err)?;
+    let out = decoder
+        .run(ort::inputs!["x" => x, "h.1" => hs, "c.1" => cs])
+        .map_err(ort_err)?;
+    let get = |name: &str| -> Result<Vec<f32>, EngineError> {
+        let (_, v) = out[name].try_extract_tensor::<f32>().map_err(ort_err)?;
+        Ok(v.to_vec())
+    };
+    Ok(Prediction {
+        dec: get("dec")?,
+        h: get("h")?,
+        c: get("c")?,
+    })
 }
 
 /// Greedy CTC: per-frame argmax, repeats collapsed, blanks dropped. A

@@ -20,6 +20,7 @@
 mod batch;
 pub mod decode;
 mod files;
+mod prediction;
 mod sessions;
 
 use std::path::Path;
@@ -58,6 +59,8 @@ pub struct GigaamEngine {
     max_per_frame: usize,
     max_batch: usize,
     vad: OnceLock<Result<Arc<VadModel>, String>>,
+    /// Prediction-network outputs shared by recognitions of growing audio.
+    predictions: prediction::PredictionCache,
 }
 
 impl GigaamEngine {
@@ -105,6 +108,7 @@ impl GigaamEngine {
             max_per_frame,
             max_batch: config.max_batch.max(1),
             vad: OnceLock::new(),
+            predictions: Default::default(),
         })
     }
 
@@ -213,6 +217,7 @@ impl GigaamEngine {
                             decode::rnnt_greedy(
                                 dec,
                                 joint,
+                                &self.predictions,
                                 &frames,
                                 self.vocab.blank,
                                 self.max_per_frame,
