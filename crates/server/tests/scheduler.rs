@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use glagol_core::engine::testing::FakeEngine;
 use glagol_core::engine::{Engine, TranscribeOptions};
 use glagol_server::error::ServiceError;
-use glagol_server::scheduler::{Class, Scheduler, SchedulerConfig, WorkItem};
+use glagol_server::scheduler::{Class, Fresh, Scheduler, SchedulerConfig, WorkItem};
 use std::sync::mpsc;
 
 fn config(workers: usize, max_batch: usize) -> SchedulerConfig {
@@ -168,6 +168,47 @@ fn an_utterance_first_partial_goes_before_partials_of_streams_already_shown() {
     }
     let names: Vec<String> = order(&rx, 5).into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["busy", "final", "first", "later-1", "later-2"]);
+}
+
+/// A live stream whose newest audio is always `age` old.
+struct Stream {
+    age: Duration,
+    audio: Vec<f32>,
+}
+
+impl Fresh for Stream {
+    fn arrived(&self) -> Option<Instant> {
+        Instant::now().checked_sub(self.age)
+    }
+
+    fn take(self: Box<Self>) -> Option<Vec<f32>> {
+        Some(self.audio)
+    }
+}
+
+#[test]
+fn of_partials_that_waited_alike_the_freshest_audio_goes_first() {
+    let fake = FakeEngine::new("fake").cost_per_second(Duration::from_millis(100));
+    let s = start(&fake, config(1, 1));
+    let (tx, rx) = mpsc::channel();
+    let partial = |name: &str, stream: u64, age_ms: u64| {
+        let mut it = item(name, 1.0, Class::LivePartial, Some(stream), &tx);
+        it.refresh = Some(Box::new(Stream {
+            age: Duration::from_millis(age_ms),
+            audio: vec![0.0; 16_000],
+        }));
+        it
+    };
+    s.submit(item("busy", 10.0, Class::Interactive, None, &tx))
+        .unwrap();
+    wait_running(&fake);
+    // Waited 0.6 s longer: more than any staleness weighs.
+    s.submit(partial("patient", 1, 1000)).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    s.submit(partial("stale", 2, 90)).unwrap();
+    s.submit(partial("fresh", 3, 0)).unwrap();
+    let names: Vec<String> = order(&rx, 4).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["busy", "patient", "fresh", "stale"]);
 }
 
 #[test]

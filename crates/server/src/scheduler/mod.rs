@@ -88,15 +88,23 @@ pub struct WorkItem {
     pub deadline: Option<Instant>,
     /// Called when a worker starts on the item.
     pub started: Option<Box<dyn FnOnce() + Send>>,
-    /// Gives the newest audio when a worker starts on the item (a live
-    /// partial is worth its stream's newest audio, not what it had when
-    /// queued); None when the item is no longer wanted.
+    /// The stream's newest audio, for a live partial: worth that, not the
+    /// audio it had when queued.
     pub refresh: Option<Refresh>,
     pub done: Completion,
 }
 
+/// The newest audio of a live stream (see [`WorkItem::refresh`]).
+pub trait Fresh: Send {
+    /// When the newest audio arrived; None when the item is no longer wanted.
+    fn arrived(&self) -> Option<Instant>;
+    /// The newest audio, taken when a worker starts on the item; None when
+    /// the item is no longer wanted.
+    fn take(self: Box<Self>) -> Option<Vec<f32>>;
+}
+
 /// See [`WorkItem::refresh`].
-pub type Refresh = Box<dyn FnOnce() -> Option<Vec<f32>> + Send>;
+pub type Refresh = Box<dyn Fresh>;
 
 impl WorkItem {
     pub fn audio_seconds(&self) -> f64 {

@@ -10,7 +10,13 @@
 //! still goes before anything that arrives more than 10 min after it.
 //!
 //! A partial for a live stream is only worth its newest audio: a new
-//! partial replaces the stream's queued one, and a final drops both.
+//! partial replaces the stream's queued one, and a final drops both. What
+//! its user sees lags the speech by the age of that audio when the partial
+//! starts plus the recognition, and streams' frames arrive at different
+//! moments, so of partials that waited about as long the one whose newest
+//! audio is freshest goes first: up to [`MAX_STALENESS_S`] of audio age
+//! counts as [`STALENESS_WEIGHT`] times as much waiting, so no partial
+//! waits more than that much longer for it.
 //! Cancelled items and items past their deadline leave at dequeue.
 
 use std::time::Instant;
@@ -20,6 +26,13 @@ use crate::error::{ErrorKind, ServiceError};
 
 /// How many dispatches of higher classes a waiting class tolerates.
 const BUDGET: [u32; 5] = [u32::MAX, 4, 4, 8, 16];
+
+/// Seconds of waiting that a second of a partial's audio age weighs.
+const STALENESS_WEIGHT: f64 = 5.0;
+
+/// Audio age beyond this counts no more against a partial, in seconds
+/// (a stream that sent nothing for a while has nothing fresher coming).
+const MAX_STALENESS_S: f64 = 0.1;
 
 struct Queued {
     item: WorkItem,
@@ -155,21 +168,37 @@ impl Queue {
     }
 
     fn best_of(&self, fits: impl Fn(&WorkItem) -> bool) -> Option<usize> {
+        let now = Instant::now();
         self.items
             .iter()
             .enumerate()
             .filter(|(_, q)| fits(&q.item))
-            .min_by(|(_, a), (_, b)| {
+            .map(|(i, q)| (i, q, q.key + staleness(&q.item, now) * STALENESS_WEIGHT))
+            .min_by(|(_, a, a_key), (_, b, b_key)| {
                 (a.item.class as u8)
                     .cmp(&(b.item.class as u8))
-                    .then(a.key.total_cmp(&b.key))
+                    .then(a_key.total_cmp(b_key))
                     .then(a.seq.cmp(&b.seq))
             })
-            .map(|(i, _)| i)
+            .map(|(i, _, _)| i)
     }
 
     /// Empties the queue.
     pub fn drain(&mut self) -> Vec<WorkItem> {
         self.items.drain(..).map(|q| q.item).collect()
     }
+}
+
+/// How old a live partial's newest audio is, in seconds, at most
+/// [`MAX_STALENESS_S`]; 0 for other items.
+fn staleness(item: &WorkItem, now: Instant) -> f64 {
+    let arrived = match &item.refresh {
+        Some(fresh) if item.class.is_partial() => fresh.arrived(),
+        _ => None,
+    };
+    arrived.map_or(0.0, |at| {
+        now.saturating_duration_since(at)
+            .as_secs_f64()
+            .min(MAX_STALENESS_S)
+    })
 }

@@ -185,7 +185,7 @@ fn refreshed(batch: Vec<WorkItem>) -> Vec<WorkItem> {
             kept.push(item);
             continue;
         };
-        match refresh() {
+        match refresh.take() {
             Some(audio) => {
                 item.audio = audio;
                 kept.push(item);

@@ -10,7 +10,7 @@ use glagol_core::engine::{Transcript, Word};
 
 use super::{seconds, Done, LiveSession, Partial, SessionEvent};
 use crate::error::ServiceError;
-use crate::scheduler::{Class, Refresh};
+use crate::scheduler::{Class, Fresh};
 
 /// The open utterance's audio so far.
 pub(super) struct LiveAudio {
@@ -76,7 +76,13 @@ impl LiveSession {
             end: AtomicUsize::new(end),
             arrived: Mutex::new(submitted),
         });
-        let refresh = newest_audio(&self.live, id, longest, submitted, covered.clone());
+        let refresh = Box::new(NewestAudio {
+            live: self.live.clone(),
+            id,
+            longest,
+            submitted,
+            covered: covered.clone(),
+        });
         self.submit(
             audio[from - start..].to_vec(),
             if self.detector.has_shown(id) {
@@ -194,27 +200,40 @@ const LOADED_WAIT: Duration = Duration::from_millis(250);
 /// `longest[loaded]` samples of it (a partial submitted at `submitted` that
 /// waited long is a sign of load), while the utterance is open; records in
 /// `covered` the audio it gives.
-fn newest_audio(
-    live: &SharedAudio,
+struct NewestAudio {
+    live: SharedAudio,
     id: u64,
     longest: [usize; 2],
     submitted: Instant,
     covered: Arc<Covered>,
-) -> Refresh {
-    let live = live.clone();
-    Box::new(move || {
-        let live = live.lock().unwrap_or_else(|p| p.into_inner());
-        let l = live.as_ref().filter(|l| l.utterance == id)?;
-        let end = l.start + l.samples.len();
-        let longest = longest[usize::from(submitted.elapsed() > LOADED_WAIT)];
-        let from = covered
-            .from
-            .load(Ordering::SeqCst)
-            .max(end.saturating_sub(longest));
-        covered.from.store(from, Ordering::SeqCst);
-        covered.end.store(end, Ordering::SeqCst);
-        *covered.arrived.lock().unwrap_or_else(|p| p.into_inner()) = l.arrived;
-        let skip = from.saturating_sub(l.start).min(l.samples.len());
-        Some(l.samples[skip..].to_vec())
-    })
+}
+
+impl NewestAudio {
+    fn open<T>(&self, f: impl FnOnce(&LiveAudio) -> T) -> Option<T> {
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.as_ref().filter(|l| l.utterance == self.id).map(f)
+    }
+}
+
+impl Fresh for NewestAudio {
+    fn arrived(&self) -> Option<Instant> {
+        self.open(|l| l.arrived)
+    }
+
+    fn take(self: Box<Self>) -> Option<Vec<f32>> {
+        self.open(|l| {
+            let end = l.start + l.samples.len();
+            let longest = self.longest[usize::from(self.submitted.elapsed() > LOADED_WAIT)];
+            let covered = &self.covered;
+            let from = covered
+                .from
+                .load(Ordering::SeqCst)
+                .max(end.saturating_sub(longest));
+            covered.from.store(from, Ordering::SeqCst);
+            covered.end.store(end, Ordering::SeqCst);
+            *covered.arrived.lock().unwrap_or_else(|p| p.into_inner()) = l.arrived;
+            let skip = from.saturating_sub(l.start).min(l.samples.len());
+            l.samples[skip..].to_vec()
+        })
+    }
 }
