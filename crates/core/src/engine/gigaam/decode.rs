@@ -70,7 +70,8 @@ impl Vocab {
 ///
 /// `encoded` is frame-major `[frames][768]`. At most `max_per_frame`
 /// symbols are emitted per frame; the prediction network runs only after an
-/// emission, and its output is reused while the joint says blank.
+/// emission, and its output is reused while the joint says blank (and for a
+/// token history the `cache` has seen, not at all).
 pub(super) fn rnnt_greedy(
     decoder: &mut Session,
     joint: &mut Session,
@@ -92,14 +93,8 @@ pub(super) fn rnnt_greedy(
                 Some(p) => p.clone(),
                 None => {
                     let prev = tokens.last().map_or(blank, |tok: &Token| tok.id);
-                    let p = match cache.get(history) {
-                        Some(p) => p,
-                        None => {
-                            let p = Arc::new(predict(decoder, prev, state.as_deref())?);
-                            cache.put(history, p.clone());
-                            p
-                        }
-                    };
+                    let p =
+                        cache.get_or_run(history, || predict(decoder, prev, state.as_deref()))?;
                     pending = Some(p.clone());
                     p
                 }

@@ -55,7 +55,21 @@ impl PredictionCache {
     /// Insertions per generation.
     pub const GENERATION: usize = 2048;
 
-    pub fn get(&self, history: History) -> Option<Arc<Prediction>> {
+    /// The prediction after `history`, from `run` when not known yet.
+    pub fn get_or_run<E>(
+        &self,
+        history: History,
+        run: impl FnOnce() -> Result<Prediction, E>,
+    ) -> Result<Arc<Prediction>, E> {
+        if let Some(p) = self.get(history) {
+            return Ok(p);
+        }
+        let p = Arc::new(run()?);
+        self.put(history, p.clone());
+        Ok(p)
+    }
+
+    fn get(&self, history: History) -> Option<Arc<Prediction>> {
         let mut g = self.generations.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(p) = g.0.get(&history) {
             return Some(p.clone());
@@ -66,7 +80,7 @@ impl PredictionCache {
         Some(p)
     }
 
-    pub fn put(&self, history: History, prediction: Arc<Prediction>) {
+    fn put(&self, history: History, prediction: Arc<Prediction>) {
         let mut g = self.generations.lock().unwrap_or_else(|p| p.into_inner());
         Self::insert(&mut g, history, prediction);
     }
