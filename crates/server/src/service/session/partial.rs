@@ -193,8 +193,9 @@ struct Covered {
 }
 
 /// How long a partial may wait for a worker before it counts as a sign of
-/// load (unloaded, a partial seldom waits at all).
-const LOADED_WAIT: Duration = Duration::from_millis(250);
+/// load (unloaded, a partial seldom waits at all; one engine call on a
+/// short window takes about this long, so a longer wait means others ran).
+const LOADED_WAIT: Duration = Duration::from_millis(100);
 
 /// The newest audio of utterance `id` from `covered.from` on, at most
 /// `longest[loaded]` samples of it (a partial submitted at `submitted` that
@@ -235,5 +236,55 @@ impl Fresh for NewestAudio {
             let skip = from.saturating_sub(l.start).min(l.samples.len());
             l.samples[skip..].to_vec()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use glagol_core::stream::partials::{LOADED_WINDOW_S, MAX_WINDOW_S};
+
+    const SR: usize = SAMPLE_RATE as usize;
+
+    fn newest(live: &SharedAudio, waited: Duration, from: usize) -> (Vec<f32>, usize) {
+        let covered = Arc::new(Covered {
+            from: AtomicUsize::new(from),
+            end: AtomicUsize::new(0),
+            arrived: Mutex::new(Instant::now()),
+        });
+        let audio = Box::new(NewestAudio {
+            live: live.clone(),
+            id: 7,
+            longest: [MAX_WINDOW_S, LOADED_WINDOW_S].map(samples),
+            submitted: Instant::now() - waited,
+            covered: covered.clone(),
+        })
+        .take()
+        .unwrap();
+        (audio, covered.from.load(Ordering::SeqCst))
+    }
+
+    #[test]
+    fn a_partial_that_waited_for_a_worker_hears_only_the_loaded_window() {
+        let start = SR;
+        let live: SharedAudio = Arc::new(Mutex::new(Some(LiveAudio {
+            utterance: 7,
+            start,
+            samples: (0..5 * SR).map(|i| i as f32).collect(),
+            arrived: Instant::now(),
+        })));
+        let end = start + 5 * SR;
+        // Ran at once: the whole utterance from the stabiliser's start.
+        let (audio, from) = newest(&live, Duration::ZERO, start);
+        assert_eq!((audio.len(), from), (5 * SR, start));
+        // Waited behind other work: the newest 2 s only, and says so.
+        let (audio, from) = newest(&live, Duration::from_millis(150), start);
+        assert_eq!((audio.len(), from), (2 * SR, end - 2 * SR));
+        assert_eq!(audio[0], (3 * SR) as f32);
+        // A later start than the window's stays.
+        let later = end - SR;
+        let (audio, from) = newest(&live, Duration::from_secs(1), later);
+        assert_eq!((audio.len(), from), (SR, later));
     }
 }
