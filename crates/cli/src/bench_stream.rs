@@ -4,15 +4,18 @@
 //!
 //! Each stream sends a recording made of the manifest's clips joined by
 //! pauses, as a microphone would: each 100 ms frame when its audio has
-//! "happened" (frame i at i+1 × 100 ms). Speech onset and end of each clip
-//! are where the offline VAD (500 ms silence) finds them. Per utterance:
-//! onset → first non-empty partial (and → first partial of any text, which
-//! separates the pipeline from when the model first says something), end of
-//! speech → final; per partial:
-//! lag (arrival − when the last audio it covered was spoken) and the words
-//! it retracted; per run: finals WER (and, given `--file-wer`, the same
-//! clips' file WER for the difference). Several `--streams` values give
-//! the capacity curve; the JSON has one object per value.
+//! "happened" (frame i at i+1 × 100 ms). Every stream's pauses differ, so
+//! its utterances are cut at different places (Whisper's text depends on
+//! where its audio starts and ends: one recording is one draw). Speech
+//! onset and end of each clip are where the offline VAD (500 ms silence)
+//! finds them. Per utterance: onset → first non-empty partial (and → first
+//! partial of any text, which separates the pipeline from when the model
+//! first says something), end of speech → final; per partial: lag (arrival
+//! − when the last audio it covered was spoken) and the words it retracted;
+//! per run: the finals' WER and, measured by the same server before the
+//! streams start, the WER of the same clips sent as files to
+//! `/v1/transcribe`. Several `--streams` values give the capacity curve;
+//! the JSON has one object per value.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -32,7 +35,8 @@ pub struct Args {
     /// Manifest JSON of the clips (`filename`, `reference`).
     #[arg(long)]
     manifest: PathBuf,
-    /// The server's live endpoint, with any query settings.
+    /// The server's live endpoint, with any query settings (`model` and
+    /// `language` also apply to the file transcriptions).
     #[arg(long, default_value = "ws://127.0.0.1:8765/v1/ws")]
     url: String,
     /// Concurrent streams per run (comma-separated for several runs).
@@ -41,14 +45,25 @@ pub struct Args {
     /// Minimum recording length, seconds (the clips repeat).
     #[arg(long, default_value_t = 30.0)]
     seconds: f64,
-    /// The file WER of the same clips, to report finals WER minus it.
-    #[arg(long)]
-    file_wer: Option<f64>,
+}
+
+/// One manifest clip: its audio file, its samples and its reference text.
+struct Source {
+    file: PathBuf,
+    samples: Vec<f32>,
+    reference: String,
+}
+
+/// One stream's audio, and where each clip's speech is in it.
+struct Recording {
+    audio: Vec<f32>,
+    clips: Vec<Clip>,
 }
 
 struct Clip {
     speech: (f64, f64),
-    reference: String,
+    /// Which manifest clip this is.
+    source: usize,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -56,51 +71,41 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| args.manifest.display().to_string())?;
     let entries: Vec<Value> = serde_json::from_str(&text)?;
     let dir = args.manifest.parent().unwrap_or(Path::new("."));
-    let clips: Vec<(Vec<f32>, String)> = entries
+    let sources: Vec<Source> = entries
         .iter()
         .map(|e| {
             let file = dir.join(e["filename"].as_str().unwrap_or_default());
             let audio = audio::decode_file(&file, &AudioLimits::default())?;
-            Ok((
-                audio.samples,
-                e["reference"].as_str().unwrap_or_default().to_string(),
-            ))
+            Ok(Source {
+                file,
+                samples: audio.samples,
+                reference: e["reference"].as_str().unwrap_or_default().to_string(),
+            })
         })
         .collect::<anyhow::Result<_>>()?;
-    let (recording, spans) = join(&clips, args.seconds);
-    let vad = VadModel::embedded()?;
-    let config = VadConfig {
-        min_silence_ms: 500,
-        ..Default::default()
-    };
-    let segments = speech_segments(&vad, &recording, config)?;
-    let truth: Vec<Clip> = spans
+    anyhow::ensure!(!sources.is_empty(), "the manifest lists no clips");
+    // Also loads the model before any stream starts.
+    let files = sources
         .iter()
-        .map(|&(a, b, k)| {
-            let mine: Vec<_> = segments
-                .iter()
-                .filter(|s| s.start < b && s.end > a)
-                .collect();
-            let (s, e) = match (mine.first(), mine.last()) {
-                (Some(f), Some(l)) => (f.start, l.end),
-                _ => (a, b),
-            };
-            Clip {
-                speech: (s as f64 / 16_000.0, e as f64 / 16_000.0),
-                reference: clips[k].1.clone(),
-            }
-        })
-        .collect();
+        .map(|s| transcribe_file(&args.url, &s.file))
+        .collect::<anyhow::Result<Vec<String>>>()?;
+    let vad = VadModel::embedded()?;
+    let most = args.streams.iter().copied().max().unwrap_or(1);
+    let recordings = (0..most as u64)
+        .map(|seed| record(&vad, &sources, args.seconds, seed))
+        .collect::<anyhow::Result<Vec<Recording>>>()?;
     // Streams start spread over one clip-and-pause period, so that their
     // utterances end at different moments, as independent callers' do (all
     // streams say the same clips: started together, every final would be
     // asked for at once).
-    let period = recording.len() as f64 / 16_000.0 / spans.len() as f64;
+    let period = recordings[0].audio.len() as f64 / 16_000.0 / recordings[0].clips.len() as f64;
     for &n in &args.streams {
         let started = Instant::now();
-        let handles: Vec<_> = (0..n)
-            .map(|i| {
-                let (url, audio) = (args.url.clone(), recording.clone());
+        let handles: Vec<_> = recordings[..n]
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let (url, audio) = (args.url.clone(), r.audio.clone());
                 let delay = Duration::from_secs_f64(period * i as f64 / n as f64);
                 std::thread::spawn(move || {
                     std::thread::sleep(delay);
@@ -114,9 +119,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .collect::<anyhow::Result<_>>()?;
         let report = measure(
             &runs,
-            &truth,
-            args.file_wer,
-            n,
+            &recordings[..n],
+            &sources,
+            &files,
             started.elapsed().as_secs_f64(),
         );
         println!("{report}");
@@ -124,21 +129,94 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The clips joined: 0.5 s lead, then each clip and a pause of 1.2–3.0 s,
-/// repeated to at least `seconds`; spans are (start, end, clip index).
-fn join(clips: &[(Vec<f32>, String)], seconds: f64) -> (Vec<f32>, Vec<(usize, usize, usize)>) {
+/// The text the server gives `file` sent to `/v1/transcribe` with the live
+/// URL's model and language.
+fn transcribe_file(live_url: &str, file: &Path) -> anyhow::Result<String> {
+    let (base, query) = live_url.split_once('?').unwrap_or((live_url, ""));
+    let base = base
+        .replacen("ws://", "http://", 1)
+        .replacen("wss://", "https://", 1);
+    let base = base.strip_suffix("/v1/ws").unwrap_or(&base);
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|p| p.starts_with("model=") || p.starts_with("language="))
+        .collect();
+    let url = format!("{base}/v1/transcribe?format=json&{}", kept.join("&"));
+    let body = std::fs::read(file).with_context(|| file.display().to_string())?;
+    let mut response = ureq::post(&url)
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send(&body[..])
+        .with_context(|| format!("POST {url}"))?;
+    let text = response.body_mut().read_to_string()?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "POST {url}: {} {text}",
+        response.status()
+    );
+    let v: Value = serde_json::from_str(&text)?;
+    Ok(v["text"].as_str().unwrap_or_default().to_string())
+}
+
+/// The clips joined: 0.5 s lead, then each clip and a pause of 1.2–3.0 s
+/// (a fixed pattern for `seed` 0, drawn from `seed` otherwise), repeated
+/// to at least `seconds`; and where the VAD finds each clip's speech.
+fn record(
+    vad: &std::sync::Arc<VadModel>,
+    sources: &[Source],
+    seconds: f64,
+    seed: u64,
+) -> anyhow::Result<Recording> {
     let mut audio = vec![0.0f32; 8_000];
     let mut spans = Vec::new();
     let mut k = 0;
-    while audio.len() < (seconds * 16_000.0) as usize || k < clips.len() {
-        let clip = &clips[k % clips.len()].0;
-        spans.push((audio.len(), audio.len() + clip.len(), k % clips.len()));
+    while audio.len() < (seconds * 16_000.0) as usize || k < sources.len() {
+        let source = k % sources.len();
+        let clip = &sources[source].samples;
+        spans.push((audio.len(), audio.len() + clip.len(), source));
         audio.extend_from_slice(clip);
-        let pause = 1.2 + (k * 7 % 10) as f64 * 0.2;
+        let pause = if seed == 0 {
+            1.2 + (k * 7 % 10) as f64 * 0.2
+        } else {
+            1.2 + (mix(seed, k as u64) % 1801) as f64 / 1000.0
+        };
         audio.extend(std::iter::repeat_n(0.0, (pause * 16_000.0) as usize));
         k += 1;
     }
-    (audio, spans)
+    let config = VadConfig {
+        min_silence_ms: 500,
+        ..Default::default()
+    };
+    let segments = speech_segments(vad, &audio, config)?;
+    let clips = spans
+        .iter()
+        .map(|&(a, b, source)| {
+            let mine: Vec<_> = segments
+                .iter()
+                .filter(|s| s.start < b && s.end > a)
+                .collect();
+            let (s, e) = match (mine.first(), mine.last()) {
+                (Some(f), Some(l)) => (f.start, l.end),
+                _ => (a, b),
+            };
+            Clip {
+                speech: (s as f64 / 16_000.0, e as f64 / 16_000.0),
+                source,
+            }
+        })
+        .collect();
+    Ok(Recording { audio, clips })
+}
+
+/// A well-spread hash of (`seed`, `k`) (SplitMix64's finaliser).
+fn mix(seed: u64, k: u64) -> u64 {
+    let mut z = seed
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(k.wrapping_mul(0xBF58_476D_1CE4_E5B9));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// Streams `audio` like a microphone; returns every message with its
@@ -173,9 +251,9 @@ fn percentile(v: &mut [f64], q: f64) -> Option<f64> {
 
 fn measure(
     runs: &[Vec<(f64, Value)>],
-    truth: &[Clip],
-    file_wer: Option<f64>,
-    streams: usize,
+    recordings: &[Recording],
+    sources: &[Source],
+    files: &[String],
     wall: f64,
 ) -> Value {
     let (mut first_partial, mut to_final, mut lag) = (Vec::new(), Vec::new(), Vec::new());
@@ -183,8 +261,9 @@ fn measure(
     // when the model first says something.
     let mut first_any = Vec::new();
     let (mut retracted, mut partials, mut finals_count) = (0usize, 0usize, 0usize);
-    let (mut errors, mut words) = (0usize, 0usize);
-    for run in runs {
+    let (mut errors, mut file_errors, mut words) = (0usize, 0usize, 0usize);
+    let (mut split, mut missed, mut stray) = (0usize, 0usize, 0usize);
+    for (run, recording) in runs.iter().zip(recordings) {
         let finals: Vec<&(f64, Value)> = run.iter().filter(|(_, m)| m["type"] == "final").collect();
         finals_count += finals.len();
         let mut previous: std::collections::HashMap<u64, Vec<String>> = Default::default();
@@ -207,22 +286,37 @@ fn measure(
             }
             previous.insert(id, words_now);
         }
-        for clip in truth {
-            let (onset, end) = clip.speech;
-            // The utterance holding this clip's speech: the final whose span overlaps it most.
-            let Some((final_at, f)) = finals
+        // Each final belongs to the clip whose speech it overlaps most; a
+        // clip cut in two by a pause inside it has several.
+        let mut heard: Vec<Vec<&(f64, Value)>> = vec![Vec::new(); recording.clips.len()];
+        for f in &finals {
+            let best = (0..recording.clips.len())
+                .map(|i| (i, overlap(&f.1, &recording.clips[i])))
+                .filter(|&(_, o)| o > 0.0)
+                .max_by(|a, b| a.1.total_cmp(&b.1));
+            match best {
+                Some((i, _)) => heard[i].push(f),
+                None => stray += 1,
+            }
+        }
+        for (clip, finals) in recording.clips.iter().zip(&heard) {
+            let source = &sources[clip.source];
+            file_errors += wer::word_errors(&source.reference, &files[clip.source]).0;
+            let text: Vec<&str> = finals
                 .iter()
-                .map(|(at, m)| (*at, m))
-                .filter(|(_, m)| {
-                    m["start"].as_f64().unwrap_or(0.0) < end
-                        && m["end"].as_f64().unwrap_or(0.0) > onset
-                })
-                .max_by(|a, b| overlap(a.1, clip).total_cmp(&overlap(b.1, clip)))
-            else {
+                .map(|(_, m)| m["text"].as_str().unwrap_or(""))
+                .collect();
+            let (e, n) = wer::word_errors(&source.reference, &text.join(" "));
+            errors += e;
+            words += n;
+            let (Some((_, first)), Some((final_at, _))) = (finals.first(), finals.last()) else {
+                missed += 1;
                 continue;
             };
+            split += usize::from(finals.len() > 1);
+            let (onset, end) = clip.speech;
             to_final.push(final_at - end);
-            let id = f["utterance_id"].as_u64();
+            let id = first["utterance_id"].as_u64();
             let partials = || {
                 run.iter()
                     .filter(|(_, m)| m["type"] == "partial" && m["utterance_id"].as_u64() == id)
@@ -235,25 +329,28 @@ fn measure(
             {
                 first_partial.push(at - onset);
             }
-            let (e, n) = wer::word_errors(&clip.reference, f["text"].as_str().unwrap_or(""));
-            errors += e;
-            words += n;
         }
     }
-    let stream_wer = 100.0 * errors as f64 / words.max(1) as f64;
+    let percent = |e: usize| 100.0 * e as f64 / words.max(1) as f64;
+    let hundredths = |x: f64| (x * 100.0).round() / 100.0;
     json!({
-        "streams": streams,
+        "streams": runs.len(),
         "wall_s": (wall * 10.0).round() / 10.0,
-        "utterances": truth.len() * streams,
+        "utterances": recordings.iter().map(|r| r.clips.len()).sum::<usize>(),
         "finals": finals_count,
+        "utterances_with_several_finals": split,
+        "utterances_without_final": missed,
+        "finals_outside_speech": stray,
         "onset_to_first_partial_s": {"p50": percentile(&mut first_partial.clone(), 0.5), "p95": percentile(&mut first_partial, 0.95)},
         "onset_to_first_partial_any_s": {"p50": percentile(&mut first_any.clone(), 0.5), "p95": percentile(&mut first_any, 0.95)},
         "end_of_speech_to_final_s": {"p50": percentile(&mut to_final.clone(), 0.5), "p95": percentile(&mut to_final, 0.95)},
         "partial_lag_s": {"p50": percentile(&mut lag.clone(), 0.5), "p95": percentile(&mut lag, 0.95)},
         "partials": partials,
         "words_retracted_per_partial": ((retracted as f64 / partials.max(1) as f64) * 1000.0).round() / 1000.0,
-        "finals_wer_percent": (stream_wer * 100.0).round() / 100.0,
-        "finals_wer_minus_file_wer": file_wer.map(|f| ((stream_wer - f) * 100.0).round() / 100.0),
+        "words": words,
+        "finals_wer_percent": hundredths(percent(errors)),
+        "file_wer_percent": hundredths(percent(file_errors)),
+        "finals_wer_minus_file_wer": hundredths(percent(errors) - percent(file_errors)),
     })
 }
 
