@@ -143,18 +143,22 @@ fn transcribe_file(live_url: &str, file: &Path) -> anyhow::Result<String> {
         .collect();
     let url = format!("{base}/v1/transcribe?format=json&{}", kept.join("&"));
     let body = std::fs::read(file).with_context(|| file.display().to_string())?;
-    let mut response = ureq::post(&url)
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .send(&body[..])
-        .with_context(|| format!("POST {url}"))?;
-    let text = response.body_mut().read_to_string()?;
-    anyhow::ensure!(
-        response.status().is_success(),
-        "POST {url}: {} {text}",
-        response.status()
-    );
+    // A model loaded on demand answers 503 until it is ready.
+    let patience = Instant::now() + Duration::from_secs(300);
+    let text = loop {
+        let mut response = ureq::post(&url)
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .send(&body[..])
+            .with_context(|| format!("POST {url}"))?;
+        let text = response.body_mut().read_to_string()?;
+        match response.status().as_u16() {
+            200..=299 => break text,
+            503 if Instant::now() < patience => std::thread::sleep(Duration::from_secs(1)),
+            status => anyhow::bail!("POST {url}: {status} {text}"),
+        }
+    };
     let v: Value = serde_json::from_str(&text)?;
     Ok(v["text"].as_str().unwrap_or_default().to_string())
 }
