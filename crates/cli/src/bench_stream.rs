@@ -229,18 +229,24 @@ fn stream(url: &str, audio: &[f32]) -> anyhow::Result<Vec<(f64, Value)>> {
     let mut ws = live_client::connect(url, None)?;
     let mut received = Vec::new();
     let t0 = Instant::now();
-    let mut read = |ws: &mut live_client::Socket, until: Instant| -> anyhow::Result<bool> {
-        let closed = live_client::read_until(ws, until, |m| {
+    let mut read = |ws: &mut live_client::Socket, until: Instant| {
+        live_client::read_until(ws, until, |m| {
             received.push((t0.elapsed().as_secs_f64(), m))
-        })?;
-        Ok(closed.is_some())
+        })
     };
     for (i, frame) in audio.chunks(1600).enumerate() {
-        read(&mut ws, t0 + Duration::from_millis(100 * (i as u64 + 1)))?;
+        if let Some(code) = read(&mut ws, t0 + Duration::from_millis(100 * (i as u64 + 1)))? {
+            // Over a session limit, say: the last message is its error.
+            let said = received
+                .last()
+                .map(|(_, m)| m.to_string())
+                .unwrap_or_default();
+            anyhow::bail!("the server closed a stream ({code}) after {i} frames: {said}");
+        }
         ws.send(Message::binary(live_client::pcm16(frame)))?;
     }
     ws.send(Message::text(r#"{"type":"stop"}"#))?;
-    while !read(&mut ws, Instant::now() + Duration::from_secs(1))? {}
+    while read(&mut ws, Instant::now() + Duration::from_secs(1))?.is_none() {}
     Ok(received)
 }
 
