@@ -133,7 +133,7 @@ fn early_finals_carry_the_final_audio_and_resumed_speech_withdraws_them() {
 fn tentative_utterances_start_partials_early_and_never_move_utterances() {
     // A 150 ms snippet of speech alone in a pause: heard, never confirmed.
     let mut audio = recording();
-    let snippet: Vec<f32> = audio[16_000 + 40_000..16_000 + 42_400].to_vec();
+    let snippet: Vec<f32> = audio[16_000 + 24_800..16_000 + 27_200].to_vec();
     let pause = audio.len() - 16_000;
     audio.splice(pause..pause + snippet.len(), snippet);
     audio.extend(vec![0.0f32; 16_000]);
