@@ -1,8 +1,8 @@
 //! Raw PCM arriving in pieces (a live stream's frames) into 16 kHz mono:
-//! a sample split across two pieces is carried over, and the rate is
-//! converted as the samples come.
+//! a frame split across two pieces is carried over, channels are averaged,
+//! and the rate is converted as the samples come.
 
-use super::{sanitize, PcmFormat, StreamResampler, SAMPLE_RATE};
+use super::{downmix_into, sanitize, PcmFormat, StreamResampler, SAMPLE_RATE};
 
 /// G.711 companding laws (telephony, 8 kHz).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,35 +28,66 @@ impl Encoding {
     }
 }
 
-/// One mono stream of raw samples at `rate`.
+/// What a stream of raw samples is: encoding, rate and interleaved channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PcmInput {
+    pub encoding: Encoding,
+    pub rate: u32,
+    pub channels: u16,
+}
+
+impl PcmInput {
+    /// One channel of `encoding` at `rate`.
+    pub fn mono(encoding: Encoding, rate: u32) -> PcmInput {
+        PcmInput {
+            encoding,
+            rate,
+            channels: 1,
+        }
+    }
+
+    /// Bytes per frame (one sample of every channel).
+    fn frame_bytes(&self) -> usize {
+        self.encoding.width() * usize::from(self.channels.max(1))
+    }
+}
+
+/// One stream of raw samples, as 16 kHz mono.
 pub struct PcmStream {
-    encoding: Encoding,
-    rate: u32,
+    input: PcmInput,
     carry: Vec<u8>,
     resampler: StreamResampler,
+    interleaved: Vec<f32>,
     scratch: Vec<f32>,
 }
 
 impl PcmStream {
-    pub fn new(encoding: Encoding, rate: u32) -> PcmStream {
+    pub fn new(input: PcmInput) -> PcmStream {
         PcmStream {
-            encoding,
-            rate,
+            input,
             carry: Vec::new(),
-            resampler: StreamResampler::new(rate, SAMPLE_RATE),
+            resampler: StreamResampler::new(input.rate, SAMPLE_RATE),
+            interleaved: Vec::new(),
             scratch: Vec::new(),
         }
     }
 
+    /// What the stream takes.
+    pub fn input(&self) -> PcmInput {
+        self.input
+    }
+
     /// Converts `bytes`, appending 16 kHz samples to `out`; an incomplete
-    /// trailing sample waits for the next piece.
+    /// trailing frame waits for the next piece.
     pub fn push(&mut self, bytes: &[u8], out: &mut Vec<f32>) {
-        let width = self.encoding.width();
+        let encoding = self.input.encoding;
+        let width = encoding.width();
+        let frame = self.input.frame_bytes();
         self.carry.extend_from_slice(bytes);
-        let whole = self.carry.len() / width * width;
-        self.scratch.clear();
+        let whole = self.carry.len() / frame * frame;
+        self.interleaved.clear();
         for s in self.carry[..whole].chunks_exact(width) {
-            self.scratch.push(match self.encoding {
+            self.interleaved.push(match encoding {
                 Encoding::Pcm(PcmFormat::S16Le) => {
                     i16::from_le_bytes([s[0], s[1]]) as f32 / 32768.0
                 }
@@ -65,6 +96,11 @@ impl PcmStream {
             });
         }
         self.carry.drain(..whole);
+        downmix_into(
+            &self.interleaved,
+            usize::from(self.input.channels),
+            &mut self.scratch,
+        );
         sanitize(&mut self.scratch);
         self.resampler.push(&self.scratch, out);
     }
@@ -75,7 +111,7 @@ impl PcmStream {
     pub fn flush(&mut self, out: &mut Vec<f32>) {
         let done = std::mem::replace(
             &mut self.resampler,
-            StreamResampler::new(self.rate, SAMPLE_RATE),
+            StreamResampler::new(self.input.rate, SAMPLE_RATE),
         );
         done.finish(out);
     }
@@ -116,15 +152,34 @@ mod tests {
     fn a_sample_split_across_pieces_is_carried_over() {
         let samples: Vec<i16> = vec![1000, -2000, 3000, 32767];
         let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let input = PcmInput::mono(Encoding::Pcm(PcmFormat::S16Le), 16_000);
         let mut whole = Vec::new();
-        PcmStream::new(Encoding::Pcm(PcmFormat::S16Le), 16_000).push(&bytes, &mut whole);
+        PcmStream::new(input).push(&bytes, &mut whole);
         let mut pieces = Vec::new();
-        let mut s = PcmStream::new(Encoding::Pcm(PcmFormat::S16Le), 16_000);
+        let mut s = PcmStream::new(input);
         s.push(&bytes[..3], &mut pieces);
         s.push(&bytes[3..], &mut pieces);
         assert_eq!(pieces, whole);
         assert_eq!(whole.len(), 4);
         assert!((whole[1] + 2000.0 / 32768.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn stereo_frames_are_averaged_and_a_split_frame_waits() {
+        let samples: Vec<i16> = vec![1000, 3000, -2000, -4000];
+        let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let mut s = PcmStream::new(PcmInput {
+            encoding: Encoding::Pcm(PcmFormat::S16Le),
+            rate: 16_000,
+            channels: 2,
+        });
+        let mut out = Vec::new();
+        s.push(&bytes[..6], &mut out);
+        assert_eq!(out.len(), 1, "half a frame waits");
+        s.push(&bytes[6..], &mut out);
+        assert_eq!(out.len(), 2);
+        assert!((out[0] - 2000.0 / 32768.0).abs() < 1e-6);
+        assert!((out[1] + 3000.0 / 32768.0).abs() < 1e-6);
     }
 
     #[test]
