@@ -41,6 +41,10 @@ pub struct TranscribeOptions {
     /// (OpenAI's fallback) unless `no_fallback` is set.
     pub temperature: f32,
     pub no_fallback: bool,
+    /// Bound the fallback by time: it may take at most about twice as long
+    /// as the first, greedy decoding, after which that decoding's text
+    /// stands (live finals; Whisper).
+    pub bounded_fallback: bool,
     /// A draft (a live partial): the engine may trade accuracy for speed
     /// (Whisper encodes only the audio's length instead of a 30 s window,
     /// without temperature fallback).

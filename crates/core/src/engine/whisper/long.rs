@@ -162,6 +162,7 @@ impl WhisperEngine {
                 language: long.language,
                 threads,
                 prompt: long.prompt,
+                deadline: None,
             };
             let mut own = SegmentEmitter::new(None, duration);
             self.with_state(long.opts, |state| {

@@ -11,6 +11,7 @@
 //! longer audio is recognised in chunks of speech, several at once
 //! ([`long`]).
 
+mod fallback;
 mod header;
 mod language;
 mod long;
@@ -22,6 +23,7 @@ use std::borrow::Cow;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use whisper_rs::{
     FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
@@ -117,6 +119,9 @@ impl WhisperEngine {
                 };
                 self.run_chunks(&long, &plan, &mut emitter)?;
             }
+            None if self.bounds_fallback(audio, opts) => {
+                self.bounded_fallback(audio, opts, &language, threads, &mut emitter)?
+            }
             None => self.with_state(opts, |state| {
                 self.run_pieces(state, audio, opts, &language, threads, &mut emitter)
             })?,
@@ -156,6 +161,7 @@ impl WhisperEngine {
                 language,
                 threads,
                 prompt: prompt.as_deref(),
+                deadline: None,
             };
             self.full(state, piece, opts, emitter)?;
             // The next piece is conditioned on this one's text, as
@@ -164,6 +170,66 @@ impl WhisperEngine {
             if !said.is_empty() {
                 prompt = Some(bounded_prompt(&said).to_string());
             }
+        }
+        Ok(())
+    }
+
+    /// Whether `opts` asks for a time-bounded fallback that applies here:
+    /// one piece, decoding that would fall back (see [`fallback`]).
+    fn bounds_fallback(&self, audio: &[f32], opts: &TranscribeOptions) -> bool {
+        opts.bounded_fallback
+            && !(opts.no_fallback || opts.draft)
+            && opts.temperature <= 0.0
+            && self.pieces(audio).len() == 1
+    }
+
+    /// The greedy decoding first; the fallback only when it fails
+    /// whisper.cpp's rule, and only within its time (see [`fallback`]).
+    fn bounded_fallback(
+        &self,
+        audio: &[f32],
+        opts: &TranscribeOptions,
+        language: &str,
+        threads: usize,
+        emitter: &mut SegmentEmitter<'_>,
+    ) -> Result<(), EngineError> {
+        let duration = audio.len() as f64 / SAMPLE_RATE as f64;
+        let piece = |deadline| Piece {
+            audio,
+            offset: 0.0,
+            language,
+            threads,
+            prompt: opts.initial_prompt.as_deref().map(bounded_prompt),
+            deadline,
+        };
+        let greedy = TranscribeOptions {
+            no_fallback: true,
+            ..opts.clone()
+        };
+        let started = Instant::now();
+        let mut first = SegmentEmitter::new(None, duration);
+        let (eot, beg) = (self.ctx.token_eot(), self.ctx.token_beg());
+        let retry = self.states.with(&self.ctx, |state| {
+            self.full(state, piece(None), &greedy, &mut first)?;
+            Ok(fallback::needs_fallback(state, eot, beg))
+        })?;
+        let mut chosen = first;
+        if retry {
+            let deadline = fallback::deadline(started.elapsed());
+            let sampled = TranscribeOptions {
+                temperature: FALLBACK_START,
+                ..opts.clone()
+            };
+            let mut second = SegmentEmitter::new(None, duration);
+            let state = &mut self.ctx.create_state().map_err(inference)?;
+            match self.full(state, piece(Some(deadline)), &sampled, &mut second) {
+                Ok(()) => chosen = second,
+                Err(_) if Instant::now() >= deadline && !opts.is_cancelled() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for segment in chosen.into_segments() {
+            emitter.push(segment);
         }
         Ok(())
     }
@@ -304,22 +370,26 @@ impl WhisperEngine {
             self.ctx.token_eot(),
         );
         let collector_ptr = &mut collector as *mut Collector<'_, '_> as *mut std::ffi::c_void;
-        let cancel = opts.cancel.clone();
-        // SAFETY: the callbacks receive `collector_ptr` and the cancel flag;
-        // both outlive `full`, the only caller of the callbacks, and nothing
-        // else touches `collector` until `full` returns.
+        let abort = Abort {
+            cancel: opts.cancel.clone(),
+            deadline: piece.deadline,
+        };
+        // SAFETY: the callbacks receive `collector_ptr` and `abort`; both
+        // outlive `full`, the only caller of the callbacks, and nothing else
+        // touches `collector` until `full` returns.
         unsafe {
             params.set_new_segment_callback(Some(segments::on_new_segment));
             params.set_new_segment_callback_user_data(collector_ptr);
             params.set_progress_callback(Some(segments::on_progress));
             params.set_progress_callback_user_data(collector_ptr);
-            if let Some(flag) = cancel.as_ref() {
+            if abort.cancel.is_some() || abort.deadline.is_some() {
                 params.set_abort_callback(Some(should_abort));
-                params.set_abort_callback_user_data(Arc::as_ptr(flag) as *mut std::ffi::c_void);
+                params
+                    .set_abort_callback_user_data(&abort as *const Abort as *mut std::ffi::c_void);
             }
         }
         let result = state.full(params, piece.audio);
-        drop(cancel);
+        drop(abort);
         if opts.is_cancelled() {
             return Err(EngineError::cancelled());
         }
@@ -395,16 +465,32 @@ struct Piece<'a> {
     language: &'a str,
     threads: usize,
     prompt: Option<&'a str>,
+    /// Give up at this time (a bounded fallback).
+    deadline: Option<Instant>,
 }
 
-/// whisper.cpp's abort callback: the request's cancel flag.
+/// The first temperature of the fallback after a greedy decoding.
+const FALLBACK_START: f32 = 0.2;
+
+/// When whisper.cpp should stop a `whisper_full` call.
+struct Abort {
+    /// The request's cancel flag.
+    cancel: Option<Arc<AtomicBool>>,
+    deadline: Option<Instant>,
+}
+
+/// whisper.cpp's abort callback.
 ///
 /// # Safety
-/// `data` must be the `AtomicBool` of the request's cancel flag, alive
-/// until `full` returns.
+/// `data` must be the call's [`Abort`], alive until `full` returns.
 unsafe extern "C" fn should_abort(data: *mut std::ffi::c_void) -> bool {
     // SAFETY: per the contract above.
-    unsafe { (*(data as *const AtomicBool)).load(Ordering::Relaxed) }
+    let abort = unsafe { &*(data as *const Abort) };
+    abort
+        .cancel
+        .as_ref()
+        .is_some_and(|c| c.load(Ordering::Relaxed))
+        || abort.deadline.is_some_and(|d| Instant::now() >= d)
 }
 
 /// The tail of a prompt that whisper.cpp can use: it keeps only the last
