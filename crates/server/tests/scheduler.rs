@@ -151,6 +151,36 @@ fn a_stale_partial_is_dropped_when_newer_audio_of_its_stream_arrives() {
 }
 
 #[test]
+fn a_stream_that_queued_many_finals_does_not_hold_another_streams_final_behind_them() {
+    let fake = FakeEngine::new("fake").cost_per_second(Duration::from_millis(20));
+    let s = start(&fake, config(1, 1));
+    let (tx, rx) = mpsc::channel();
+    s.submit(item("busy", 2.0, Class::Interactive, None, &tx))
+        .unwrap();
+    wait_running(&fake);
+    // A fast sender's utterances, ended at once, then one of a paced stream.
+    for i in 1..=6 {
+        s.submit(item(
+            &format!("flood-{i}"),
+            4.0,
+            Class::LiveFinal,
+            Some(1),
+            &tx,
+        ))
+        .unwrap();
+    }
+    s.submit(item("paced", 3.0, Class::LiveFinal, Some(2), &tx))
+        .unwrap();
+    let names: Vec<String> = order(&rx, 8).into_iter().map(|(n, _)| n).collect();
+    // The paced stream's final waits for one of the flood's, not six; the
+    // flood's stay in their order.
+    assert_eq!(
+        names,
+        ["busy", "flood-1", "paced", "flood-2", "flood-3", "flood-4", "flood-5", "flood-6"]
+    );
+}
+
+#[test]
 fn an_utterance_first_partial_goes_before_partials_of_streams_already_shown() {
     let fake = FakeEngine::new("fake").cost_per_second(Duration::from_millis(100));
     let s = start(&fake, config(1, 1));

@@ -18,7 +18,14 @@
 //! counts as [`STALENESS_WEIGHT`] times as much waiting, so no partial
 //! waits more than that much longer for it.
 //! Cancelled items and items past their deadline leave at dequeue.
+//!
+//! Live finals are shared fairly between streams: each stream's finals are
+//! queued after the audio of its earlier ones (start-time fair queueing on
+//! audio seconds), so a stream that sends a minute of speech at once cannot
+//! hold another stream's final behind all of it — the other's final waits
+//! for at most about one final of each stream ahead.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use super::{Class, WorkItem};
@@ -49,6 +56,9 @@ pub(super) struct Queue {
     next_seq: u64,
     epoch: Instant,
     passed_over: [u32; 5],
+    /// Per live stream, where its queued finals' audio ends on the virtual
+    /// clock (a stream with none queued starts at now).
+    finals_end: HashMap<u64, f64>,
 }
 
 impl Queue {
@@ -58,6 +68,7 @@ impl Queue {
             next_seq: 0,
             epoch: Instant::now(),
             passed_over: [0; 5],
+            finals_end: HashMap::new(),
         }
     }
 
@@ -103,12 +114,19 @@ impl Queue {
                 }
             }
         }
-        // Live work goes in arrival order (finals of a stream stay in order).
-        let weight = match item.class {
-            Class::Interactive | Class::Background => item.audio_seconds().max(0.0),
-            Class::LiveFinal | Class::LiveFirstPartial | Class::LivePartial => 0.0,
+        let now = self.epoch.elapsed().as_secs_f64();
+        let key = match (item.class, item.stream) {
+            (Class::Interactive | Class::Background, _) => now + item.audio_seconds().max(0.0),
+            (Class::LiveFinal, Some(stream)) => {
+                self.finals_end.retain(|_, end| *end > now);
+                let end = self.finals_end.entry(stream).or_insert(now);
+                let start = *end;
+                *end += item.audio_seconds().max(0.0);
+                start
+            }
+            // Partials go in arrival order (one per stream is queued).
+            _ => now,
         };
-        let key = self.epoch.elapsed().as_secs_f64() + weight;
         let seq = self.next_seq;
         self.next_seq += 1;
         self.items.push(Queued { item, key, seq });
