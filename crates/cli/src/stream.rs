@@ -128,11 +128,14 @@ impl Printer {
         Ok(())
     }
 
+    /// Partials in place on a terminal (with their lag), finals on stdout
+    /// with their audio span and how long after its end they came.
     fn show(&mut self, m: &Value) {
         let text = m["text"].as_str().unwrap_or_default();
+        let lag = m["processing_ms"].as_f64().unwrap_or(0.0) / 1000.0;
         match m["type"].as_str() {
             Some("partial") if self.tty => {
-                eprint!("\r\x1b[2K… {text}");
+                eprint!("\r\x1b[2K… {text} (+{lag:.2} s)");
                 let _ = std::io::stderr().flush();
             }
             Some("final") => {
@@ -140,7 +143,7 @@ impl Printer {
                     eprint!("\r\x1b[2K");
                 }
                 println!(
-                    "[{:8.2} – {:8.2}] {text}",
+                    "[{:8.2} – {:8.2} | +{lag:.2} s] {text}",
                     m["start"].as_f64().unwrap_or(0.0),
                     m["end"].as_f64().unwrap_or(0.0)
                 );

@@ -465,6 +465,15 @@ fn glagol_stream_prints_a_final_per_utterance_from_a_file_and_from_stdin() {
         stdout.starts_with('[') && stdout.trim().len() > 25,
         "{stdout}"
     );
+    // Each final says how long after its audio's end it came.
+    let lag = stdout
+        .split(" | +")
+        .nth(1)
+        .and_then(|r| r.split(" s]").next());
+    assert!(
+        lag.and_then(|l| l.parse::<f64>().ok()).is_some(),
+        "{stdout}"
+    );
     // Raw PCM on stdin, as from `arecord -f S16_LE -r 16000`.
     let wav = std::fs::read(clip).unwrap();
     let out = s.glagol.run_stdin(

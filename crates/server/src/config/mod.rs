@@ -159,6 +159,10 @@ settings! {
     /// Largest WebSocket message, in bytes (audio frames, JSON events).
     #[arg(long, env = "GLAGOL_MAX_FRAME_BYTES", value_name = "BYTES")]
     max_frame_bytes: usize = 1 << 20, Reload;
+    /// Seconds of a live session's speech that may wait for recognition; a
+    /// client further ahead is not read until recognition catches up.
+    #[arg(long, env = "GLAGOL_MAX_LIVE_BACKLOG", value_name = "SECONDS")]
+    max_live_backlog: u64 = 60, Reload;
     /// Seconds to let in-flight requests finish after SIGTERM (0: exit at once).
     #[arg(long, env = "GLAGOL_DRAIN", value_name = "SECONDS")]
     drain: u64 = 30, Reload;

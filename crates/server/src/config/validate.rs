@@ -78,6 +78,11 @@ pub(super) fn ranges(s: &Settings) -> anyhow::Result<()> {
         "max_frame_bytes",
         "between 1024 and 67108864",
     )?;
+    check(
+        (1..=3600).contains(&s.max_live_backlog),
+        "max_live_backlog",
+        "between 1 and 3600 seconds",
+    )?;
     check(s.max_job_bytes >= 1, "max_job_bytes", "at least 1")?;
     let shared = s.job_store.starts_with("postgres://") || s.job_store.starts_with("postgresql://");
     check(

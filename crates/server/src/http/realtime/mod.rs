@@ -25,6 +25,7 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
+use glagol_core::audio::pcm::PcmInput;
 use glagol_core::stream::EndReason;
 use tokio::time::Instant;
 
@@ -79,7 +80,7 @@ pub trait Protocol: Send {
     /// A text message from the client.
     fn text(&mut self, text: &str, session: &mut Option<LiveSession>) -> Reply;
     /// A binary message from the client.
-    fn binary(&mut self, bytes: &[u8], session: &mut LiveSession) -> Reply;
+    fn binary(&mut self, bytes: &[u8]) -> Reply;
     /// A session event, as messages for the client.
     fn event(&mut self, event: SessionEvent) -> Vec<String>;
     /// An error, as a message for the client.
@@ -99,11 +100,19 @@ enum Wake {
     Idle,
 }
 
+/// Audio a client sent, for the session.
+pub struct ClientAudio {
+    pub bytes: Vec<u8>,
+    pub input: PcmInput,
+}
+
 /// What a client message leads to.
 #[derive(Default)]
 pub struct Reply {
     /// Messages to send now.
     pub send: Vec<String>,
+    /// Audio for the session (fed before the next message is read).
+    pub audio: Option<ClientAudio>,
     /// Close the session: finalize with this reason, send the last finals,
     /// then close with this code.
     pub close: Option<(EndReason, u16)>,
@@ -112,6 +121,11 @@ pub struct Reply {
 }
 
 /// Runs one connection to its end.
+///
+/// The socket is read whatever recognition is doing (so pings are answered
+/// and a client's keep-alive holds), except while the session's backlog —
+/// speech waiting for its finals — is over `max_live_backlog`: then the
+/// client waits, TCP holding its audio, until recognition catches up.
 pub async fn run(
     mut socket: WebSocket,
     state: Arc<AppState>,
@@ -148,10 +162,11 @@ pub async fn run(
         }
     }
     let limits = state.config();
-    let (idle, max_audio, max_frame) = (
+    let (idle, max_audio, max_frame, max_backlog) = (
         Duration::from_secs(limits.settings.session_idle_timeout),
         limits.settings.max_session_seconds as f64,
         limits.settings.max_frame_bytes,
+        limits.settings.max_live_backlog as f64,
     );
     let mut shutdown = state.on_shutdown();
     let mut last_seen = Instant::now();
@@ -161,19 +176,25 @@ pub async fn run(
         let Some(live) = session.as_mut() else {
             break Some((EndReason::Stop, CLOSE_INTERNAL, "no session"));
         };
+        let backlogged = live.backlog() > max_backlog;
+        if backlogged {
+            // The client is not read meanwhile: it is neither idle nor deaf.
+            last_seen = Instant::now();
+            last_pong = Instant::now();
+        }
         let wake = tokio::select! {
-            message = socket.recv() => Wake::Message(message),
+            message = socket.recv(), if !backlogged => Wake::Message(message),
             event = live.next() => Wake::Event(event),
             _ = shutdown.wait_for(|s| *s) => Wake::Shutdown,
             _ = ping.tick() => Wake::Ping,
-            _ = tokio::time::sleep_until(last_seen + idle) => Wake::Idle,
+            _ = tokio::time::sleep_until(last_seen + idle), if !backlogged => Wake::Idle,
         };
         match wake {
             Wake::Message(message) => {
                 let Some(Ok(message)) = message else {
                     break None; // the client went away: its work is withdrawn
                 };
-                let reply = match message {
+                let mut reply = match message {
                     Message::Text(t) if t.len() > max_frame => {
                         break Some(too_big(&mut socket, &mut protocol).await)
                     }
@@ -181,10 +202,8 @@ pub async fn run(
                         break Some(too_big(&mut socket, &mut protocol).await)
                     }
                     Message::Text(t) => protocol.text(t.as_str(), &mut session),
-                    Message::Binary(b) => match session.as_mut() {
-                        Some(live) => protocol.binary(&b, live),
-                        None => Reply::default(),
-                    },
+                    Message::Binary(b) if session.is_some() => protocol.binary(&b),
+                    Message::Binary(_) => Reply::default(),
                     Message::Pong(_) => {
                         last_pong = Instant::now();
                         Reply::default()
@@ -194,6 +213,11 @@ pub async fn run(
                 };
                 if reply.active {
                     last_seen = Instant::now();
+                }
+                if let (Some(audio), Some(live)) = (reply.audio.take(), session.as_mut()) {
+                    if let Err(e) = live.push_pcm(audio.bytes, audio.input).await {
+                        reply.send.push(protocol.error(&e));
+                    }
                 }
                 if let Some(options) = protocol.reopen() {
                     session = None;
@@ -264,21 +288,37 @@ pub async fn run(
             + limits
                 .inference_timeout()
                 .max(crate::service::session::FINAL_GRACE);
-        while live.has_pending_finals() {
-            match tokio::time::timeout_at(deadline, live.next()).await {
-                Ok(event) => {
-                    for m in protocol.event(event) {
-                        let _ = socket.send(Message::text(m)).await;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
+        drain(&mut socket, &mut live, &mut protocol, deadline).await;
         // Ended (its model lease and gauge released) before its client hears so.
         drop(live);
         close(&mut socket, code, why).await;
     }
     drop(slot);
+}
+
+/// Sends a closing session's last finals. The socket is still read, so the
+/// client's pings are answered however long recognition takes (what it
+/// sends besides is ignored: the session is over).
+async fn drain(
+    socket: &mut WebSocket,
+    live: &mut LiveSession,
+    protocol: &mut impl Protocol,
+    deadline: Instant,
+) {
+    let mut reading = true;
+    while live.has_pending_finals() {
+        tokio::select! {
+            message = socket.recv(), if reading => {
+                reading = matches!(message, Some(Ok(m)) if !matches!(m, Message::Close(_)));
+            }
+            event = live.next() => {
+                for m in protocol.event(event) {
+                    let _ = socket.send(Message::text(m)).await;
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
+    }
 }
 
 async fn too_big(

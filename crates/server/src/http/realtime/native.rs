@@ -4,13 +4,13 @@ use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use glagol_core::audio::pcm::{Encoding, PcmStream};
+use glagol_core::audio::pcm::{Encoding, PcmInput};
 use glagol_core::audio::PcmFormat;
 use glagol_core::engine::quoted;
 use glagol_core::stream::EndReason;
 
 use super::protocol::{self, ClientMessage, Configure};
-use super::{caller, Protocol, Reply, Upgrade, CLOSE_NORMAL};
+use super::{caller, ClientAudio, Protocol, Reply, Upgrade, CLOSE_NORMAL};
 use crate::error::ServiceError;
 use crate::http::extract::Query;
 use crate::service::{LiveSession, SessionEvent, SessionOptions};
@@ -68,10 +68,10 @@ struct Native {
     options: SessionOptions,
     sample_rate: u32,
     encoding: &'static str,
-    pcm: PcmStream,
+    /// How binary frames are encoded.
+    input: PcmInput,
     audio_started: bool,
     reopen: Option<SessionOptions>,
-    scratch: Vec<f32>,
     /// Longest session and idle timeout, in seconds, for `ready`.
     limits: (u64, u64),
 }
@@ -82,10 +82,9 @@ impl Native {
             options: SessionOptions::default(),
             sample_rate: 16_000,
             encoding: "pcm_s16le",
-            pcm: PcmStream::new(Encoding::Pcm(PcmFormat::S16Le), 16_000),
+            input: PcmInput::mono(Encoding::Pcm(PcmFormat::S16Le), 16_000),
             audio_started: false,
             reopen: None,
-            scratch: Vec::new(),
             limits: (0, 0),
         };
         n.apply(params)?;
@@ -135,7 +134,7 @@ impl Native {
         };
         self.sample_rate = rate;
         self.encoding = encoding;
-        self.pcm = PcmStream::new(Encoding::Pcm(format), rate);
+        self.input = PcmInput::mono(Encoding::Pcm(format), rate);
         self.options = options;
         Ok(())
     }
@@ -202,13 +201,12 @@ impl Protocol for Native {
                     Err(e) => Reply {
                         send: vec![Self::error_message(&e, None)],
                         active: true,
-                        close: None,
+                        ..Reply::default()
                     },
                 }
             }
             ClientMessage::Finalize => {
                 if let Some(s) = session.as_mut() {
-                    self.flush(s);
                     s.finalize(EndReason::Finalize);
                 }
                 Reply {
@@ -217,9 +215,7 @@ impl Protocol for Native {
                 }
             }
             ClientMessage::Stop => {
-                if let Some(s) = session.as_mut() {
-                    self.flush(s);
-                }
+                // The loop ends the session, the converter's tail included.
                 Reply {
                     active: true,
                     close: Some((EndReason::Stop, CLOSE_NORMAL)),
@@ -233,23 +229,18 @@ impl Protocol for Native {
         }
     }
 
-    fn binary(&mut self, bytes: &[u8], session: &mut LiveSession) -> Reply {
+    fn binary(&mut self, bytes: &[u8]) -> Reply {
         if bytes.is_empty() {
             return Reply::default();
         }
         self.audio_started = true;
-        self.scratch.clear();
-        self.pcm.push(bytes, &mut self.scratch);
-        match session.push(&self.scratch) {
-            Ok(()) => Reply {
-                active: true,
-                ..Reply::default()
-            },
-            Err(e) => Reply {
-                send: vec![Self::error_message(&e, None)],
-                active: true,
-                close: None,
-            },
+        Reply {
+            active: true,
+            audio: Some(ClientAudio {
+                bytes: bytes.to_vec(),
+                input: self.input,
+            }),
+            ..Reply::default()
         }
     }
 
@@ -284,6 +275,7 @@ impl Protocol for Native {
                 endpoint_reason: None,
                 speech_final: None,
                 language: None,
+                processing_ms: p.delay.as_millis() as u64,
                 timestamp: protocol::now_unix(),
             }),
             SessionEvent::Final(f) => protocol::json(&protocol::Result {
@@ -298,6 +290,7 @@ impl Protocol for Native {
                 endpoint_reason: Some(f.reason.name()),
                 speech_final: Some(true),
                 language: f.language,
+                processing_ms: f.delay.as_millis() as u64,
                 timestamp: protocol::now_unix(),
             }),
             SessionEvent::Error { utterance, error } => Self::error_message(&error, utterance),
@@ -321,14 +314,7 @@ impl Native {
                 None,
             )],
             active: true,
-            close: None,
+            ..Reply::default()
         }
-    }
-
-    /// Pushes what the rate converter still holds (before a turn ends).
-    fn flush(&mut self, session: &mut LiveSession) {
-        self.scratch.clear();
-        self.pcm.flush(&mut self.scratch);
-        let _ = session.push(&self.scratch);
     }
 }

@@ -130,6 +130,10 @@ pub struct Result {
     pub speech_final: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
+    /// Milliseconds from the server receiving the audio at `end` to
+    /// sending this: how far the text lags the speech (a final's includes
+    /// the silence that ended its utterance).
+    pub processing_ms: u64,
     /// Unix seconds when the result was sent (gigastt).
     pub timestamp: f64,
 }

@@ -21,6 +21,7 @@
 //! is the same, only sooner. Speech that resumes withdraws it.
 
 mod early;
+mod ingest;
 mod partial;
 mod types;
 
@@ -29,6 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use glagol_core::audio::pcm::PcmInput;
 use glagol_core::audio::SAMPLE_RATE;
 use glagol_core::engine::{TranscribeOptions, Transcript, Word};
 use glagol_core::stream::partials::Stabilizer;
@@ -42,6 +44,7 @@ use crate::error::ServiceError;
 use crate::models::Lease;
 use crate::scheduler::{Class, Refresh, WorkItem};
 use early::EarlyFinal;
+use ingest::{Ingest, SharedIngest};
 use partial::SharedAudio;
 
 /// Session keys for the scheduler (partials of one stream replace each other).
@@ -74,6 +77,8 @@ enum Done {
 struct Utterance {
     start: usize,
     end: Option<(usize, EndReason)>,
+    /// When the audio at its end arrived (once it ended).
+    end_arrived: Option<Instant>,
     stabilizer: Stabilizer,
     partial_in_flight: bool,
     /// The newest audio end a shown partial covered.
@@ -90,7 +95,8 @@ pub struct LiveSession {
     model: String,
     stream: u64,
     options: TranscribeOptions,
-    detector: Utterances,
+    /// Conversion and utterance detection, run on the blocking pool.
+    ingest: SharedIngest,
     utterances: BTreeMap<u64, Utterance>,
     /// Finals received but not yet handed out (an earlier one is pending).
     finished: BTreeMap<u64, Result<Transcript, ServiceError>>,
@@ -113,6 +119,7 @@ impl Utterance {
         Utterance {
             start,
             end: None,
+            end_arrived: None,
             stabilizer: Stabilizer::new(),
             partial_in_flight: false,
             shown_until: 0,
@@ -153,9 +160,11 @@ impl Service {
             .get_or_insert(lease.scheduler().speech_prefix_ms());
         stream.first_partial_ms = lease.scheduler().first_partial_ms();
         let (tx, rx) = mpsc::unbounded_channel();
+        let live = SharedAudio::default();
+        let ingest = Ingest::new(Utterances::new(self.vad()?, stream), live.clone());
         metrics::gauge!("glagol_live_sessions", "model" => model.clone()).increment(1.0);
         Ok(LiveSession {
-            detector: Utterances::new(self.vad()?, stream),
+            ingest: Arc::new(std::sync::Mutex::new(ingest)),
             stream: NEXT_STREAM.fetch_add(1, Ordering::Relaxed),
             options: transcribe,
             model,
@@ -167,7 +176,7 @@ impl Service {
             cancel: Arc::new(AtomicBool::new(false)),
             early: None,
             adopted: BTreeMap::new(),
-            live: Arc::default(),
+            live,
             _lease: lease,
         })
     }
@@ -181,36 +190,58 @@ impl LiveSession {
 
     /// Audio before detected speech each utterance includes, in ms.
     pub fn prefix_ms(&self) -> u32 {
-        self.detector.prefix_ms()
+        ingest::lock(&self.ingest).detector.prefix_ms()
     }
 
     /// Session audio received, in seconds.
     pub fn clock(&self) -> f64 {
-        seconds(self.detector.clock())
+        seconds(ingest::lock(&self.ingest).detector.clock())
     }
 
-    /// Feeds 16 kHz mono samples.
-    pub fn push(&mut self, samples: &[f32]) -> Result<(), ServiceError> {
-        let events = self.detector.push(samples)?;
-        self.share_audio();
+    /// Feeds a piece of the client's audio, raw samples as `input` says
+    /// (converted and run through the detector on the blocking pool).
+    pub async fn push_pcm(&mut self, bytes: Vec<u8>, input: PcmInput) -> Result<(), ServiceError> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let ingest = self.ingest.clone();
+        let arrived = Instant::now();
+        let events = tokio::task::spawn_blocking(move || {
+            ingest::lock(&ingest).push_pcm(&bytes, input, arrived)
+        })
+        .await
+        .map_err(|e| ServiceError::internal(format!("voice detection failed: {e}")))??;
         for event in events {
             self.handle(event);
         }
         Ok(())
     }
 
-    /// Ends the open utterance now (`finalize`, `stop`, shutdown).
-    pub fn finalize(&mut self, reason: EndReason) {
-        let event = self.detector.finalize(reason);
-        self.share_audio();
-        if let Some(event) = event {
+    /// Ends the open utterance now (`finalize`, `stop`, shutdown), after
+    /// the audio the converter still holds; false when there was none.
+    pub fn finalize(&mut self, reason: EndReason) -> bool {
+        let events = ingest::lock(&self.ingest).finalize(reason);
+        let ended = events
+            .iter()
+            .any(|e| matches!(e, UtteranceEvent::Ended { .. }));
+        for event in events {
             self.handle(event);
         }
+        ended
     }
 
     /// Whether an utterance is open.
     pub fn in_utterance(&self) -> bool {
-        self.detector.in_utterance()
+        ingest::lock(&self.ingest).detector.in_utterance()
+    }
+
+    /// Seconds of audio in utterances that ended and wait for their finals:
+    /// how far recognition is behind the client.
+    pub fn backlog(&self) -> f64 {
+        self.utterances
+            .values()
+            .filter_map(|u| u.end.map(|(end, _)| seconds(end.saturating_sub(u.start))))
+            .sum()
     }
 
     /// Drops the open utterance without a result.
@@ -221,8 +252,7 @@ impl LiveSession {
             }
         }
         self.withdraw_early(None);
-        self.detector.clear();
-        self.share_audio();
+        ingest::lock(&self.ingest).clear();
     }
 
     /// Whether an utterance's final is still to come.
@@ -284,6 +314,7 @@ impl LiveSession {
             } => {
                 if let Some(u) = self.utterances.get_mut(&id) {
                     u.end = Some((end, reason));
+                    u.end_arrived = Some(ingest::lock(&self.ingest).arrived(end));
                 }
                 self.out.push_back(SessionEvent::SpeechStopped {
                     utterance: id,
@@ -323,6 +354,8 @@ impl LiveSession {
         let options = TranscribeOptions {
             cancel: Some(cancel.unwrap_or_else(|| self.cancel.clone())),
             draft: class.is_partial(),
+            // One utterance's fallback must not hold the session's finals.
+            bounded_fallback: class == Class::LiveFinal,
             ..self.options.clone()
         };
         let item = WorkItem {
@@ -384,6 +417,7 @@ impl LiveSession {
                 continue;
             };
             let (end, reason) = u.end.unwrap_or((u.start, EndReason::Stop));
+            let delay = u.end_arrived.map_or(Duration::ZERO, |t| t.elapsed());
             let offset = seconds(u.start);
             self.out.push_back(match result {
                 Ok(t) => SessionEvent::Final(Final {
@@ -396,6 +430,7 @@ impl LiveSession {
                     end: seconds(end),
                     reason,
                     language: t.language,
+                    delay,
                 }),
                 Err(error) => SessionEvent::Error {
                     utterance: Some(id),

@@ -8,49 +8,22 @@ use std::time::{Duration, Instant};
 use glagol_core::audio::SAMPLE_RATE;
 use glagol_core::engine::{Transcript, Word};
 
-use super::{seconds, Done, LiveSession, Partial, SessionEvent};
+use super::{ingest, seconds, Done, LiveSession, Partial, SessionEvent};
 use crate::error::ServiceError;
 use crate::scheduler::{Class, Fresh};
 
 /// The open utterance's audio so far.
 pub(super) struct LiveAudio {
-    utterance: u64,
-    start: usize,
-    samples: Vec<f32>,
+    pub(super) utterance: u64,
+    pub(super) start: usize,
+    pub(super) samples: Vec<f32>,
     /// When the newest samples arrived.
-    arrived: Instant,
+    pub(super) arrived: Instant,
 }
 
 pub(super) type SharedAudio = Arc<Mutex<Option<LiveAudio>>>;
 
 impl LiveSession {
-    /// Brings the shared audio up to the detector's open utterance.
-    pub(super) fn share_audio(&mut self) {
-        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        let Some((id, start)) = self.detector.current() else {
-            *live = None;
-            return;
-        };
-        let clock = self.detector.clock();
-        match live.as_mut().filter(|l| l.utterance == id) {
-            Some(l) => {
-                let have = l.start + l.samples.len();
-                if have < clock {
-                    l.samples.extend(self.detector.audio(have, clock));
-                    l.arrived = Instant::now();
-                }
-            }
-            None => {
-                *live = Some(LiveAudio {
-                    utterance: id,
-                    start,
-                    samples: self.detector.audio(start, clock),
-                    arrived: Instant::now(),
-                })
-            }
-        }
-    }
-
     /// Sends a partial of utterance `id` (`audio` covers `start..end`) to
     /// the scheduler, unless one is still in flight.
     pub(super) fn start_partial(&mut self, id: u64, start: usize, end: usize, audio: Vec<f32>) {
@@ -58,7 +31,7 @@ impl LiveSession {
         let ready = |u: &&super::Utterance| !u.partial_in_flight && u.held.is_none();
         let Some(u) = self.utterances.get(&id).filter(ready) else {
             // Backs off under load: never two partials of one stream.
-            self.detector.defer_partial();
+            ingest::lock(&self.ingest).detector.defer_partial();
             metrics::counter!("glagol_partials_skipped_total", "model" => self.model.clone())
                 .increment(1);
             return;
@@ -85,7 +58,7 @@ impl LiveSession {
         });
         self.submit(
             audio[from - start..].to_vec(),
-            if self.detector.has_shown(id) {
+            if ingest::lock(&self.ingest).detector.has_shown(id) {
                 Class::LivePartial
             } else {
                 Class::LiveFirstPartial
@@ -133,7 +106,7 @@ impl LiveSession {
             .record(submitted.elapsed().as_secs_f64());
         u.shown_until = end;
         if !transcript.text.trim().is_empty() {
-            self.detector.partial_shown(utterance);
+            ingest::lock(&self.ingest).detector.partial_shown(utterance);
         }
         let heard: Vec<Word> = transcript
             .segments
@@ -163,6 +136,7 @@ impl LiveSession {
                 .collect(),
             start: offset,
             end: seconds(end),
+            delay: Duration::ZERO,
         };
         if u.announced {
             self.show_partial(partial, arrived);
@@ -172,10 +146,11 @@ impl LiveSession {
     }
 
     /// Hands a partial out; `arrived`: when the newest audio it heard did.
-    pub(super) fn show_partial(&mut self, partial: Partial, arrived: Instant) {
+    pub(super) fn show_partial(&mut self, mut partial: Partial, arrived: Instant) {
         // What its user sees: how old the newest audio it heard is.
+        partial.delay = arrived.elapsed();
         metrics::histogram!("glagol_partial_lag_seconds", "model" => self.model.clone())
-            .record(arrived.elapsed().as_secs_f64());
+            .record(partial.delay.as_secs_f64());
         self.out.push_back(SessionEvent::Partial(partial));
     }
 }

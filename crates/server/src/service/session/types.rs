@@ -1,5 +1,7 @@
 //! What a live session is asked to do and what it reports.
 
+use std::time::Duration;
+
 use glagol_core::engine::Word;
 use glagol_core::stream::{EndReason, StreamConfig};
 
@@ -32,6 +34,8 @@ pub struct Partial {
     /// Session audio seconds.
     pub start: f64,
     pub end: f64,
+    /// How long after the newest audio it heard arrived it was handed out.
+    pub delay: Duration,
 }
 
 /// The final result of an utterance (recognised whole, like a file).
@@ -48,6 +52,8 @@ pub struct Final {
     /// Text the deltas committed before the final.
     pub committed: String,
     pub language: Option<String>,
+    /// How long after the audio at its end arrived it was handed out.
+    pub delay: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -10,13 +10,16 @@
 //! `server_vad` the server ends turns; with `turn_detection: null` the
 //! client commits them. Transcription deltas are append-only and sent while
 //! the user speaks; the deltas of a turn add up to its `completed` transcript.
+//! Deltas and `completed` also carry, beyond OpenAI's fields (its clients
+//! ignore unknown ones), the session audio they reach (`audio_end_ms`) and
+//! how long after that audio arrived they were sent (`processing_ms`).
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use glagol_core::audio::pcm::{Encoding, PcmStream};
+use glagol_core::audio::pcm::{Encoding, PcmInput};
 use glagol_core::audio::PcmFormat;
 use glagol_core::stream::EndReason;
 use serde_json::{json, Value};
@@ -25,7 +28,7 @@ mod events;
 mod session;
 
 pub use self::events::{parse_event, ClientEvent, Refusal};
-use super::{caller, Protocol, Reply, Upgrade};
+use super::{caller, ClientAudio, Protocol, Reply, Upgrade};
 use crate::error::{ErrorKind, ServiceError};
 use crate::http::extract::Query;
 use crate::service::{LiveSession, SessionEvent, SessionOptions};
@@ -100,8 +103,8 @@ struct Realtime {
     /// The session's audio format as the client named it.
     format: Value,
     turn_detection: Value,
-    pcm: PcmStream,
-    scratch: Vec<f32>,
+    /// How appended audio is encoded.
+    input: PcmInput,
     next_event: u64,
     session_id: String,
     previous_item: Option<String>,
@@ -122,8 +125,7 @@ impl Realtime {
             },
             format: json!({"type": "audio/pcm", "rate": 24000}),
             turn_detection: json!({"type": "server_vad", "threshold": 0.5, "silence_duration_ms": 500}),
-            pcm: PcmStream::new(Encoding::Pcm(PcmFormat::S16Le), 24_000),
-            scratch: Vec::new(),
+            input: PcmInput::mono(Encoding::Pcm(PcmFormat::S16Le), 24_000),
             next_event: 0,
             session_id: format!("sess_{:x}", rand_id()),
             previous_item: None,
@@ -166,9 +168,14 @@ impl Realtime {
         Reply {
             send: vec![self.error_event(code, &message, ErrorKind::InvalidRequest, client_event)],
             active: true,
-            close: None,
+            ..Reply::default()
         }
     }
+}
+
+/// Session seconds as the protocol's milliseconds.
+fn ms(seconds: f64) -> u64 {
+    (seconds * 1000.0).round() as u64
 }
 
 fn rand_id() -> u64 {
@@ -215,42 +222,30 @@ impl Protocol for Realtime {
                 }
             }
             ClientEvent::Append(bytes) => {
-                let Some(live) = session.as_mut() else {
-                    return Reply::default();
-                };
-                if bytes.is_empty() {
+                if session.is_none() || bytes.is_empty() {
                     return Reply::default();
                 }
                 self.buffered = true;
-                self.scratch.clear();
-                self.pcm.push(&bytes, &mut self.scratch);
-                match live.push(&self.scratch) {
-                    Ok(()) => Reply {
-                        active: true,
-                        ..Reply::default()
-                    },
-                    Err(e) => Reply {
-                        send: vec![self.error_event(e.code, &e.message, e.kind, id)],
-                        active: true,
-                        close: None,
-                    },
+                Reply {
+                    active: true,
+                    audio: Some(ClientAudio {
+                        bytes,
+                        input: self.input,
+                    }),
+                    ..Reply::default()
                 }
             }
             ClientEvent::Commit => {
                 let Some(live) = session.as_mut() else {
                     return Reply::default();
                 };
-                self.scratch.clear();
-                self.pcm.flush(&mut self.scratch);
-                let _ = live.push(&self.scratch);
-                if !live.in_utterance() {
+                if !live.finalize(EndReason::Finalize) {
                     return self.complaint(
                         "input_audio_buffer_commit_empty",
                         "there is no audio in the buffer to commit".into(),
                         id,
                     );
                 }
-                live.finalize(EndReason::Finalize);
                 Reply {
                     active: true,
                     ..Reply::default()
@@ -265,13 +260,13 @@ impl Protocol for Realtime {
                 Reply {
                     send: vec![cleared],
                     active: true,
-                    close: None,
+                    ..Reply::default()
                 }
             }
         }
     }
 
-    fn binary(&mut self, _bytes: &[u8], _session: &mut LiveSession) -> Reply {
+    fn binary(&mut self, _bytes: &[u8]) -> Reply {
         self.complaint(
             "invalid_value",
             "send audio as base64 in input_audio_buffer.append events".into(),
@@ -289,7 +284,7 @@ impl Protocol for Realtime {
                 let item = self.item(utterance);
                 vec![self.event(
                     "input_audio_buffer.speech_started",
-                    json!({ "audio_start_ms": (start * 1000.0).round() as u64, "item_id": item }),
+                    json!({ "audio_start_ms": ms(start), "item_id": item }),
                 )]
             }
             SessionEvent::SpeechStopped { utterance, end } => {
@@ -298,7 +293,7 @@ impl Protocol for Realtime {
                 if vad {
                     out.push(self.event(
                         "input_audio_buffer.speech_stopped",
-                        json!({ "audio_end_ms": (end * 1000.0).round() as u64, "item_id": item }),
+                        json!({ "audio_end_ms": ms(end), "item_id": item }),
                     ));
                 }
                 let previous = self.previous_item.replace(item.clone());
@@ -328,16 +323,23 @@ impl Protocol for Realtime {
                 let item = self.item(p.utterance);
                 vec![self.event(
                     "conversation.item.input_audio_transcription.delta",
-                    json!({ "item_id": item, "content_index": 0, "delta": p.delta }),
+                    json!({
+                        "item_id": item, "content_index": 0, "delta": p.delta,
+                        "audio_end_ms": ms(p.end), "processing_ms": p.delay.as_millis() as u64,
+                    }),
                 )]
             }
             SessionEvent::Final(f) => {
                 let item = self.item(f.utterance);
+                let (end, processing) = (ms(f.end), f.delay.as_millis() as u64);
                 let mut out = Vec::new();
                 if !f.completion.is_empty() {
                     out.push(self.event(
                         "conversation.item.input_audio_transcription.delta",
-                        json!({ "item_id": item, "content_index": 0, "delta": f.completion }),
+                        json!({
+                            "item_id": item, "content_index": 0, "delta": f.completion,
+                            "audio_end_ms": end, "processing_ms": processing,
+                        }),
                     ));
                 }
                 let transcript = format!("{}{}", f.committed, f.completion);
@@ -346,6 +348,7 @@ impl Protocol for Realtime {
                     json!({
                         "item_id": item, "content_index": 0, "transcript": transcript,
                         "usage": { "type": "duration", "seconds": ((f.end - f.start) * 1000.0).round() / 1000.0 },
+                        "audio_end_ms": end, "processing_ms": processing,
                     }),
                 ));
                 out

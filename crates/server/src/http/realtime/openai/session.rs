@@ -1,7 +1,7 @@
 //! The session object of the Realtime protocol: how it is shown to the
 //! client (GA and beta shapes) and how `session.update` changes it.
 
-use glagol_core::audio::pcm::{Encoding, PcmStream, G711};
+use glagol_core::audio::pcm::{Encoding, PcmInput, G711};
 use glagol_core::audio::PcmFormat;
 use glagol_core::stream::StreamConfig;
 use serde_json::{json, Value};
@@ -91,7 +91,7 @@ impl Realtime {
                 ))
                 }
             };
-            self.pcm = PcmStream::new(encoding, rate);
+            self.input = PcmInput::mono(encoding, rate);
             self.format = f.clone();
         }
         if let Some(f) = beta_format {
@@ -117,7 +117,7 @@ impl Realtime {
                 ))
                 }
             };
-            self.pcm = PcmStream::new(encoding, rate);
+            self.input = PcmInput::mono(encoding, rate);
             self.format = ga;
         }
         let mut options = self.options.clone();
