@@ -27,7 +27,7 @@ pub struct Args {
     /// ISO-639-1 code (default: detected by Whisper).
     #[arg(long, short)]
     language: Option<String>,
-    /// Send as fast as the server takes it instead of in real time.
+    /// Send as fast as recognition goes instead of in real time.
     #[arg(long)]
     fast: bool,
     /// Sample rate of raw PCM on stdin.
@@ -81,12 +81,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let start = Instant::now();
         for (i, frame) in audio.samples.chunks(1600).enumerate() {
             ws.send(Message::binary(live_client::pcm16(frame)))?;
-            let due = if args.fast {
-                Instant::now()
+            let sent = (i + 1) as f64 * 0.1;
+            if args.fast {
+                // As fast as recognition goes: no further ahead of the
+                // finals than the server holds (its max_backlog_secs).
+                printer.pump(&mut ws, Instant::now())?;
+                while printer.too_far_ahead(sent) && !printer.closed {
+                    printer.pump(&mut ws, Instant::now() + Duration::from_millis(200))?;
+                }
             } else {
-                start + Duration::from_millis(100 * (i as u64 + 1))
-            };
-            printer.pump(&mut ws, due)?;
+                printer.pump(&mut ws, start + Duration::from_millis(100 * (i as u64 + 1)))?;
+            }
         }
     }
     ws.send(Message::text(r#"{"type":"stop"}"#))?;
@@ -104,6 +109,12 @@ struct Printer {
     tty: bool,
     closed: bool,
     failed: bool,
+    /// Utterances that ended and wait for their finals.
+    pending: usize,
+    /// Where the newest final ends, in seconds of audio.
+    final_end: f64,
+    /// How far ahead of its finals the server lets a client be (`ready`).
+    max_backlog: f64,
 }
 
 impl Printer {
@@ -112,7 +123,16 @@ impl Printer {
             tty: std::io::stderr().is_terminal(),
             closed: false,
             failed: false,
+            pending: 0,
+            final_end: 0.0,
+            max_backlog: 60.0,
         }
+    }
+
+    /// Whether `sent` seconds of audio are further ahead of the finals
+    /// than half of what the server holds.
+    fn too_far_ahead(&self, sent: f64) -> bool {
+        self.pending > 0 && sent - self.final_end > self.max_backlog / 2.0
     }
 
     /// Shows the server's messages as they arrive until `until`.
@@ -134,11 +154,19 @@ impl Printer {
         let text = m["text"].as_str().unwrap_or_default();
         let lag = m["processing_ms"].as_f64().unwrap_or(0.0) / 1000.0;
         match m["type"].as_str() {
+            Some("ready") => {
+                if let Some(secs) = m["max_backlog_secs"].as_f64() {
+                    self.max_backlog = secs;
+                }
+            }
+            Some("speech_stopped") => self.pending += 1,
             Some("partial") if self.tty => {
                 eprint!("\r\x1b[2K… {text} (+{lag:.2} s)");
                 let _ = std::io::stderr().flush();
             }
             Some("final") => {
+                self.pending = self.pending.saturating_sub(1);
+                self.final_end = m["end"].as_f64().unwrap_or(self.final_end);
                 if self.tty {
                     eprint!("\r\x1b[2K");
                 }
@@ -149,6 +177,9 @@ impl Printer {
                 );
             }
             Some("error") => {
+                if m["utterance_id"].is_u64() {
+                    self.pending = self.pending.saturating_sub(1);
+                }
                 eprintln!(
                     "glagol: {}: {}",
                     m["code"].as_str().unwrap_or("error"),

@@ -122,10 +122,11 @@ pub struct Reply {
 
 /// Runs one connection to its end.
 ///
-/// The socket is read whatever recognition is doing (so pings are answered
-/// and a client's keep-alive holds), except while the session's backlog —
-/// speech waiting for its finals — is over `max_live_backlog`: then the
-/// client waits, TCP holding its audio, until recognition catches up.
+/// The socket is read whatever recognition is doing, so pings are answered
+/// and a client's keep-alive holds. A client further ahead than
+/// `max_live_backlog` seconds of speech waiting for finals is held back
+/// (not read, TCP holding its audio) until recognition catches up, for at
+/// most [`MAX_HOLD`] at a stretch; one twice as far ahead is refused.
 pub async fn run(
     mut socket: WebSocket,
     state: Arc<AppState>,
@@ -172,22 +173,38 @@ pub async fn run(
     let mut last_seen = Instant::now();
     let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
     let mut last_pong = Instant::now();
+    let mut backpressure = Backpressure::default();
     let ending: Option<(EndReason, u16, &str)> = loop {
         let Some(live) = session.as_mut() else {
             break Some((EndReason::Stop, CLOSE_INTERNAL, "no session"));
         };
-        let backlogged = live.backlog() > max_backlog;
-        if backlogged {
+        let backlog = live.backlog();
+        if backlog > 2.0 * max_backlog {
+            let e = ServiceError::new(
+                crate::error::ErrorKind::TooLarge,
+                "live_backlog_exceeded",
+                format!(
+                    "{backlog:.0} s of speech wait for recognition, more than the \
+                     {:.0} s a session may be ahead: send audio in real time",
+                    2.0 * max_backlog
+                ),
+            );
+            let _ = socket.send(Message::text(protocol.error(&e))).await;
+            break Some((EndReason::Stop, CLOSE_POLICY, "too far ahead"));
+        }
+        let held = backpressure.hold(backlog > max_backlog, live.model());
+        if held {
             // The client is not read meanwhile: it is neither idle nor deaf.
             last_seen = Instant::now();
             last_pong = Instant::now();
         }
         let wake = tokio::select! {
-            message = socket.recv(), if !backlogged => Wake::Message(message),
+            message = socket.recv(), if !held => Wake::Message(message),
             event = live.next() => Wake::Event(event),
             _ = shutdown.wait_for(|s| *s) => Wake::Shutdown,
             _ = ping.tick() => Wake::Ping,
-            _ = tokio::time::sleep_until(last_seen + idle), if !backlogged => Wake::Idle,
+            _ = backpressure.until(), if held => continue,
+            _ = tokio::time::sleep_until(last_seen + idle), if !held => Wake::Idle,
         };
         match wake {
             Wake::Message(message) => {
@@ -294,6 +311,57 @@ pub async fn run(
         close(&mut socket, code, why).await;
     }
     drop(slot);
+}
+
+/// Whether the connection loop holds a client back (does not read it): while
+/// its backlog is over `max_live_backlog`, for at most [`MAX_HOLD`] at a
+/// time, then it is read again (its pings answered) until it falls back
+/// under. Past twice the backlog it is refused (`live_backlog_exceeded`).
+#[derive(Default)]
+struct Backpressure {
+    /// Since when the client is held, and until when.
+    held: Option<Instant>,
+    /// The last hold ran out: read until the backlog is under the bound.
+    spent: bool,
+}
+
+/// The longest a client goes unread at a stretch: well within the
+/// keep-alive timeouts of common clients (Python `websockets`: 20 s).
+const MAX_HOLD: Duration = Duration::from_secs(5);
+
+impl Backpressure {
+    fn hold(&mut self, over: bool, model: &str) -> bool {
+        if !over {
+            self.held = None;
+            self.spent = false;
+            return false;
+        }
+        if self.spent {
+            return false;
+        }
+        match self.held {
+            Some(since) if since.elapsed() >= MAX_HOLD => {
+                self.held = None;
+                self.spent = true;
+                false
+            }
+            Some(_) => true,
+            None => {
+                metrics::counter!("glagol_live_read_pauses_total", "model" => model.to_string())
+                    .increment(1);
+                self.held = Some(Instant::now());
+                true
+            }
+        }
+    }
+
+    /// When the current hold runs out.
+    async fn until(&self) {
+        match self.held {
+            Some(since) => tokio::time::sleep_until(since + MAX_HOLD).await,
+            None => std::future::pending().await,
+        }
+    }
 }
 
 /// Sends a closing session's last finals. The socket is still read, so the

@@ -46,6 +46,7 @@ pub async fn ws(
     native.limits = (
         config.settings.max_session_seconds,
         config.settings.session_idle_timeout,
+        config.settings.max_live_backlog,
     );
     let model = config.resolve_model(native.options.model.as_deref());
     let (parts, _) = request.into_parts();
@@ -72,8 +73,8 @@ struct Native {
     input: PcmInput,
     audio_started: bool,
     reopen: Option<SessionOptions>,
-    /// Longest session and idle timeout, in seconds, for `ready`.
-    limits: (u64, u64),
+    /// Longest session, idle timeout and backlog, in seconds, for `ready`.
+    limits: (u64, u64, u64),
 }
 
 impl Native {
@@ -85,7 +86,7 @@ impl Native {
             input: PcmInput::mono(Encoding::Pcm(PcmFormat::S16Le), 16_000),
             audio_started: false,
             reopen: None,
-            limits: (0, 0),
+            limits: (0, 0, 0),
         };
         n.apply(params)?;
         Ok(n)
@@ -163,6 +164,7 @@ impl Protocol for Native {
             partials: self.options.stream.partials,
             max_session_secs: self.limits.0,
             idle_timeout_secs: self.limits.1,
+            max_backlog_secs: self.limits.2,
             diarization: false,
         })]
     }

@@ -70,6 +70,9 @@ pub struct Ready<'a> {
     pub partials: bool,
     pub max_session_secs: u64,
     pub idle_timeout_secs: u64,
+    /// Seconds of speech a client may be ahead of its finals before it is
+    /// held back (twice that: refused).
+    pub max_backlog_secs: u64,
     pub diarization: bool,
 }
 

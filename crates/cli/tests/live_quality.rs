@@ -1,0 +1,279 @@
+//! Live streaming on input that is not studio-clean, through the real
+//! server: a quiet speaker after loud ones, noise and breaths between
+//! utterances, and clients that send faster than recognition runs.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::server::Server;
+use common::ws::Client;
+use serde_json::Value;
+
+const SR: usize = 16_000;
+
+/// Tests here load the machine on purpose: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn golos(n: usize) -> Vec<f32> {
+    let path = common::assets().join(format!("fixtures/ru-golos/golos_0{n}.wav"));
+    glagol_core::audio::decode_file(&path, &Default::default())
+        .unwrap()
+        .samples
+}
+
+/// `samples` scaled so that their peak is `db` dBFS.
+fn at_peak(samples: &[f32], db: f32) -> Vec<f32> {
+    let peak = samples.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let gain = 10f32.powf(db / 20.0) / peak;
+    samples.iter().map(|x| x * gain).collect()
+}
+
+/// Deterministic noise at `rms_db` dBFS: pink-ish hiss, shaped like two
+/// breaths (an inhale and an exhale) per 2 s when `breaths`.
+fn noise(seconds: f64, breaths: bool, rms_db: f32) -> Vec<f32> {
+    let n = (seconds * SR as f64) as usize;
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut low = 0.0f32;
+    let mut out: Vec<f32> = (0..n)
+        .map(|i| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let white = (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0;
+            low = 0.98 * low + 0.02 * white;
+            let x = 0.3 * white + 4.0 * low;
+            if breaths {
+                let t = (i % (2 * SR)) as f32 / SR as f32;
+                x * ((t / 0.8).min(2.0) * std::f32::consts::PI).sin().powi(2)
+            } else {
+                x
+            }
+        })
+        .collect();
+    let rms = (out.iter().map(|x| x * x).sum::<f32>() / n as f32).sqrt();
+    let gain = 10f32.powf(rms_db / 20.0) / rms;
+    out.iter_mut().for_each(|x| *x *= gain);
+    out
+}
+
+fn silence(seconds: f64) -> Vec<f32> {
+    vec![0.0; (seconds * SR as f64) as usize]
+}
+
+/// Five Golos clips at their recorded level with pauses, 2 s of hiss and
+/// 2 s of breaths at −40 dBFS among them, then golos_03 with its peak at
+/// `last_db` dBFS (None: as recorded). Returns the audio, where the clips
+/// are and where the noise is (samples).
+fn recording(last_db: Option<f32>) -> (Vec<f32>, Vec<(usize, usize)>, Vec<(usize, usize)>) {
+    let (mut audio, mut clips, mut noises) = (silence(0.5), Vec::new(), Vec::new());
+    for (i, n) in [1, 4, 7, 6, 5].into_iter().enumerate() {
+        let clip = golos(n);
+        clips.push((audio.len(), audio.len() + clip.len()));
+        audio.extend(clip);
+        audio.extend(silence(1.2));
+        if i == 1 || i == 3 {
+            let hiss = noise(2.0, i == 3, -40.0);
+            noises.push((audio.len(), audio.len() + hiss.len()));
+            audio.extend(hiss);
+            audio.extend(silence(1.2));
+        }
+    }
+    let last = golos(3);
+    let last = last_db.map_or(last.clone(), |db| at_peak(&last, db));
+    clips.push((audio.len(), audio.len() + last.len()));
+    audio.extend(last);
+    audio.extend(silence(2.0));
+    (audio, clips, noises)
+}
+
+fn wav_of(audio: &[f32]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("a.wav");
+    common::write_wav(&p, audio, 16_000);
+    std::fs::read(p).unwrap()
+}
+
+fn transcribe_file(s: &Server, audio: &[f32]) -> String {
+    let mut r = Server::agent()
+        .post(&s.url("/v1/transcribe?model=whisper-base&format=json&language=ru"))
+        .send(&wav_of(audio)[..])
+        .unwrap();
+    let body = r.body_mut().read_to_string().unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{body}");
+    serde_json::from_str::<Value>(&body).unwrap()["text"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Streams `audio` as fast as the server reads it; returns the finals.
+fn finals_of(s: &Server, audio: &[f32]) -> Vec<Value> {
+    let url = s
+        .url("/v1/ws?model=whisper-base&language=ru")
+        .replace("http://", "ws://");
+    let mut c = Client::connect(&url);
+    c.wait_for(Duration::from_secs(60), |r| !r.is_empty());
+    c.stream(audio, false);
+    c.send_text(r#"{"type":"stop"}"#);
+    assert_eq!(
+        c.wait_closed(Duration::from_secs(300)),
+        1000,
+        "{:?}",
+        c.types()
+    );
+    c.of_type("final")
+}
+
+fn span(f: &Value) -> (usize, usize) {
+    let at = |k: &str| (f[k].as_f64().unwrap() * SR as f64).round() as usize;
+    (at("start"), at("end"))
+}
+
+#[test]
+fn a_quiet_speaker_after_loud_ones_gets_a_final_and_noise_starts_nothing() {
+    let _one = exclusive();
+    let s = Server::start(&["--preload", "whisper-base"]);
+    s.wait_ready("whisper-base");
+    for last_db in [Some(-46.0), None] {
+        let (audio, clips, noises) = recording(last_db);
+        let finals = finals_of(&s, &audio);
+        // One final per clip, each over its clip; none in the noise.
+        assert_eq!(finals.len(), clips.len(), "{last_db:?}: {finals:?}");
+        for (f, &(a, b)) in finals.iter().zip(&clips) {
+            let (start, end) = span(f);
+            assert!(start < b && end > a, "{last_db:?}: {f} vs clip {a}..{b}");
+            for &(na, nb) in &noises {
+                assert!(end <= na + SR / 4 || start >= nb, "final in noise: {f}");
+            }
+            // Every clip was cut by silence: no final runs into the next.
+            assert_eq!(f["endpoint_reason"], "vad", "{f}");
+        }
+        // The quiet clip's final has words, and they are what its audio
+        // gives as a file.
+        let last = finals.last().unwrap();
+        let (start, end) = span(last);
+        let text = last["text"].as_str().unwrap();
+        assert!(text.split_whitespace().count() >= 3, "{last_db:?}: {last}");
+        assert_eq!(text, transcribe_file(&s, &audio[start..end]), "{last_db:?}");
+    }
+}
+
+/// Runs the fast sender script; returns its report.
+fn fast_sender(url: &str, wav: &Path) -> std::process::Child {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/live_fast_sender.py");
+    std::process::Command::new("python3")
+        .arg(script)
+        .arg(url)
+        .arg(wav)
+        // Pings every 2 s, answered within 10 s: what a server that stops
+        // reading while it recognises (as it once did while sending the
+        // last finals) does not meet.
+        .args(["2", "10"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// A minute of the Golos clips joined by pauses, as a WAV file in `dir`.
+fn minute_wav(dir: &Path) -> (std::path::PathBuf, usize) {
+    let clips: Vec<_> = common::golos().into_iter().map(|(p, _)| p).collect();
+    let (audio, spans) = common::joined_recording(&clips, 60.0);
+    let wav = dir.join("minute.wav");
+    common::write_wav(&wav, &audio, 16_000);
+    (wav, spans.len())
+}
+
+/// A long file recognised through HTTP, beside the live sessions.
+fn http_load(s: &Server, wav: &Path, times: usize) -> std::thread::JoinHandle<u16> {
+    let url = s.url("/v1/transcribe?model=whisper-base&language=ru&format=json");
+    let one = glagol_core::audio::decode_file(wav, &Default::default())
+        .unwrap()
+        .samples;
+    let body = wav_of(&one.repeat(times));
+    std::thread::spawn(move || {
+        let r = Server::agent().post(&url).send(&body[..]).unwrap();
+        r.status().as_u16()
+    })
+}
+
+fn report(child: std::process::Child) -> Value {
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn clients_sending_a_minute_at_once_under_load_get_every_final_and_keep_their_connection() {
+    let _one = exclusive();
+    let s = Server::start(&["--preload", "whisper-base"]);
+    s.wait_ready("whisper-base");
+    let dir = tempfile::tempdir().unwrap();
+    let (wav, clips) = minute_wav(dir.path());
+    let load = http_load(&s, &wav, 1);
+    let url = s
+        .url("/v1/ws?model=whisper-base&language=ru")
+        .replace("http://", "ws://");
+    let senders: Vec<_> = (0..4).map(|_| fast_sender(&url, &wav)).collect();
+    for child in senders {
+        let report = report(child);
+        // Pings answered throughout, a normal close, and a final for every
+        // utterance.
+        assert_eq!(report["close"], 1000, "{report}");
+        assert_eq!(report["errors"], serde_json::json!([]), "{report}");
+        assert!(
+            report["finals"].as_u64().unwrap() >= clips as u64,
+            "{clips} clips: {report}"
+        );
+        assert_eq!(report["finals"], report["speech_stopped"], "{report}");
+    }
+    assert_eq!(load.join().unwrap(), 200);
+}
+
+#[test]
+fn a_client_too_far_ahead_is_held_back_then_refused_and_glagol_stream_paces_itself() {
+    let _one = exclusive();
+    let s = Server::start(&["--preload", "whisper-base", "--max-live-backlog", "3"]);
+    s.wait_ready("whisper-base");
+    let dir = tempfile::tempdir().unwrap();
+    let (wav, clips) = minute_wav(dir.path());
+    // Two minutes of audio through HTTP keep the worker from its finals.
+    let load = http_load(&s, &wav, 2);
+    std::thread::sleep(Duration::from_millis(500));
+    let url = s
+        .url("/v1/ws?model=whisper-base&language=ru")
+        .replace("http://", "ws://");
+    let report = report(fast_sender(&url, &wav));
+    let errors = report["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{report}");
+    assert_eq!(errors[0]["code"], "live_backlog_exceeded", "{report}");
+    assert_eq!(report["close"], 1008, "{report}");
+    let paused = common::server::metric(&s.metrics_text(), "glagol_live_read_pauses_total");
+    assert!(paused >= 1.0, "the client was never held back");
+    // glagol stream --fast keeps within the backlog the server announces.
+    let plain = s.url("/v1/ws").replace("http://", "ws://");
+    let out = s.glagol.run(&[
+        "stream",
+        "--fast",
+        "--model",
+        "whisper-base",
+        "--language",
+        "ru",
+        "--url",
+        &plain,
+        wav.to_str().unwrap(),
+    ]);
+    let stdout = common::ok(out);
+    assert!(stdout.lines().count() >= clips, "{clips} clips: {stdout}");
+    assert_eq!(load.join().unwrap(), 200);
+}
