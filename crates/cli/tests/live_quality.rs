@@ -13,6 +13,9 @@ use serde_json::Value;
 
 const SR: usize = 16_000;
 
+/// Where something is in a recording, in samples.
+type Span = (usize, usize);
+
 /// Tests here load the machine on purpose: one at a time.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -70,7 +73,7 @@ fn silence(seconds: f64) -> Vec<f32> {
 /// 2 s of breaths at −40 dBFS among them, then golos_03 with its peak at
 /// `last_db` dBFS (None: as recorded). Returns the audio, where the clips
 /// are and where the noise is (samples).
-fn recording(last_db: Option<f32>) -> (Vec<f32>, Vec<(usize, usize)>, Vec<(usize, usize)>) {
+fn recording(last_db: Option<f32>) -> (Vec<f32>, Vec<Span>, Vec<Span>) {
     let (mut audio, mut clips, mut noises) = (silence(0.5), Vec::new(), Vec::new());
     for (i, n) in [1, 4, 7, 6, 5].into_iter().enumerate() {
         let clip = golos(n);
