@@ -16,13 +16,19 @@
 //! streams start, the WER of the same clips sent as files to
 //! `/v1/transcribe`. Several `--streams` values give the capacity curve;
 //! the JSON has one object per value.
+//!
+//! Two variants test the voice detection on harder input: `--quiet-db`
+//! makes every third clip quiet (its peak at that level), and the report
+//! counts the quiet clips that got no final; `--noise-db` fills each pause
+//! with hiss (breath-shaped in every other pause) at that level, and finals
+//! outside speech are false starts, reported per minute of noise.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use glagol_core::audio::{self, AudioLimits};
+use glagol_core::audio::{self, synth, AudioLimits};
 use glagol_core::vad::{speech_segments, VadConfig, VadModel};
 use glagol_core::wer;
 use serde_json::{json, Value};
@@ -45,6 +51,12 @@ pub struct Args {
     /// Minimum recording length, seconds (the clips repeat).
     #[arg(long, default_value_t = 30.0)]
     seconds: f64,
+    /// Every third clip quiet: its peak at this level, dBFS (e.g. -46).
+    #[arg(long, allow_hyphen_values = true)]
+    quiet_db: Option<f32>,
+    /// Hiss and breaths at this RMS level, dBFS, in every pause (e.g. -40).
+    #[arg(long, allow_hyphen_values = true)]
+    noise_db: Option<f32>,
 }
 
 /// One manifest clip: its audio file, its samples and its reference text.
@@ -58,12 +70,16 @@ struct Source {
 struct Recording {
     audio: Vec<f32>,
     clips: Vec<Clip>,
+    /// Seconds of noise in the pauses.
+    noise_s: f64,
 }
 
 struct Clip {
     speech: (f64, f64),
     /// Which manifest clip this is.
     source: usize,
+    /// Made quiet (`--quiet-db`).
+    quiet: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -92,7 +108,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let vad = VadModel::embedded()?;
     let most = args.streams.iter().copied().max().unwrap_or(1);
     let recordings = (0..most as u64)
-        .map(|seed| record(&vad, &sources, args.seconds, seed))
+        .map(|seed| record(&vad, &sources, &args, seed))
         .collect::<anyhow::Result<Vec<Recording>>>()?;
     // Streams start spread over one clip-and-pause period, so that their
     // utterances end at different moments, as independent callers' do (all
@@ -169,23 +185,41 @@ fn transcribe_file(live_url: &str, file: &Path) -> anyhow::Result<String> {
 fn record(
     vad: &std::sync::Arc<VadModel>,
     sources: &[Source],
-    seconds: f64,
+    args: &Args,
     seed: u64,
 ) -> anyhow::Result<Recording> {
     let mut audio = vec![0.0f32; 8_000];
     let mut spans = Vec::new();
-    let mut k = 0;
-    while audio.len() < (seconds * 16_000.0) as usize || k < sources.len() {
+    let (mut k, mut noise_s) = (0, 0.0);
+    while audio.len() < (args.seconds * 16_000.0) as usize || k < sources.len() {
         let source = k % sources.len();
-        let clip = &sources[source].samples;
-        spans.push((audio.len(), audio.len() + clip.len(), source));
-        audio.extend_from_slice(clip);
+        let quiet = args.quiet_db.filter(|_| k % 3 == 2);
+        let clip = match quiet {
+            Some(db) => synth::at_peak(&sources[source].samples, db),
+            None => sources[source].samples.clone(),
+        };
+        spans.push((
+            audio.len(),
+            audio.len() + clip.len(),
+            source,
+            quiet.is_some(),
+        ));
+        audio.extend_from_slice(&clip);
         let pause = if seed == 0 {
             1.2 + (k * 7 % 10) as f64 * 0.2
         } else {
             1.2 + (mix(seed, k as u64) % 1801) as f64 / 1000.0
         };
-        audio.extend(std::iter::repeat_n(0.0, (pause * 16_000.0) as usize));
+        match args.noise_db {
+            // 0.3 s of silence each side, so the noise is apart from speech.
+            Some(db) if pause > 1.0 => {
+                audio.extend(std::iter::repeat_n(0.0, 4_800));
+                audio.extend(synth::hiss(pause - 0.6, k % 2 == 1, db));
+                audio.extend(std::iter::repeat_n(0.0, 4_800));
+                noise_s += pause - 0.6;
+            }
+            _ => audio.extend(std::iter::repeat_n(0.0, (pause * 16_000.0) as usize)),
+        }
         k += 1;
     }
     let config = VadConfig {
@@ -195,7 +229,7 @@ fn record(
     let segments = speech_segments(vad, &audio, config)?;
     let clips = spans
         .iter()
-        .map(|&(a, b, source)| {
+        .map(|&(a, b, source, quiet)| {
             let mine: Vec<_> = segments
                 .iter()
                 .filter(|s| s.start < b && s.end > a)
@@ -207,10 +241,15 @@ fn record(
             Clip {
                 speech: (s as f64 / 16_000.0, e as f64 / 16_000.0),
                 source,
+                quiet,
             }
         })
         .collect();
-    Ok(Recording { audio, clips })
+    Ok(Recording {
+        audio,
+        clips,
+        noise_s,
+    })
 }
 
 /// A well-spread hash of (`seed`, `k`) (SplitMix64's finaliser).
@@ -273,6 +312,7 @@ fn measure(
     let (mut retracted, mut partials, mut finals_count) = (0usize, 0usize, 0usize);
     let (mut errors, mut file_errors, mut words) = (0usize, 0usize, 0usize);
     let (mut split, mut missed, mut stray) = (0usize, 0usize, 0usize);
+    let (mut quiet, mut quiet_missed) = (0usize, 0usize);
     for (run, recording) in runs.iter().zip(recordings) {
         let finals: Vec<&(f64, Value)> = run.iter().filter(|(_, m)| m["type"] == "final").collect();
         finals_count += finals.len();
@@ -311,6 +351,8 @@ fn measure(
         }
         for (clip, finals) in recording.clips.iter().zip(&heard) {
             let source = &sources[clip.source];
+            quiet += usize::from(clip.quiet);
+            quiet_missed += usize::from(clip.quiet && finals.is_empty());
             file_errors += wer::word_errors(&source.reference, &files[clip.source]).0;
             let text: Vec<&str> = finals
                 .iter()
@@ -342,6 +384,7 @@ fn measure(
         }
     }
     let percent = |e: usize| 100.0 * e as f64 / words.max(1) as f64;
+    let noise_minutes = recordings.iter().map(|r| r.noise_s).sum::<f64>() / 60.0;
     let hundredths = |x: f64| (x * 100.0).round() / 100.0;
     json!({
         "streams": runs.len(),
@@ -351,6 +394,10 @@ fn measure(
         "utterances_with_several_finals": split,
         "utterances_without_final": missed,
         "finals_outside_speech": stray,
+        "quiet_clips": quiet,
+        "quiet_clips_without_final": quiet_missed,
+        "noise_minutes": (noise_minutes * 100.0).round() / 100.0,
+        "false_starts_per_noise_minute": (noise_minutes > 0.0).then(|| (stray as f64 / noise_minutes * 100.0).round() / 100.0),
         "onset_to_first_partial_s": {"p50": percentile(&mut first_partial.clone(), 0.5), "p95": percentile(&mut first_partial, 0.95)},
         "onset_to_first_partial_any_s": {"p50": percentile(&mut first_any.clone(), 0.5), "p95": percentile(&mut first_any, 0.95)},
         "end_of_speech_to_final_s": {"p50": percentile(&mut to_final.clone(), 0.5), "p95": percentile(&mut to_final, 0.95)},

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::server::Server;
 use common::ws::Client;
+use glagol_core::audio::synth::{at_peak, hiss};
 use serde_json::Value;
 
 const SR: usize = 16_000;
@@ -30,41 +31,6 @@ fn golos(n: usize) -> Vec<f32> {
         .samples
 }
 
-/// `samples` scaled so that their peak is `db` dBFS.
-fn at_peak(samples: &[f32], db: f32) -> Vec<f32> {
-    let peak = samples.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-    let gain = 10f32.powf(db / 20.0) / peak;
-    samples.iter().map(|x| x * gain).collect()
-}
-
-/// Deterministic noise at `rms_db` dBFS: pink-ish hiss, shaped like two
-/// breaths (an inhale and an exhale) per 2 s when `breaths`.
-fn noise(seconds: f64, breaths: bool, rms_db: f32) -> Vec<f32> {
-    let n = (seconds * SR as f64) as usize;
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut low = 0.0f32;
-    let mut out: Vec<f32> = (0..n)
-        .map(|i| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let white = (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0;
-            low = 0.98 * low + 0.02 * white;
-            let x = 0.3 * white + 4.0 * low;
-            if breaths {
-                let t = (i % (2 * SR)) as f32 / SR as f32;
-                x * ((t / 0.8).min(2.0) * std::f32::consts::PI).sin().powi(2)
-            } else {
-                x
-            }
-        })
-        .collect();
-    let rms = (out.iter().map(|x| x * x).sum::<f32>() / n as f32).sqrt();
-    let gain = 10f32.powf(rms_db / 20.0) / rms;
-    out.iter_mut().for_each(|x| *x *= gain);
-    out
-}
-
 fn silence(seconds: f64) -> Vec<f32> {
     vec![0.0; (seconds * SR as f64) as usize]
 }
@@ -81,9 +47,9 @@ fn recording(last_db: Option<f32>) -> (Vec<f32>, Vec<Span>, Vec<Span>) {
         audio.extend(clip);
         audio.extend(silence(1.2));
         if i == 1 || i == 3 {
-            let hiss = noise(2.0, i == 3, -40.0);
-            noises.push((audio.len(), audio.len() + hiss.len()));
-            audio.extend(hiss);
+            let noise = hiss(2.0, i == 3, -40.0);
+            noises.push((audio.len(), audio.len() + noise.len()));
+            audio.extend(noise);
             audio.extend(silence(1.2));
         }
     }

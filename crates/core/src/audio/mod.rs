@@ -14,6 +14,7 @@
 mod decode;
 pub mod pcm;
 mod resample;
+pub mod synth;
 
 pub use decode::{decode_bytes, decode_bytes_reserving, decode_file, decode_file_reserving};
 pub use resample::{resample, StreamResampler};
