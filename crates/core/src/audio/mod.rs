@@ -136,10 +136,37 @@ impl AudioError {
 /// Sample encoding of raw (headerless) PCM input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PcmFormat {
+    /// Unsigned 8-bit (WAV's 8-bit PCM, centred on 128).
+    U8,
     /// Signed 16-bit little-endian.
     S16Le,
+    /// Signed 32-bit little-endian.
+    S32Le,
     /// 32-bit float little-endian.
     F32Le,
+}
+
+impl PcmFormat {
+    /// Bytes per sample.
+    pub fn width(self) -> usize {
+        match self {
+            PcmFormat::U8 => 1,
+            PcmFormat::S16Le => 2,
+            PcmFormat::S32Le | PcmFormat::F32Le => 4,
+        }
+    }
+
+    /// One sample (`width` bytes) in [-1, 1).
+    pub fn sample(self, b: &[u8]) -> f32 {
+        match self {
+            PcmFormat::U8 => (b[0] as f32 - 128.0) / 128.0,
+            PcmFormat::S16Le => i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0,
+            PcmFormat::S32Le => {
+                i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32 / 2_147_483_648.0
+            }
+            PcmFormat::F32Le => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+        }
+    }
 }
 
 /// Raw interleaved PCM at any rate and channel count → [`Audio`].
@@ -159,10 +186,7 @@ pub fn from_pcm(
         )));
     }
     check_size(bytes.len() as u64, limits)?;
-    let width = match format {
-        PcmFormat::S16Le => 2,
-        PcmFormat::F32Le => 4,
-    };
+    let width = format.width();
     if !bytes.len().is_multiple_of(width * channels) {
         return Err(AudioError::InvalidPcm(format!(
             "{} bytes is not a whole number of {channels}-channel {width}-byte frames",
@@ -171,16 +195,10 @@ pub fn from_pcm(
     }
     let frames = bytes.len() / (width * channels);
     check_duration(frames as f64 / rate as f64, limits)?;
-    let interleaved: Vec<f32> = match format {
-        PcmFormat::S16Le => bytes
-            .chunks_exact(2)
-            .map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0)
-            .collect(),
-        PcmFormat::F32Le => bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-    };
+    let interleaved: Vec<f32> = bytes
+        .chunks_exact(width)
+        .map(|b| format.sample(b))
+        .collect();
     let mut mono = Vec::new();
     downmix_into(&interleaved, channels, &mut mono);
     drop(interleaved);

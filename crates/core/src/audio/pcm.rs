@@ -21,8 +21,7 @@ pub enum Encoding {
 impl Encoding {
     fn width(self) -> usize {
         match self {
-            Encoding::Pcm(PcmFormat::S16Le) => 2,
-            Encoding::Pcm(PcmFormat::F32Le) => 4,
+            Encoding::Pcm(format) => format.width(),
             Encoding::G711(_) => 1,
         }
     }
@@ -88,10 +87,7 @@ impl PcmStream {
         self.interleaved.clear();
         for s in self.carry[..whole].chunks_exact(width) {
             self.interleaved.push(match encoding {
-                Encoding::Pcm(PcmFormat::S16Le) => {
-                    i16::from_le_bytes([s[0], s[1]]) as f32 / 32768.0
-                }
-                Encoding::Pcm(PcmFormat::F32Le) => f32::from_le_bytes([s[0], s[1], s[2], s[3]]),
+                Encoding::Pcm(format) => format.sample(s),
                 Encoding::G711(law) => g711(law, s[0]) as f32 / 32768.0,
             });
         }

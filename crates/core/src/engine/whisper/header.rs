@@ -40,3 +40,19 @@ pub(super) fn check_header(path: &Path) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// The languages a ggml Whisper model recognises: English alone for an
+/// English-only model (its vocabulary has no language tokens beyond
+/// English: 51864 entries), else every language whisper.cpp knows.
+pub fn languages(path: &Path) -> Vec<&'static str> {
+    use std::io::Read;
+    let mut head = [0u8; 8];
+    let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head));
+    let n_vocab = i32::from_le_bytes(head[4..8].try_into().expect("4 bytes"));
+    if read.is_ok() && &head[..4] == b"lmgg" && n_vocab < 51865 {
+        return vec!["en"];
+    }
+    (0..=whisper_rs::get_lang_max_id())
+        .filter_map(whisper_rs::get_lang_str)
+        .collect()
+}

@@ -13,6 +13,7 @@
 
 mod fallback;
 mod header;
+pub use header::languages;
 mod language;
 mod long;
 mod pauses;
