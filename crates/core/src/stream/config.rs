@@ -24,7 +24,9 @@ pub struct StreamConfig {
     /// (`Engine::speech_prefix_ms`), [`DEFAULT_PREFIX_MS`] without one.
     pub prefix_ms: Option<u32>,
     /// End utterances at silences (false: only [`Utterances::finalize`]
-    /// ends them, as when a client commits its own turns).
+    /// ends them, as when a client commits its own turns; a turn in which
+    /// the VAD heard no speech then ends without a final, so silence is
+    /// never recognised into words).
     pub endpointing: bool,
     /// Partials at all.
     pub partials: bool,

@@ -138,6 +138,9 @@ pub struct Utterances {
     next_id: u64,
     /// Where the last utterance ended (the next prefix cannot reach before).
     last_end: usize,
+    /// Without endpointing: whether the VAD heard any speech in the open
+    /// utterance (one that holds none ends without a final).
+    heard: bool,
 }
 
 fn ms(ms: u32) -> usize {
@@ -156,6 +159,7 @@ impl Utterances {
             current: None,
             next_id: 1,
             last_end: 0,
+            heard: false,
         }
     }
 
@@ -190,10 +194,14 @@ impl Utterances {
             let rms = (piece.iter().map(|x| x * x).sum::<f32>() / piece.len() as f32).sqrt();
             self.energy.push((at, rms));
             if !self.config.endpointing {
-                // The client decides where turns end; everything is speech.
+                // The client decides where turns end; everything is part of
+                // the turn, and the VAD only says whether it holds speech.
                 if self.current.is_none() {
                     self.start(at + ms(self.config.prefix_ms()), true, &mut out);
+                    self.heard = false;
                 }
+                self.vad.push(piece)?;
+                self.heard |= self.vad.in_speech() || self.vad.unconfirmed().is_some();
                 self.check_length(&mut out);
                 self.trim();
                 continue;
@@ -246,9 +254,7 @@ impl Utterances {
         let mut out = Vec::new();
         self.end(self.clock, reason, &mut out);
         // Speech that goes on starts a new utterance once the VAD hears it.
-        if self.config.endpointing {
-            self.vad.finish(self.clock);
-        }
+        self.vad.finish(self.clock);
         self.trim();
         out.pop()
     }
@@ -258,9 +264,7 @@ impl Utterances {
     pub fn clear(&mut self) {
         self.current = None;
         self.last_end = self.clock;
-        if self.config.endpointing {
-            self.vad.finish(self.clock);
-        }
+        self.vad.finish(self.clock);
         self.trim();
     }
 
@@ -309,7 +313,7 @@ impl Utterances {
         let Some(current) = self.current.take() else {
             return;
         };
-        if !current.confirmed {
+        if !current.confirmed || (!self.config.endpointing && !self.heard) {
             out.push(UtteranceEvent::Dropped { id: current.id });
             return;
         }
@@ -343,6 +347,7 @@ impl Utterances {
             .map_or(self.clock, |(at, _)| at + WINDOW / 2)
             .min(self.clock);
         self.end(cut, EndReason::MaxLength, out);
+        self.heard = false;
         let id = self.next_id;
         self.next_id += 1;
         self.current = Some(Current {
