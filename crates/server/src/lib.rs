@@ -2,7 +2,8 @@
 //!
 //! Layers, top down (each only uses the ones below it):
 //! - [`http`]: the transport — router, policy middleware, routes, wire
-//!   types, OpenAPI, and the one mapping of errors to HTTP.
+//!   types, OpenAPI, and the one mapping of errors to HTTP; [`wyoming`]
+//!   beside it, Home Assistant's protocol on its own listener.
 //! - [`jobs`]: durable jobs — uploads on disk, a store, a runner that goes
 //!   through the service, signed webhooks.
 //! - [`service`]: transport-neutral recognition — a file in, a stream of
@@ -23,6 +24,7 @@ pub mod scheduler;
 pub mod service;
 pub mod state;
 mod sys;
+pub mod wyoming;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,6 +78,16 @@ pub async fn serve(config: Config, reloader: Option<Reloader>) -> anyhow::Result
         tokio::spawn(async move {
             let _ = axum::serve(ml, app).await;
         });
+    }
+    let wyoming_uri = state.config().settings.wyoming.clone();
+    if !wyoming_uri.is_empty() {
+        let address =
+            wyoming::Address::parse(&wyoming_uri).map_err(|e| anyhow::anyhow!("wyoming: {e}"))?;
+        let listener = wyoming::Listener::bind(&address)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen for Wyoming on {wyoming_uri}: {e}"))?;
+        println!("glagol wyoming on {}", listener.uri());
+        tokio::spawn(wyoming::serve(listener, state.clone()));
     }
     println!("glagol listening on http://{addr}");
     tracing::info!(%addr, "listening");

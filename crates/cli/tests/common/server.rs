@@ -12,6 +12,8 @@ pub struct Server {
     pub base: String,
     /// The `/metrics` URL.
     pub metrics: Option<String>,
+    /// Where Wyoming is served (`tcp://…`), when it is.
+    pub wyoming: Option<String>,
     pub child: Child,
     pub glagol: Glagol,
 }
@@ -73,6 +75,14 @@ impl Server {
             line.clear();
             stdout.read_line(&mut line).unwrap();
         }
+        let wyoming = line
+            .trim()
+            .strip_prefix("glagol wyoming on ")
+            .map(String::from);
+        if wyoming.is_some() {
+            line.clear();
+            stdout.read_line(&mut line).unwrap();
+        }
         let base = line
             .trim()
             .strip_prefix("glagol listening on ")
@@ -81,6 +91,7 @@ impl Server {
         Server {
             base,
             metrics,
+            wyoming,
             child,
             glagol,
         }

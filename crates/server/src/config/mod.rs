@@ -163,6 +163,18 @@ settings! {
     /// client further ahead is not read until recognition catches up.
     #[arg(long, env = "GLAGOL_MAX_LIVE_BACKLOG", value_name = "SECONDS")]
     max_live_backlog: u64 = 60, Reload;
+    /// Serve Wyoming (Home Assistant's speech-to-text protocol) here too:
+    /// tcp://HOST:PORT (10300 by convention) or unix://PATH (off when empty).
+    #[arg(long, env = "GLAGOL_WYOMING", value_name = "URI")]
+    wyoming: String = String::new(), Restart;
+    /// The model for a Wyoming language, LANG=MODEL (repeatable; `*=MODEL`
+    /// for the others; default: the default model).
+    #[arg(long = "wyoming-model", env = "GLAGOL_WYOMING_MODELS", value_delimiter = ',', value_name = "LANG=MODEL")]
+    wyoming_models: Vec<String> = Vec::new(), Reload;
+    /// Wyoming: end an utterance at the speaker's silence and answer before
+    /// audio-stop (advertises that no external VAD is needed).
+    #[arg(long, env = "GLAGOL_WYOMING_ENDPOINTING", num_args = 0..=1, default_missing_value = "true")]
+    wyoming_endpointing: bool = false, Reload;
     /// Seconds to let in-flight requests finish after SIGTERM (0: exit at once).
     #[arg(long, env = "GLAGOL_DRAIN", value_name = "SECONDS")]
     drain: u64 = 30, Reload;

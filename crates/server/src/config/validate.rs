@@ -83,6 +83,19 @@ pub(super) fn ranges(s: &Settings) -> anyhow::Result<()> {
         "max_live_backlog",
         "between 1 and 3600 seconds",
     )?;
+    check(
+        s.wyoming.is_empty() || crate::wyoming::Address::parse(&s.wyoming).is_ok(),
+        "wyoming",
+        "tcp://HOST:PORT or unix://PATH",
+    )?;
+    check(
+        s.wyoming_models.iter().all(|m| {
+            m.split_once('=')
+                .is_some_and(|(l, m)| !l.is_empty() && !m.is_empty())
+        }),
+        "wyoming_models",
+        "LANG=MODEL entries",
+    )?;
     check(s.max_job_bytes >= 1, "max_job_bytes", "at least 1")?;
     let shared = s.job_store.starts_with("postgres://") || s.job_store.starts_with("postgresql://");
     check(
