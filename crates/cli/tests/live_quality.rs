@@ -61,26 +61,6 @@ fn recording(last_db: Option<f32>) -> (Vec<f32>, Vec<Span>, Vec<Span>) {
     (audio, clips, noises)
 }
 
-fn wav_of(audio: &[f32]) -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("a.wav");
-    common::write_wav(&p, audio, 16_000);
-    std::fs::read(p).unwrap()
-}
-
-fn transcribe_file(s: &Server, audio: &[f32]) -> String {
-    let mut r = Server::agent()
-        .post(&s.url("/v1/transcribe?model=whisper-base&format=json&language=ru"))
-        .send(&wav_of(audio)[..])
-        .unwrap();
-    let body = r.body_mut().read_to_string().unwrap();
-    assert_eq!(r.status().as_u16(), 200, "{body}");
-    serde_json::from_str::<Value>(&body).unwrap()["text"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 /// Streams `audio` as fast as the server reads it; returns the finals.
 fn finals_of(s: &Server, audio: &[f32]) -> Vec<Value> {
     let url = s
@@ -129,7 +109,14 @@ fn a_quiet_speaker_after_loud_ones_gets_a_final_and_noise_starts_nothing() {
         let (start, end) = span(last);
         let text = last["text"].as_str().unwrap();
         assert!(text.split_whitespace().count() >= 3, "{last_db:?}: {last}");
-        assert_eq!(text, transcribe_file(&s, &audio[start..end]), "{last_db:?}");
+        assert_eq!(
+            text,
+            s.transcribe_text(
+                "model=whisper-base&language=ru",
+                &common::wav_bytes(&audio[start..end], 16_000)
+            ),
+            "{last_db:?}"
+        );
     }
 }
 
@@ -165,7 +152,7 @@ fn http_load(s: &Server, wav: &Path, times: usize) -> std::thread::JoinHandle<u1
     let one = glagol_core::audio::decode_file(wav, &Default::default())
         .unwrap()
         .samples;
-    let body = wav_of(&one.repeat(times));
+    let body = common::wav_bytes(&one.repeat(times), 16_000);
     std::thread::spawn(move || {
         let r = Server::agent().post(&url).send(&body[..]).unwrap();
         r.status().as_u16()

@@ -47,26 +47,10 @@ fn recording() -> (Vec<f32>, Vec<(f64, f64)>, Vec<PathBuf>) {
     (audio, speech, clips)
 }
 
-fn wav_of(audio: &[f32]) -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("a.wav");
-    common::write_wav(&p, audio, 16_000);
-    std::fs::read(p).unwrap()
-}
-
+/// What `/v1/transcribe` gives for `audio`.
 fn transcribe_file(s: &Server, model: &str, audio: &[f32], language: &str) -> String {
-    let mut r = Server::agent()
-        .post(&s.url(&format!(
-            "/v1/transcribe?model={model}&format=json&language={language}"
-        )))
-        .send(&wav_of(audio)[..])
-        .unwrap();
-    let body = r.body_mut().read_to_string().unwrap();
-    assert_eq!(r.status().as_u16(), 200, "{body}");
-    serde_json::from_str::<Value>(&body).unwrap()["text"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    let query = format!("model={model}&language={language}");
+    s.transcribe_text(&query, &common::wav_bytes(audio, 16_000))
 }
 
 /// Streams the recording and returns the finals, in order.

@@ -136,6 +136,11 @@ pub fn normalize(s: &str) -> String {
 
 /// Writes a 16 kHz mono PCM16 WAV.
 pub fn write_wav(path: &Path, samples: &[f32], rate: u32) {
+    std::fs::write(path, wav_bytes(samples, rate)).unwrap();
+}
+
+/// A mono PCM16 WAV file's bytes.
+pub fn wav_bytes(samples: &[f32], rate: u32) -> Vec<u8> {
     let mut bytes = Vec::new();
     let data_len = (samples.len() * 2) as u32;
     bytes.extend_from_slice(b"RIFF");
@@ -151,7 +156,7 @@ pub fn write_wav(path: &Path, samples: &[f32], rate: u32) {
     bytes.extend_from_slice(b"data");
     bytes.extend_from_slice(&data_len.to_le_bytes());
     bytes.extend_from_slice(&pcm16(samples));
-    std::fs::write(path, bytes).unwrap();
+    bytes
 }
 
 /// Samples in [-1, 1] as little-endian PCM16 bytes.

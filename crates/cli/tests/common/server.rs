@@ -121,6 +121,17 @@ impl Server {
             .unwrap()
     }
 
+    /// The text `/v1/transcribe?{query}&format=json` gives for an audio
+    /// file's bytes.
+    pub fn transcribe_text(&self, query: &str, body: &[u8]) -> String {
+        let url = self.url(&format!("/v1/transcribe?{query}&format=json"));
+        let mut r = Self::agent().post(&url).send(body).unwrap();
+        let text = r.body_mut().read_to_string().unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["text"].as_str().unwrap().to_string()
+    }
+
     pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
         let mut r = Self::agent().get(&self.url(path)).call().unwrap();
         let status = r.status().as_u16();
