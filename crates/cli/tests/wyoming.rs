@@ -42,6 +42,12 @@ fn address(s: &Server) -> (String, String) {
     (host.to_string(), port.to_string())
 }
 
+/// What `/v1/transcribe` gives for the file at `path`.
+fn file_text(s: &Server, model: &str, language: &str, path: &Path) -> String {
+    let query = format!("model={model}&language={language}");
+    s.transcribe_text(&query, &std::fs::read(path).unwrap())
+}
+
 fn script() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/wyoming_client.py")
 }
@@ -60,21 +66,6 @@ fn client(s: &Server, args: &[&str]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn file_text(s: &Server, model: &str, language: &str, path: &Path) -> String {
-    let mut r = Server::agent()
-        .post(&s.url(&format!(
-            "/v1/transcribe?model={model}&language={language}&format=json"
-        )))
-        .send(&std::fs::read(path).unwrap()[..])
-        .unwrap();
-    let body = r.body_mut().read_to_string().unwrap();
-    assert_eq!(r.status().as_u16(), 200, "{body}");
-    serde_json::from_str::<Value>(&body).unwrap()["text"]
-        .as_str()
-        .unwrap()
-        .to_string()
 }
 
 fn info_parses_with_the_official_client_and_lists_every_installed_model(s: &Server) {
@@ -211,6 +202,23 @@ fn a_wyoming_server_serves_home_assistant_and_other_clients() {
     two_utterances_share_a_connection_and_describe_is_answered_while_one_is_recognised(&s);
     ping_empty_audio_and_unknown_events(&s);
     hostile_input_gets_an_error_or_a_clean_close_and_the_server_keeps_serving(&s);
+}
+
+#[test]
+fn the_listener_is_announced_by_zeroconf_with_a_reachable_address() {
+    let s = Server::start(&[
+        "--wyoming",
+        "tcp://0.0.0.0:0",
+        "--wyoming-zeroconf",
+        "glagol-test",
+    ]);
+    let (host, port) = address(&s);
+    let got = client(&s, &["zeroconf", "glagol-test"]);
+    assert_eq!(got["found"], true, "{got} (listening on {host}:{port})");
+    assert_eq!(got["port"].to_string(), port);
+    let addresses = got["addresses"].as_array().unwrap();
+    assert!(!addresses.is_empty(), "{got}");
+    assert!(!addresses.contains(&"0.0.0.0".into()), "{got}");
 }
 
 #[test]

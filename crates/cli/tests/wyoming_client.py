@@ -9,6 +9,7 @@ server tests. Prints one JSON object.
     python3 wyoming_client.py HOST PORT misc                  # ping, empty audio, unknown events
     python3 wyoming_client.py HOST PORT hostile               # garbage, oversized, a client gone mid-utterance
     python3 wyoming_client.py HOST PORT held LANGUAGE WAV     # sends half in real time, says "sent", reads to the close
+    python3 wyoming_client.py HOST PORT zeroconf NAME         # resolves NAME._wyoming._tcp.local. as HA does (pip install zeroconf)
 """
 import asyncio
 import json
@@ -202,6 +203,15 @@ async def main():
             if Transcript.is_type(event.type):
                 out["text"] = Transcript.from_event(event).text
         out["order"] = got
+    elif MODE == "zeroconf":
+        from zeroconf import IPVersion
+        from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
+
+        zc = AsyncZeroconf(ip_version=IPVersion.V4Only)
+        info = AsyncServiceInfo("_wyoming._tcp.local.", f"{ARGS[0]}._wyoming._tcp.local.")
+        found = await info.async_request(zc.zeroconf, 5000)
+        out = {"found": bool(found), "port": info.port, "addresses": info.parsed_addresses()}
+        await zc.async_close()
     print(json.dumps(out, ensure_ascii=False))
 
 

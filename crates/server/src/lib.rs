@@ -83,11 +83,23 @@ pub async fn serve(config: Config, reloader: Option<Reloader>) -> anyhow::Result
     if !wyoming_uri.is_empty() {
         let address =
             wyoming::Address::parse(&wyoming_uri).map_err(|e| anyhow::anyhow!("wyoming: {e}"))?;
+        let state_for_wyoming = state.clone();
         let listener = wyoming::Listener::bind(&address)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen for Wyoming on {wyoming_uri}: {e}"))?;
         println!("glagol wyoming on {}", listener.uri());
-        tokio::spawn(wyoming::serve(listener, state.clone()));
+        let zeroconf = state.config().settings.wyoming_zeroconf.clone();
+        let announced = match listener.tcp_addr().filter(|_| !zeroconf.is_empty()) {
+            Some(addr) => Some(
+                wyoming::zeroconf::announce(&zeroconf, addr)
+                    .map_err(|e| anyhow::anyhow!("wyoming zeroconf: {e}"))?,
+            ),
+            None => None,
+        };
+        tokio::spawn(async move {
+            wyoming::serve(listener, state_for_wyoming).await;
+            drop(announced);
+        });
     }
     println!("glagol listening on http://{addr}");
     tracing::info!(%addr, "listening");

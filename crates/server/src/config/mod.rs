@@ -171,6 +171,10 @@ settings! {
     /// for the others; default: the default model).
     #[arg(long = "wyoming-model", env = "GLAGOL_WYOMING_MODELS", value_delimiter = ',', value_name = "LANG=MODEL")]
     wyoming_models: Vec<String> = Vec::new(), Reload;
+    /// Announce the Wyoming listener by zeroconf (`_wyoming._tcp`) as this
+    /// instance name (`--wyoming-zeroconf` alone: `glagol`; TCP only).
+    #[arg(long, env = "GLAGOL_WYOMING_ZEROCONF", num_args = 0..=1, default_missing_value = "glagol", value_name = "NAME")]
+    wyoming_zeroconf: String = String::new(), Restart;
     /// Wyoming: end an utterance at the speaker's silence and answer before
     /// audio-stop (advertises that no external VAD is needed).
     #[arg(long, env = "GLAGOL_WYOMING_ENDPOINTING", num_args = 0..=1, default_missing_value = "true")]

@@ -89,6 +89,11 @@ pub(super) fn ranges(s: &Settings) -> anyhow::Result<()> {
         "tcp://HOST:PORT or unix://PATH",
     )?;
     check(
+        s.wyoming_zeroconf.is_empty() || s.wyoming.starts_with("tcp://"),
+        "wyoming_zeroconf",
+        "used with a tcp:// Wyoming listener",
+    )?;
+    check(
         s.wyoming_models.iter().all(|m| {
             m.split_once('=')
                 .is_some_and(|(l, m)| !l.is_empty() && !m.is_empty())

@@ -19,6 +19,7 @@ pub mod codec;
 mod connection;
 mod info;
 mod turn;
+pub mod zeroconf;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -72,6 +73,14 @@ impl Listener {
                 Listener::Unix(UnixListener::bind(path)?, path.clone())
             }
         })
+    }
+
+    /// The TCP address it listens on.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Listener::Tcp(l) => l.local_addr().ok(),
+            Listener::Unix(..) => None,
+        }
     }
 
     /// Where it listens, as a URI.
