@@ -17,9 +17,16 @@ use std::time::{Duration, Instant};
 
 use whisper_rs::WhisperState;
 
+use super::{bounded_prompt, inference, Piece, WhisperEngine};
+use crate::audio::SAMPLE_RATE;
+use crate::engine::{EngineError, SegmentEmitter, TranscribeOptions};
+
 /// How long the fallback may take, as a multiple of the greedy decoding's
 /// time (so a final takes at most about three greedy decodings).
 pub(super) const FALLBACK_SHARE: u32 = 2;
+
+/// The first temperature of the fallback after a greedy decoding.
+const FALLBACK_START: f32 = 0.2;
 
 /// The fallback's floor, so a very quick greedy pass still leaves it room.
 const FALLBACK_FLOOR: Duration = Duration::from_millis(300);
@@ -29,6 +36,68 @@ const FALLBACK_FLOOR: Duration = Duration::from_millis(300);
 pub(super) const ENTROPY_THOLD: f32 = 2.4;
 pub(super) const LOGPROB_THOLD: f32 = -1.0;
 pub(super) const NO_SPEECH_THOLD: f32 = 0.6;
+
+impl WhisperEngine {
+    /// Whether `opts` asks for a time-bounded fallback that applies here:
+    /// one piece, decoding that would fall back (see [`fallback`]).
+    pub(super) fn bounds_fallback(&self, audio: &[f32], opts: &TranscribeOptions) -> bool {
+        opts.bounded_fallback
+            && !(opts.no_fallback || opts.draft)
+            && opts.temperature <= 0.0
+            && self.pieces(audio).len() == 1
+    }
+
+    /// The greedy decoding first; the fallback only when it fails
+    /// whisper.cpp's rule, and only within its time (see [`fallback`]).
+    pub(super) fn bounded_fallback(
+        &self,
+        audio: &[f32],
+        opts: &TranscribeOptions,
+        language: &str,
+        threads: usize,
+        emitter: &mut SegmentEmitter<'_>,
+    ) -> Result<(), EngineError> {
+        let duration = audio.len() as f64 / SAMPLE_RATE as f64;
+        let piece = |deadline| Piece {
+            audio,
+            offset: 0.0,
+            language,
+            threads,
+            prompt: opts.initial_prompt.as_deref().map(bounded_prompt),
+            deadline,
+        };
+        let greedy = TranscribeOptions {
+            no_fallback: true,
+            ..opts.clone()
+        };
+        let started = Instant::now();
+        let mut first = SegmentEmitter::new(None, duration);
+        let (eot, beg) = (self.ctx.token_eot(), self.ctx.token_beg());
+        let retry = self.states.with(&self.ctx, |state| {
+            self.full(state, piece(None), &greedy, &mut first)?;
+            Ok(needs_fallback(state, eot, beg))
+        })?;
+        let mut chosen = first;
+        if retry {
+            let deadline = deadline(started.elapsed());
+            let sampled = TranscribeOptions {
+                temperature: FALLBACK_START,
+                ..opts.clone()
+            };
+            let mut second = SegmentEmitter::new(None, duration);
+            let state = &mut self.ctx.create_state().map_err(inference)?;
+            match self.full(state, piece(Some(deadline)), &sampled, &mut second) {
+                Ok(()) => chosen = second,
+                Err(_) if Instant::now() >= deadline && !opts.is_cancelled() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for segment in chosen.into_segments() {
+            emitter.push(segment);
+        }
+        Ok(())
+    }
+}
 
 /// The deadline of a fallback that follows a greedy decoding which took
 /// `greedy`.

@@ -175,66 +175,6 @@ impl WhisperEngine {
         Ok(())
     }
 
-    /// Whether `opts` asks for a time-bounded fallback that applies here:
-    /// one piece, decoding that would fall back (see [`fallback`]).
-    fn bounds_fallback(&self, audio: &[f32], opts: &TranscribeOptions) -> bool {
-        opts.bounded_fallback
-            && !(opts.no_fallback || opts.draft)
-            && opts.temperature <= 0.0
-            && self.pieces(audio).len() == 1
-    }
-
-    /// The greedy decoding first; the fallback only when it fails
-    /// whisper.cpp's rule, and only within its time (see [`fallback`]).
-    fn bounded_fallback(
-        &self,
-        audio: &[f32],
-        opts: &TranscribeOptions,
-        language: &str,
-        threads: usize,
-        emitter: &mut SegmentEmitter<'_>,
-    ) -> Result<(), EngineError> {
-        let duration = audio.len() as f64 / SAMPLE_RATE as f64;
-        let piece = |deadline| Piece {
-            audio,
-            offset: 0.0,
-            language,
-            threads,
-            prompt: opts.initial_prompt.as_deref().map(bounded_prompt),
-            deadline,
-        };
-        let greedy = TranscribeOptions {
-            no_fallback: true,
-            ..opts.clone()
-        };
-        let started = Instant::now();
-        let mut first = SegmentEmitter::new(None, duration);
-        let (eot, beg) = (self.ctx.token_eot(), self.ctx.token_beg());
-        let retry = self.states.with(&self.ctx, |state| {
-            self.full(state, piece(None), &greedy, &mut first)?;
-            Ok(fallback::needs_fallback(state, eot, beg))
-        })?;
-        let mut chosen = first;
-        if retry {
-            let deadline = fallback::deadline(started.elapsed());
-            let sampled = TranscribeOptions {
-                temperature: FALLBACK_START,
-                ..opts.clone()
-            };
-            let mut second = SegmentEmitter::new(None, duration);
-            let state = &mut self.ctx.create_state().map_err(inference)?;
-            match self.full(state, piece(Some(deadline)), &sampled, &mut second) {
-                Ok(()) => chosen = second,
-                Err(_) if Instant::now() >= deadline && !opts.is_cancelled() => {}
-                Err(e) => return Err(e),
-            }
-        }
-        for segment in chosen.into_segments() {
-            emitter.push(segment);
-        }
-        Ok(())
-    }
-
     /// Runs `f` on a decoding state: a pooled one when decoding is greedy,
     /// a new one when it may sample (a temperature above 0, or the
     /// fallback). whisper.cpp seeds its first decoder's random generator
@@ -469,9 +409,6 @@ struct Piece<'a> {
     /// Give up at this time (a bounded fallback).
     deadline: Option<Instant>,
 }
-
-/// The first temperature of the fallback after a greedy decoding.
-const FALLBACK_START: f32 = 0.2;
 
 /// When whisper.cpp should stop a `whisper_full` call.
 struct Abort {
