@@ -173,11 +173,6 @@ impl Utterances {
         self.config.prefix_ms()
     }
 
-    /// Whether an utterance is open (a tentative one is not yet).
-    pub fn in_utterance(&self) -> bool {
-        self.current.as_ref().is_some_and(|c| c.confirmed)
-    }
-
     /// The open utterance, tentative or not: its id and first sample.
     pub fn current(&self) -> Option<(u64, usize)> {
         self.current.as_ref().map(|c| (c.id, c.start))

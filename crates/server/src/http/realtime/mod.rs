@@ -319,7 +319,7 @@ pub async fn run(
 /// under. Past twice the backlog it is refused (`live_backlog_exceeded`).
 #[derive(Default)]
 struct Backpressure {
-    /// Since when the client is held, and until when.
+    /// Since when the client is held.
     held: Option<Instant>,
     /// The last hold ran out: read until the backlog is under the bound.
     spent: bool,

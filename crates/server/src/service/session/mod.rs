@@ -230,11 +230,6 @@ impl LiveSession {
         ended
     }
 
-    /// Whether an utterance is open.
-    pub fn in_utterance(&self) -> bool {
-        ingest::lock(&self.ingest).detector.in_utterance()
-    }
-
     /// Seconds of audio in utterances that ended and wait for their finals:
     /// how far recognition is behind the client.
     pub fn backlog(&self) -> f64 {
