@@ -197,3 +197,78 @@ fn sigterm_hands_running_jobs_back_for_the_next_start(store: &Store) {
         "{reasons:?}"
     );
 }
+
+/// A receiver behind a private CA is reached once `--webhook-ca-file`
+/// names that CA; one whose CA is not named is never trusted, and its
+/// delivery says why.
+#[test]
+fn webhooks_reach_receivers_of_a_private_ca_named_by_webhook_ca_file() {
+    let (ca_pem, tls) = common::hooks::private_ca();
+    let trusted = Receiver::start_tls(vec![], tls);
+    let (_, stranger_tls) = common::hooks::private_ca();
+    let stranger = Receiver::start_tls(vec![], stranger_tls);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    let s = Store::sqlite().start(&[
+        "--webhook-allow-private",
+        "--webhook-secret",
+        SECRET,
+        "--webhook-ca-file",
+        ca.to_str().unwrap(),
+        "--webhook-retries",
+        "0.2",
+    ]);
+    let good = accepted(
+        &s,
+        &[("language", "en"), ("webhook_url", &trusted.url)],
+        &jfk(),
+    );
+    let bad = accepted(
+        &s,
+        &[("language", "en"), ("webhook_url", &stranger.url)],
+        &jfk(),
+    );
+    let got = trusted.wait_for(Duration::from_secs(120), |got| !got.is_empty());
+    assert!(got[0].verify(SECRET), "{:?}", got[0].headers);
+    assert_eq!(got[0].json()["data"]["id"], good.as_str());
+    let start = Instant::now();
+    let delivery = loop {
+        let (_, job) = s.get(&format!("/v1/jobs/{bad}"));
+        if job["webhooks"][0]["state"] == "gave_up" {
+            break job["webhooks"][0].clone();
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "{job}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(delivery["attempts"], 2, "{delivery}");
+    let error = delivery["last_error"].as_str().unwrap_or("").to_lowercase();
+    assert!(error.contains("certificate"), "{delivery}");
+    assert!(stranger.received().is_empty());
+}
+
+/// A CA file that cannot be used stops the start with a message naming it.
+#[test]
+fn an_unusable_webhook_ca_file_stops_the_start_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate\n").unwrap();
+    for (file, reason) in [
+        (dir.path().join("missing.pem"), "missing.pem"),
+        (junk, "no PEM certificate"),
+    ] {
+        let out = common::Glagol::new().run(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--webhook-ca-file",
+            file.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("CA file") && stderr.contains(reason),
+            "{stderr}"
+        );
+    }
+}

@@ -15,6 +15,7 @@
 //! - [`models`]: catalog, on-disk store, verified resumable downloads.
 //! - [`format`]: txt, json, verbose_json, srt, vtt.
 //! - [`wer`]: word error rate for benchmarks and tests.
+//! - [`tls`]: the roots outgoing HTTPS trusts.
 //!
 //! The server and CLI crates only compose these pieces; nothing here knows
 //! about HTTP or terminals.
@@ -27,6 +28,7 @@ pub mod models;
 pub mod pipeline;
 pub mod runtime;
 pub mod stream;
+pub mod tls;
 pub mod vad;
 pub mod wer;
 

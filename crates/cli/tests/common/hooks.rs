@@ -1,7 +1,7 @@
 //! A webhook receiver on a loopback port: answers each request by a
 //! script (a status, or hanging past the sender's timeout), then 200; keeps
 //! every request it got; verifies signatures with the official
-//! `standardwebhooks` library.
+//! `standardwebhooks` library. Plain HTTP, or HTTPS behind a private CA.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -56,8 +56,8 @@ pub struct Receiver {
 type Script = Mutex<std::vec::IntoIter<Reply>>;
 
 /// Reads one request, records it with the answer the script gives, answers.
-fn serve_one(mut stream: std::net::TcpStream, script: &Script, got: &Mutex<Vec<Received>>) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
+fn serve_one(stream: impl Read + Write, script: &Script, got: &Mutex<Vec<Received>>) {
+    let mut reader = BufReader::new(stream);
     let mut headers = HashMap::new();
     let mut line = String::new();
     if reader.read_line(&mut line).is_err() {
@@ -90,28 +90,80 @@ fn serve_one(mut stream: std::net::TcpStream, script: &Script, got: &Mutex<Vec<R
     });
     match reply {
         Reply::Status(code) => {
+            let stream = reader.get_mut();
             let _ = write!(
                 stream,
                 "HTTP/1.1 {code} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
             );
+            let _ = stream.flush();
         }
         Reply::Hang(d) => std::thread::sleep(d),
     }
 }
 
+/// A CA of the test's own and a server certificate for 127.0.0.1 it
+/// signed: (the CA's PEM, the receiver's TLS settings).
+pub fn private_ca() -> (String, Arc<rustls::ServerConfig>) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // A name of its own: two test CAs must not look like one.
+    static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ca.distinguished_name
+        .push(DnType::CommonName, format!("glagol test CA {n}"));
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![leaf.der().clone()], key)
+    .unwrap();
+    (ca_pem, Arc::new(config))
+}
+
 impl Receiver {
     pub fn start(script: Vec<Reply>) -> Receiver {
+        Self::listen(script, None)
+    }
+
+    /// A receiver behind HTTPS with `tls`'s certificate (see [`private_ca`]).
+    pub fn start_tls(script: Vec<Reply>, tls: Arc<rustls::ServerConfig>) -> Receiver {
+        Self::listen(script, Some(tls))
+    }
+
+    fn listen(script: Vec<Reply>, tls: Option<Arc<rustls::ServerConfig>>) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}/hook", listener.local_addr().unwrap());
         let got: Arc<Mutex<Vec<Received>>> = Arc::default();
         let mine = got.clone();
         let script = Arc::new(Mutex::new(script.into_iter()));
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
-                let (script, got) = (script.clone(), mine.clone());
+                let (script, got, tls) = (script.clone(), mine.clone(), tls.clone());
                 // One thread per request: a hung answer does not hold up the next one.
-                std::thread::spawn(move || serve_one(stream, &script, &got));
+                std::thread::spawn(move || match tls {
+                    None => serve_one(stream, &script, &got),
+                    Some(tls) => {
+                        let conn = rustls::ServerConnection::new(tls).unwrap();
+                        let mut stream = rustls::StreamOwned::new(conn, stream);
+                        serve_one(&mut stream, &script, &got);
+                        stream.conn.send_close_notify();
+                        let _ = stream.flush();
+                    }
+                });
             }
         });
         Receiver { url, got }

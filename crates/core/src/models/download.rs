@@ -126,10 +126,9 @@ pub fn download(
         .timeout_connect(Some(Duration::from_secs(30)))
         .timeout_recv_response(Some(Duration::from_secs(60)))
         .user_agent(concat!("glagol/", env!("CARGO_PKG_VERSION")))
-        // The system's trust store, so corporate proxies with their own CA work.
         .tls_config(
             ureq::tls::TlsConfig::builder()
-                .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+                .root_certs(ureq::tls::RootCerts::Specific(trust_roots()))
                 .build(),
         )
         .build()
@@ -325,6 +324,23 @@ impl Digests {
             Some(Checksum::Sha1(h)) => h.eq_ignore_ascii_case(&hex::encode(self.sha1)),
         }
     }
+}
+
+/// The bundled and system roots ([`crate::tls::roots`]), loaded once.
+fn trust_roots() -> std::sync::Arc<Vec<ureq::tls::Certificate<'static>>> {
+    static ROOTS: std::sync::OnceLock<std::sync::Arc<Vec<ureq::tls::Certificate<'static>>>> =
+        std::sync::OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let roots = crate::tls::roots(None).unwrap_or_default();
+            std::sync::Arc::new(
+                roots
+                    .iter()
+                    .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+                    .collect(),
+            )
+        })
+        .clone()
 }
 
 #[cfg(test)]

@@ -248,6 +248,10 @@ settings! {
     /// Seconds before each webhook retry; after the last one a delivery is given up.
     #[arg(long, env = "GLAGOL_WEBHOOK_RETRIES", value_delimiter = ',', value_name = "SECONDS,…")]
     webhook_retries: Vec<f64> = vec![5.0, 300.0, 1800.0, 7200.0, 18_000.0, 36_000.0, 36_000.0], Restart;
+    /// A PEM file of CA certificates webhook receivers may also chain to (a private CA);
+    /// Mozilla's roots, built in, and the system's store are trusted anyway.
+    #[arg(long, env = "GLAGOL_WEBHOOK_CA_FILE", value_name = "FILE")]
+    webhook_ca_file: PathBuf = PathBuf::new(), Restart;
     /// A URL that gets model lifecycle webhooks: model_ready, model_unloaded,
     /// model_waiting_for_memory (repeatable).
     #[arg(long = "model-events-webhook", env = "GLAGOL_MODEL_EVENTS_WEBHOOKS", value_delimiter = ',', value_name = "URL")]

@@ -123,6 +123,7 @@ impl Jobs {
                 .iter()
                 .map(|r| Duration::from_secs_f64(*r))
                 .collect(),
+            ca_file: Some(s.webhook_ca_file.clone()).filter(|f| !f.as_os_str().is_empty()),
         };
         let sender = Arc::new(webhook::sender::Sender::new(
             store.clone(),

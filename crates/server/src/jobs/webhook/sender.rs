@@ -21,6 +21,8 @@ pub struct SendPolicy {
     pub timeout: Duration,
     /// Delay before each retry; its length is the number of retries.
     pub retries: Vec<Duration>,
+    /// Extra roots for receivers behind a private CA.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 pub struct Sender {
@@ -38,7 +40,14 @@ impl Sender {
     ) -> anyhow::Result<Sender> {
         // One process-wide TLS provider; an earlier install is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // Roots of glagol's own choosing: reqwest's default would need the
+        // system's store and fail to start in an image without one.
+        let roots = glagol_core::tls::roots(policy.ca_file.as_deref())?
+            .iter()
+            .map(|der| reqwest::Certificate::from_der(der))
+            .collect::<Result<Vec<_>, _>>()?;
         let client = reqwest::Client::builder()
+            .tls_certs_only(roots)
             .dns_resolver(Arc::new(GuardedResolver(policy.guard.clone())))
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
