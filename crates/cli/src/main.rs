@@ -8,6 +8,7 @@ mod bench;
 mod bench_stream;
 mod engine_args;
 mod exit;
+mod health;
 mod jobs;
 mod live_client;
 mod models;
@@ -57,6 +58,8 @@ enum Command {
     Stream(stream::Args),
     /// Submit, list, watch, fetch and cancel a running server's durable jobs.
     Jobs(jobs::Args),
+    /// Exit 0 when a running server is ready (for container health checks).
+    Health(health::Args),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -75,8 +78,10 @@ fn init_logging(format: LogFormat, server: bool) {
             "{default},symphonia_core=off,symphonia_bundle_mp3=off,ort=warn"
         ))
     });
+    // Colour only for a person: container logs and journald get plain text.
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(filter);
     match format {
         LogFormat::Text => builder.init(),
@@ -101,6 +106,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args, &store),
         Command::Stream(args) => stream::run(args),
         Command::Jobs(args) => jobs::run(args),
+        Command::Health(args) => health::run(args),
     };
     match result {
         Ok(code) => code,
