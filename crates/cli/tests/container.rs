@@ -1,7 +1,7 @@
 //! The container image, built from the repository's `Containerfile` and run
 //! with Podman as a user would: a base made here with debootstrap (no
 //! registry is reachable; nothing in it but Debian's minimal base, so no
-//! CA certificates), the binary the suite built (the `prebuilt` stage),
+//! CA certificates), the binary the suite built (`PREBUILT`),
 //! models pre-seeded into the volume with `glagol models import`, health
 //! from the image's own `HEALTHCHECK`, HTTP from the host through a
 //! published port, a job, SIGTERM, and the jobs kept across a restart;
@@ -154,7 +154,7 @@ impl Drop for Run {
             let _ = podman(&["rm", "-f", "-t", "0", c]);
         }
         let _ = podman(&["rmi", "-f", &self.tag]);
-        // The build's intermediate stage (the `prebuilt` one), left untagged.
+        // The build's intermediate stage, left untagged.
         for id in dangling() {
             if !self.dangling_before.contains(&id) {
                 let _ = podman(&["rmi", &id]);
@@ -267,7 +267,8 @@ fn wait_job(base: &str, id: &str, wanted: &str) -> Value {
 fn the_image_serves_keeps_jobs_and_stops_cleanly() {
     base_image();
     let context = tempfile::tempdir().unwrap();
-    dist(context.path());
+    std::fs::create_dir(context.path().join("dist")).unwrap();
+    dist(&context.path().join("dist"));
     let run = Run {
         tag: format!("localhost/glagol-test:{}", std::process::id()),
         data: tempfile::tempdir().unwrap(),
@@ -287,7 +288,9 @@ fn the_image_serves_keeps_jobs_and_stops_cleanly() {
             "--build-arg",
             &format!("BASE_IMAGE={BASE}"),
             "--build-arg",
-            "BINARY_FROM=prebuilt",
+            &format!("RUST_IMAGE={BASE}"),
+            "--build-arg",
+            "PREBUILT=dist",
             "-t",
             &run.tag,
             context.path().to_str().unwrap(),
