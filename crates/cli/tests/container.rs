@@ -209,6 +209,18 @@ fn wait_healthy(name: &str) {
     assert_eq!(status.trim(), "healthy");
 }
 
+/// jfk.wav through the OpenAI route, from the host.
+fn transcribes_jfk(base: &str) {
+    let (status, _, text) = post_form(
+        &format!("{base}/v1/audio/transcriptions"),
+        &[("authorization", &format!("Bearer {KEY}"))],
+        &[("model", "whisper-base"), ("language", "en")],
+        Some(("jfk.wav", &jfk())),
+    );
+    assert_eq!(status, 200, "{text}");
+    assert!(text.to_lowercase().contains("ask not"), "{text}");
+}
+
 /// Waits until the preloaded model is ready (ready to serve does not wait for it).
 fn wait_model(base: &str) {
     let start = Instant::now();
@@ -341,14 +353,7 @@ fn the_image_serves_keeps_jobs_and_stops_cleanly() {
     let (first, base) = run.start(&["serve", "--preload", "whisper-base"]);
     wait_healthy(&first);
     wait_model(&base);
-    let (status, _, text) = post_form(
-        &format!("{base}/v1/audio/transcriptions"),
-        &[("authorization", &format!("Bearer {KEY}"))],
-        &[("model", "whisper-base"), ("language", "en")],
-        Some(("jfk.wav", &jfk())),
-    );
-    assert_eq!(status, 200, "{text}");
-    assert!(text.to_lowercase().contains("ask not"), "{text}");
+    transcribes_jfk(&base);
     let (status, _) = get(&base, "/v1/models");
     assert_eq!(status, 200);
     let unauthorised = Server::agent()
@@ -446,14 +451,7 @@ fn compose_single_node(run: &Run) {
     wait_healthy(&name);
     let base = format!("http://127.0.0.1:{port}");
     wait_model(&base);
-    let (status, _, text) = post_form(
-        &format!("{base}/v1/audio/transcriptions"),
-        &[("authorization", &format!("Bearer {KEY}"))],
-        &[("model", "whisper-base"), ("language", "en")],
-        Some(("jfk.wav", &jfk())),
-    );
-    assert_eq!(status, 200, "{text}");
-    assert!(text.to_lowercase().contains("ask not"), "{text}");
+    transcribes_jfk(&base);
     let wyoming = std::net::TcpStream::connect(format!("127.0.0.1:{wyoming}"));
     assert!(wyoming.is_ok(), "Wyoming is published: {wyoming:?}");
     ok(compose(&["stop", "glagol"]), "compose stop");
