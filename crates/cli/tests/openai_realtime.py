@@ -4,6 +4,10 @@
 completed transcript and how many deltas arrived before speech stopped.
 
     python3 openai_realtime.py BASE_URL WAV ga|beta TURNS
+
+GA asks for Russian or English with a keyword and near-field noise
+reduction, beta for Russian with semantic VAD; the session as the server
+last confirmed it is printed beside the turns.
 """
 import base64
 import json
@@ -33,14 +37,17 @@ if shape == "ga":
 else:
     conn_cm = client.beta.realtime.connect(model="gpt-4o-transcribe", extra_query={"intent": "transcription"})
 
-turns, current = {}, {}
+turns, current, session = {}, {}, None
 with conn_cm as conn:
     if shape == "ga":
         conn.session.update(session={
             "type": "transcription",
+            "include": ["item.input_audio_transcription.logprobs"],
             "audio": {"input": {
                 "format": {"type": "audio/pcm", "rate": 24000},
-                "transcription": {"model": "whisper-1", "language": "ru"},
+                "transcription": {"model": "whisper-1", "languages": ["ru", "en"],
+                                  "keywords": ["Голос"]},
+                "noise_reduction": {"type": "near_field"},
                 "turn_detection": {"type": "server_vad", "silence_duration_ms": 500},
             }},
         })
@@ -48,7 +55,8 @@ with conn_cm as conn:
         conn.send({"type": "transcription_session.update", "session": {
             "input_audio_format": "pcm16",
             "input_audio_transcription": {"model": "whisper-1", "language": "ru"},
-            "turn_detection": {"type": "server_vad", "silence_duration_ms": 500},
+            "input_audio_noise_reduction": {"type": "far_field"},
+            "turn_detection": {"type": "semantic_vad", "eagerness": "medium"},
         }})
 
     def send():
@@ -69,7 +77,9 @@ with conn_cm as conn:
     for event in conn:
         kind = event.type
         item = getattr(event, "item_id", None)
-        if kind == "input_audio_buffer.speech_started":
+        if kind in ("session.updated", "transcription_session.updated"):
+            session = event.to_dict()["session"]
+        elif kind == "input_audio_buffer.speech_started":
             speaking.add(item)
         elif kind == "input_audio_buffer.speech_stopped":
             speaking.discard(item)
@@ -81,6 +91,7 @@ with conn_cm as conn:
         elif kind == "conversation.item.input_audio_transcription.completed":
             t = turns.setdefault(item, {"deltas": "", "deltas_before_stop": 0})
             t["transcript"] = event.transcript
+            t["logprob_tokens"] = "".join(x.token for x in (event.logprobs or []))
             if sum("transcript" in x for x in turns.values()) >= expected:
                 break
         elif kind == "error":
@@ -88,4 +99,4 @@ with conn_cm as conn:
         if time.time() > deadline:
             break
     sender.join()
-print(json.dumps({"turns": list(turns.values())}))
+print(json.dumps({"turns": list(turns.values()), "session": session}))

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::server::Server;
 use common::ws::Client;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// Live tests measure behaviour in real time: one at a time, so two model
 /// servers do not share the two cores.
@@ -67,7 +67,77 @@ fn openai_realtime_clients_get_deltas_while_speaking_and_one_completion_per_turn
                 .any(|t| t["deltas_before_stop"].as_u64().unwrap() > 0),
             "{shape}: no delta arrived while the user spoke: {v}"
         );
+        // The session as confirmed echoes what was asked.
+        let session = &v["session"];
+        assert_eq!(session["object"], "realtime.transcription_session", "{v}");
+        if shape == "ga" {
+            // Asked for: each completion's tokens spell the final text, which
+            // the transcript follows (its start is what the deltas committed,
+            // which the final may word differently).
+            for t in turns {
+                let spelled: Vec<&str> = t["logprob_tokens"]
+                    .as_str()
+                    .unwrap()
+                    .split_whitespace()
+                    .collect();
+                let said: Vec<&str> = t["transcript"]
+                    .as_str()
+                    .unwrap()
+                    .split_whitespace()
+                    .collect();
+                let shared = said.iter().filter(|w| spelled.contains(w)).count();
+                assert!(!spelled.is_empty() && shared * 2 >= said.len(), "{t}");
+            }
+            assert_eq!(
+                session["include"],
+                json!(["item.input_audio_transcription.logprobs"]),
+                "{v}"
+            );
+            let input = &session["audio"]["input"];
+            assert_eq!(input["noise_reduction"]["type"], "near_field", "{v}");
+            assert_eq!(
+                input["transcription"]["languages"],
+                json!(["ru", "en"]),
+                "{v}"
+            );
+            assert_eq!(input["transcription"]["keywords"], json!(["Голос"]), "{v}");
+        } else {
+            assert_eq!(
+                session["input_audio_noise_reduction"]["type"], "far_field",
+                "{v}"
+            );
+            assert_eq!(session["turn_detection"]["eagerness"], "medium", "{v}");
+        }
     }
+}
+
+#[test]
+fn client_secrets_open_realtime_sessions_for_browsers_and_nothing_else() {
+    let _one = exclusive();
+    let s = Server::start(&[
+        "--preload",
+        "whisper-base",
+        "--default-model",
+        "whisper-base",
+        "--api-key",
+        "backend-key",
+    ]);
+    s.wait_ready_with_key("whisper-base", "backend-key");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openai_client_secret.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(format!("{}/v1", s.base))
+        .arg("backend-key")
+        .arg(common::misc("jfk.wav"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("ALL OK"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

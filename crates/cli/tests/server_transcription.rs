@@ -223,21 +223,39 @@ fn native_api_raw_body_and_sse_stream_with_gigaam() {
 fn official_openai_python_client() {
     let s = Server::start(&["--preload", "whisper-base"]);
     s.wait_ready("whisper-base");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openai_client.py");
+    let api = format!("{}/v1", s.base);
+    python_client(
+        "openai_client.py",
+        &[&api, &misc("jfk.wav"), &misc("whats_your_name_french.wav")],
+    );
+    let russian = common::golos()[0].0.clone();
+    python_client(
+        "openai_fields.py",
+        &[
+            &api,
+            &misc("jfk.wav"),
+            &misc("living_room_light_de.wav"),
+            &russian,
+        ],
+    );
+}
+
+/// Runs a script of `tests/` with python3; it ends by printing ALL OK.
+fn python_client(script: &str, args: &[&dyn AsRef<std::ffi::OsStr>]) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(script);
     let out = std::process::Command::new("python3")
-        .arg(&script)
-        .arg(format!("{}/v1", s.base))
-        .arg(misc("jfk.wav"))
-        .arg(misc("whats_your_name_french.wav"))
+        .arg(&path)
+        .args(args.iter().map(|a| a.as_ref()))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success(),
-        "openai client failed:\n{stdout}\n{}",
+        out.status.success() && stdout.contains("ALL OK"),
+        "{script} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("ALL OK"), "{stdout}");
 }
 
 #[test]

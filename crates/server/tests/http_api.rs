@@ -89,7 +89,14 @@ async fn openai_stream_sends_a_delta_per_segment_then_done_and_ends() {
         .map(|(_, d)| d["delta"].as_str().unwrap())
         .collect();
     assert_eq!(joined, events[4].1["text"].as_str().unwrap());
-    assert_eq!(events[4].1["usage"]["seconds"], 4);
+    // OpenAI's schema allows only token usage here: 4 s are 200 encoder frames.
+    let usage = &events[4].1["usage"];
+    assert_eq!(usage["type"], "tokens");
+    assert_eq!(usage["input_token_details"]["audio_tokens"], 200);
+    assert_eq!(
+        usage["total_tokens"].as_u64(),
+        Some(usage["input_tokens"].as_u64().unwrap() + usage["output_tokens"].as_u64().unwrap())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

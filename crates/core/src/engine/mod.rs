@@ -22,7 +22,7 @@ use crate::models::{EngineKind, ResolvedModel};
 
 use crate::runtime::RuntimeError;
 pub use events::{EngineEvent, EventSink, Progress, SegmentEmitter};
-pub use transcript::{join_text, Segment, Task, Transcript, Word};
+pub use transcript::{join_text, Segment, Task, TokenLogprob, Transcript, Word};
 
 /// Stack for threads that run engines: whisper.cpp's tokenizer recurses
 /// in proportion to the prompt, and ONNX Runtime's kernels use deep frames.
@@ -33,6 +33,9 @@ pub const ENGINE_STACK_BYTES: usize = 64 << 20;
 pub struct TranscribeOptions {
     /// ISO 639-1 code, or None to detect.
     pub language: Option<String>,
+    /// The languages the audio may be in (ISO 639-1): detection chooses
+    /// among them. Empty: any the model knows. `language` wins when given.
+    pub languages: Vec<String>,
     pub task: Task,
     pub word_timestamps: bool,
     /// Text that conditions the decoder (names, spelling, style).
@@ -64,6 +67,23 @@ impl TranscribeOptions {
         self.cancel
             .as_ref()
             .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+/// A prompt that also steers Whisper towards `keywords` (OpenAI's
+/// `keywords[]`): they follow the prompt, where whisper.cpp keeps the last
+/// of a long one. None when there is neither.
+pub fn steered_prompt(prompt: Option<&str>, keywords: &[String]) -> Option<String> {
+    let words = keywords
+        .iter()
+        .map(|k| k.trim())
+        .filter(|k| !k.is_empty())
+        .collect::<Vec<_>>()
+        .join(", ");
+    match prompt.map(str::trim_end).filter(|p| !p.trim().is_empty()) {
+        Some(p) if !words.is_empty() => Some(format!("{p} {words}")),
+        Some(p) => Some(p.to_string()),
+        None => (!words.is_empty()).then_some(words),
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Engine, EngineError, Request, Segment, SegmentEmitter, Transcript};
+use super::{Engine, EngineError, Request, Segment, SegmentEmitter, TokenLogprob, Transcript};
 use crate::audio::SAMPLE_RATE;
 use crate::models::EngineKind;
 
@@ -119,6 +119,11 @@ impl FakeEngine {
                 compression_ratio: 1.0,
                 no_speech_prob: 0.0,
                 words: Vec::new(),
+                logprobs: vec![TokenLogprob {
+                    token: format!(" {}", Self::text_of(duration, k)),
+                    bytes: format!(" {}", Self::text_of(duration, k)).into_bytes(),
+                    logprob: -0.1,
+                }],
             });
             emitter.progress(k + 1, Some(n), end);
         }

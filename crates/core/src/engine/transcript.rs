@@ -32,6 +32,21 @@ pub struct Segment {
     pub no_speech_prob: f32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub words: Vec<Word>,
+    /// Each text token with its log-probability, in order; their bytes
+    /// joined are the segment's text. Not part of verbose_json.
+    #[serde(skip)]
+    pub logprobs: Vec<TokenLogprob>,
+}
+
+/// A decoded token and how sure the decoder was of it (OpenAI's `logprobs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenLogprob {
+    /// The token's text (invalid UTF-8 of a token that splits a character replaced).
+    pub token: String,
+    /// The token's bytes as the model has them.
+    pub bytes: Vec<u8>,
+    /// Natural log of its probability.
+    pub logprob: f32,
 }
 
 impl Segment {

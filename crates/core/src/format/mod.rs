@@ -169,6 +169,7 @@ mod tests {
             compression_ratio: 1.0,
             no_speech_prob: 0.01,
             words,
+            logprobs: vec![],
         };
         let w = |word: &str, start, end| Word {
             word: word.into(),

@@ -61,7 +61,7 @@ fn ort_err(e: impl std::fmt::Display) -> VadError {
 }
 
 /// Detector settings (the upstream defaults, in milliseconds).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct VadConfig {
     /// Probability at or above which a window is speech.
     pub threshold: f32,

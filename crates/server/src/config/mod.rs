@@ -367,12 +367,14 @@ impl Config {
         Duration::from_secs(self.settings.memory_retry)
     }
 
-    /// A request's model name (`whisper-1`, a configured alias, or none) as an installed name.
+    /// A request's model name (a configured alias, one of OpenAI's —
+    /// `whisper-1`, `gpt-…` — or none) as an installed name.
     pub fn resolve_model(&self, name: Option<&str>) -> String {
         let s = &self.settings;
         match name.map(str::trim).filter(|n| !n.is_empty()) {
             Some(n) if s.aliases.contains_key(n) => s.aliases[n].clone(),
             Some("whisper-1") | None => s.default_model.clone(),
+            Some(n) if n.starts_with("gpt-") => s.default_model.clone(),
             Some(n) => n.to_string(),
         }
     }

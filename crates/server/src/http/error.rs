@@ -128,6 +128,16 @@ impl From<axum::extract::rejection::QueryRejection> for ServiceError {
     }
 }
 
+impl From<axum::extract::rejection::JsonRejection> for ServiceError {
+    fn from(e: axum::extract::rejection::JsonRejection) -> Self {
+        let mut err = rejection(e.status(), e.body_text());
+        if err.code == "invalid_request" {
+            err.code = "invalid_json";
+        }
+        err
+    }
+}
+
 impl From<axum::extract::rejection::PathRejection> for ServiceError {
     fn from(e: axum::extract::rejection::PathRejection) -> Self {
         rejection(e.status(), e.body_text())

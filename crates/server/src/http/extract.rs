@@ -20,6 +20,11 @@ pub struct Query<T>(pub T);
 #[from_request(via(axum::extract::Path), rejection(ServiceError))]
 pub struct Path<T>(pub T);
 
+/// A JSON request body.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ServiceError))]
+pub struct JsonBody<T>(pub T);
+
 pub struct Multipart(pub axum::extract::Multipart);
 
 impl<S: Send + Sync> FromRequest<S> for Multipart {

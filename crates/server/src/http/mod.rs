@@ -20,7 +20,7 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 
 use self::policy::{auth, cors, rate_limit, request_id, Policy};
-use self::routes::{health, jobs, models, native, openai};
+use self::routes::{client_secrets, health, jobs, models, native, openai};
 use crate::error::{ErrorKind, ServiceError};
 use crate::state::AppState;
 
@@ -43,6 +43,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/jobs/{id}/events", get(jobs::events))
         .route("/v1/ws", get(realtime::native::ws))
         .route("/v1/realtime", get(realtime::openai::realtime))
+        .route(
+            "/v1/realtime/client_secrets",
+            post(client_secrets::client_secrets),
+        )
+        .route(
+            "/v1/realtime/transcription_sessions",
+            post(client_secrets::transcription_sessions),
+        )
         .route_layer(from_fn_with_state(policy.clone(), rate_limit::rate_limit))
         .route_layer(from_fn_with_state(policy, auth::require_key));
     Router::new()

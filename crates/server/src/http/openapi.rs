@@ -13,7 +13,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use super::extract::Path;
-use super::routes::{health, jobs, models, native, openai};
+use super::routes::{client_secrets, health, jobs, models, native, openai};
 use super::types;
 use crate::error::{ErrorKind, ServiceError};
 
@@ -45,6 +45,8 @@ use crate::error::{ErrorKind, ServiceError};
         jobs::cancel,
         super::realtime::native::ws,
         super::realtime::openai::realtime,
+        client_secrets::client_secrets,
+        client_secrets::transcription_sessions,
         openapi_json,
         docs,
     ),

@@ -158,7 +158,53 @@ impl Usage {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TranscriptionJson {
     pub text: String,
+    /// With `include[]=logprobs`: every token of the text, in order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<Vec<Logprob>>,
+    /// The language recognised: one entry, or none when it could not be told.
+    pub languages: Vec<LanguageCode>,
     pub usage: Usage,
+}
+
+/// A token and its log-probability (`include[]=logprobs`); the tokens'
+/// bytes joined are the text.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Logprob {
+    pub token: String,
+    /// The token's UTF-8 bytes (a token may hold part of a character).
+    pub bytes: Vec<u8>,
+    /// Natural log of the token's probability.
+    pub logprob: f32,
+}
+
+impl Logprob {
+    pub fn of(segments: &[Segment]) -> Vec<Logprob> {
+        segments
+            .iter()
+            .flat_map(|s| &s.logprobs)
+            .map(|t| Logprob {
+                token: t.token.clone(),
+                bytes: t.bytes.clone(),
+                logprob: t.logprob,
+            })
+            .collect()
+    }
+}
+
+/// A language, as OpenAI's `languages` lists it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LanguageCode {
+    /// ISO-639-1.
+    pub code: String,
+}
+
+impl LanguageCode {
+    pub fn of(t: &Transcript) -> Vec<LanguageCode> {
+        t.language
+            .iter()
+            .map(|code| LanguageCode { code: code.clone() })
+            .collect()
+    }
 }
 
 /// `response_format=verbose_json` on the OpenAI API.
@@ -193,6 +239,9 @@ pub struct TextDelta {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub delta: String,
+    /// With `include[]=logprobs`: the tokens of this delta.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<Vec<Logprob>>,
 }
 
 /// SSE `transcript.text.done` (OpenAI): the whole text.
@@ -202,7 +251,52 @@ pub struct TextDone {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub text: String,
-    pub usage: Usage,
+    /// With `include[]=logprobs`: every token of the text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<Vec<Logprob>>,
+    /// As in `response_format=json`.
+    pub languages: Vec<LanguageCode>,
+    /// Tokens, the only `usage` OpenAI's schema allows in this event.
+    pub usage: TokenUsage,
+}
+
+/// `usage` of type `tokens`: audio in encoder frames (50 per second, as
+/// Whisper's encoder has them), text in the tokens decoded.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenUsage {
+    /// Always `tokens`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub total_tokens: u64,
+    pub input_token_details: InputTokenDetails,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InputTokenDetails {
+    pub audio_tokens: u64,
+    pub text_tokens: u64,
+}
+
+impl TokenUsage {
+    /// Encoder frames per second of audio.
+    const AUDIO_TOKENS_PER_SECOND: f64 = 50.0;
+
+    pub fn of(t: &Transcript) -> TokenUsage {
+        let audio = (t.duration * Self::AUDIO_TOKENS_PER_SECOND).ceil() as u64;
+        let text: u64 = t.segments.iter().map(|s| s.tokens.len() as u64).sum();
+        TokenUsage {
+            kind: "tokens",
+            input_tokens: audio,
+            output_tokens: text,
+            total_tokens: audio + text,
+            input_token_details: InputTokenDetails {
+                audio_tokens: audio,
+                text_tokens: 0,
+            },
+        }
+    }
 }
 
 /// SSE `progress` (native).
@@ -260,7 +354,7 @@ pub struct TranscriptionForm {
     /// The audio file: WAV, MP3, FLAC, Ogg (Vorbis/Opus), WebM, M4A/AAC.
     #[schema(format = Binary, content_media_type = "application/octet-stream")]
     pub file: String,
-    /// A model id from `GET /v1/models`, or an alias (`whisper-1` = the default model).
+    /// A model id from `GET /v1/models`, or an alias (`whisper-1` and OpenAI's `gpt-…` names = the default model).
     pub model: Option<String>,
     /// ISO-639-1 language code; detected when absent (Whisper).
     pub language: Option<String>,
@@ -275,6 +369,22 @@ pub struct TranscriptionForm {
     pub timestamp_granularities: Option<Vec<Granularity>>,
     /// Answer with server-sent events (`transcript.text.delta`, `transcript.text.done`).
     pub stream: Option<bool>,
+    /// `logprobs`: each token's log-probability, in `json` responses and stream events.
+    #[schema(rename = "include[]")]
+    pub include: Option<Vec<Include>>,
+    /// Languages the audio may be in (ISO-639-1): detection chooses among them (Whisper; GigaAM
+    /// needs `ru` among them).
+    #[schema(rename = "languages[]")]
+    pub languages: Option<Vec<String>>,
+    /// Words or phrases to expect: added to Whisper's prompt (GigaAM cannot be steered and
+    /// ignores them).
+    #[schema(rename = "keywords[]")]
+    pub keywords: Option<Vec<String>>,
+    /// How the audio is cut into speech before recognition: `auto` (glagol's voice detection),
+    /// or `{"type": "server_vad", "threshold": 0.5, "silence_duration_ms": 200,
+    /// "prefix_padding_ms": 300}` as JSON or as `chunking_strategy[key]` fields. Absent: the
+    /// whole audio is recognised (long audio is still cut at pauses).
+    pub chunking_strategy: Option<String>,
 }
 
 /// `multipart/form-data` of `POST /v1/audio/translations` (into English).
@@ -297,6 +407,12 @@ pub enum ResponseFormat {
     Srt,
     VerboseJson,
     Vtt,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum Include {
+    Logprobs,
 }
 
 #[derive(ToSchema)]
@@ -465,4 +581,66 @@ pub enum JobErrors {
     /// Jobs are not available on this server (`jobs_unavailable`)
     #[response(status = 503)]
     Unavailable(ErrorBody),
+}
+
+/// `POST /v1/realtime/client_secrets`.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+pub struct ClientSecretRequest {
+    pub expires_after: Option<ExpiresAfter>,
+    /// A transcription session as `session.update` takes it (`{"type": "transcription",
+    /// "audio": {"input": {"format", "transcription", "turn_detection", "noise_reduction"}}}`).
+    #[schema(value_type = Option<Object>)]
+    pub session: Option<serde_json::Value>,
+}
+
+/// When a client secret expires.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+pub struct ExpiresAfter {
+    /// Always `created_at`.
+    pub anchor: Option<String>,
+    /// Seconds from now, 10–7200 (default 600; 60 on the beta route).
+    pub seconds: Option<u64>,
+}
+
+/// A minted client secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClientSecret {
+    /// `ek_…`: send it as a key to `/v1/realtime`.
+    pub value: String,
+    /// Unix seconds.
+    pub expires_at: u64,
+    /// The session the secret opens, as `session.created` will show it.
+    #[schema(value_type = Object)]
+    pub session: serde_json::Value,
+}
+
+/// `POST /v1/realtime/transcription_sessions` (beta): the session's fields
+/// (`input_audio_format`, `input_audio_transcription`, `turn_detection`,
+/// `input_audio_noise_reduction`) and the secret's lifetime.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+pub struct TranscriptionSessionRequest {
+    pub client_secret: Option<BetaSecretOptions>,
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub session: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, serde::Deserialize, ToSchema)]
+pub struct BetaSecretOptions {
+    pub expires_at: Option<ExpiresAfter>,
+}
+
+/// The beta route's answer: the session with its `client_secret`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TranscriptionSessionSecret {
+    pub client_secret: BetaSecret,
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub session: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BetaSecret {
+    pub value: String,
+    pub expires_at: u64,
 }

@@ -259,7 +259,7 @@ async fn recognise(
         model: Some(job.model.clone()),
         audio: AudioInput::File(run.jobs.files.path(audio)),
         options: options_of(job),
-        vad: job.params.vad,
+        vad: job.params.vad.then(Default::default),
         class: Class::Background,
     };
     let mut stop = state.on_shutdown();

@@ -41,8 +41,8 @@ pub struct TranscribeRequest {
     pub model: Option<String>,
     pub audio: AudioInput,
     pub options: TranscribeOptions,
-    /// Recognise only the speech the VAD finds.
-    pub vad: bool,
+    /// Recognise only the speech the VAD finds, cut by these settings.
+    pub vad: Option<VadConfig>,
     pub class: Class,
 }
 
@@ -172,10 +172,9 @@ impl Service {
         };
         let reservation = Reservation::new(self.audio.clone(), config.audio_memory());
         let (audio, reservation) = self.decode(request.audio, limits, reservation).await?;
-        let vad = if request.vad {
-            Some((self.vad()?, VadConfig::default()))
-        } else {
-            None
+        let vad = match request.vad {
+            Some(config) => Some((self.vad()?, config)),
+            None => None,
         };
         let duration = audio.duration();
         let (tx, events) = mpsc::unbounded_channel();

@@ -140,6 +140,7 @@ impl Turn {
         let options = SessionOptions {
             model: Some(model),
             language: request.language.clone(),
+            languages: Vec::new(),
             prompt: request.prompt.clone(),
             stream: StreamConfig {
                 endpointing,

@@ -7,7 +7,7 @@ use ort::value::Tensor;
 
 use super::prediction::{History, Prediction, PredictionCache};
 
-use crate::engine::{EngineError, Word};
+use crate::engine::{EngineError, TokenLogprob, Word};
 
 /// Seconds per encoder frame (10 ms hop × subsampling 4).
 pub const FRAME_S: f64 = 0.04;
@@ -198,6 +198,51 @@ fn argmax(v: &[f32]) -> (usize, &f32) {
 /// at the surviving spaces, each timed by its tokens' frames and scored by
 /// their mean probability.
 pub fn assemble(tokens: &[Token], vocab: &Vocab, offset: f64) -> (String, Vec<Word>) {
+    let kept = text_chars(tokens, vocab);
+    let text: String = kept.iter().map(|&(c, _)| c).collect();
+    let mut words = Vec::new();
+    for group in kept.split(|&(c, _)| c == ' ') {
+        if group.is_empty() {
+            continue;
+        }
+        let word: String = group.iter().map(|&(c, _)| c).collect();
+        let mut ids: Vec<usize> = group.iter().map(|&(_, i)| i).collect();
+        ids.dedup();
+        let first = tokens[ids[0]].frame;
+        let last = tokens[*ids.last().expect("non-empty group")].frame;
+        let probability =
+            ids.iter().map(|&i| tokens[i].logprob.exp()).sum::<f32>() / ids.len() as f32;
+        words.push(Word {
+            word,
+            start: offset + first as f64 * FRAME_S,
+            end: offset + (last + 1) as f64 * FRAME_S,
+            probability,
+        });
+    }
+    (text, words)
+}
+
+/// Each token's share of the text [`assemble`] makes, with its
+/// log-probability; tokens that add no text (special pieces) are left out.
+pub fn logprobs(tokens: &[Token], vocab: &Vocab) -> Vec<TokenLogprob> {
+    let mut out: Vec<(usize, String)> = Vec::new();
+    for (c, i) in text_chars(tokens, vocab) {
+        match out.last_mut() {
+            Some((last, text)) if *last == i => text.push(c),
+            _ => out.push((i, c.to_string())),
+        }
+    }
+    out.into_iter()
+        .map(|(i, token)| TokenLogprob {
+            bytes: token.clone().into_bytes(),
+            token,
+            logprob: tokens[i].logprob,
+        })
+        .collect()
+}
+
+/// The text's characters, each with the index of the token it came from.
+fn text_chars(tokens: &[Token], vocab: &Vocab) -> Vec<(char, usize)> {
     let mut chars: Vec<(char, usize)> = Vec::new();
     for (i, tok) in tokens.iter().enumerate() {
         let piece = vocab.pieces.get(tok.id).map(String::as_str).unwrap_or("");
@@ -220,27 +265,7 @@ pub fn assemble(tokens: &[Token], vocab: &Vocab, offset: f64) -> (String, Vec<Wo
             kept.push((ch, i));
         }
     }
-    let text: String = kept.iter().map(|&(c, _)| c).collect();
-    let mut words = Vec::new();
-    for group in kept.split(|&(c, _)| c == ' ') {
-        if group.is_empty() {
-            continue;
-        }
-        let word: String = group.iter().map(|&(c, _)| c).collect();
-        let mut ids: Vec<usize> = group.iter().map(|&(_, i)| i).collect();
-        ids.dedup();
-        let first = tokens[ids[0]].frame;
-        let last = tokens[*ids.last().expect("non-empty group")].frame;
-        let probability =
-            ids.iter().map(|&i| tokens[i].logprob.exp()).sum::<f32>() / ids.len() as f32;
-        words.push(Word {
-            word,
-            start: offset + first as f64 * FRAME_S,
-            end: offset + (last + 1) as f64 * FRAME_S,
-            probability,
-        });
-    }
-    (text, words)
+    kept
 }
 
 #[cfg(test)]

@@ -265,6 +265,14 @@ impl GigaamEngine {
                 )))
             }
         }
+        let may_be_russian =
+            req.options.languages.is_empty() || req.options.languages.iter().any(|l| l == "ru");
+        if req.options.language.is_none() && !may_be_russian {
+            return Err(EngineError::UnsupportedLanguage(format!(
+                "{} (GigaAM transcribes Russian only)",
+                super::quoted(&req.options.languages.join(","))
+            )));
+        }
         if req.options.task == Task::Translate {
             return Err(EngineError::InvalidOptions(
                 "GigaAM cannot translate; use a Whisper model for --task translate".into(),
@@ -328,6 +336,7 @@ impl GigaamEngine {
             avg_logprob,
             no_speech_prob: 0.0,
             words: if words { chunk_words } else { Vec::new() },
+            logprobs: decode::logprobs(&toks, &self.vocab),
         })
     }
 }

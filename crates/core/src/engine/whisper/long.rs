@@ -252,6 +252,7 @@ mod tests {
                 compression_ratio: 0.0,
                 no_speech_prob: 0.0,
                 words: vec![],
+                logprobs: vec![],
             };
             fit_to_speech(&mut s, &speech);
             (s.start, s.end)

@@ -99,6 +99,16 @@ impl WhisperEngine {
                 "this Whisper model is English-only and cannot translate".into(),
             ));
         }
+        // whisper.cpp takes the prompt as a C string.
+        if opts
+            .initial_prompt
+            .as_deref()
+            .is_some_and(|p| p.contains('\0'))
+        {
+            return Err(EngineError::InvalidOptions(
+                "the prompt must not contain NUL characters".into(),
+            ));
+        }
         let plan = self.speech_chunks(audio, opts);
         // Long audio is detected from its first speech (`speech_head`).
         let head = match &plan {
@@ -207,26 +217,42 @@ impl WhisperEngine {
     ) -> Result<Option<(String, Option<f32>)>, EngineError> {
         Ok(Some(match opts.language.as_deref() {
             Some(l) if !l.is_empty() && l != "auto" => {
-                // whisper.cpp logs an unknown code, and its logger breaks
-                // on long messages: only plausible codes reach it.
-                let plausible = l.len() <= 8 && l.bytes().all(|b| b.is_ascii_lowercase());
-                if !plausible || whisper_rs::get_lang_id(l).is_none() {
-                    return Err(EngineError::UnsupportedLanguage(super::quoted(l)));
-                }
+                lang_id(l)?;
                 (l.to_string(), None)
             }
-            _ if !self.ctx.is_multilingual() => ("en".to_string(), None),
             _ => {
+                let candidates = opts
+                    .languages
+                    .iter()
+                    .map(|l| lang_id(l))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if !self.ctx.is_multilingual() {
+                    let english = lang_id("en")?;
+                    if !candidates.is_empty() && !candidates.contains(&english) {
+                        return Err(EngineError::UnsupportedLanguage(format!(
+                            "{} (this model knows English only)",
+                            super::quoted(&opts.languages.join(","))
+                        )));
+                    }
+                    return Ok(Some(("en".to_string(), None)));
+                }
+                if let [only] = candidates[..] {
+                    return Ok(Some((lang_code(only), None)));
+                }
                 if head.is_empty() {
                     return Ok(None);
                 }
                 // Detected here, not by whisper_full, so the probability
-                // can be reported.
-                let (id, probs) =
+                // can be reported (and the choice limited to `candidates`).
+                let (detected, probs) =
                     self.detect_states
                         .detect(&self.ctx, head, threads, self.full_window)?;
-                let code = whisper_rs::get_lang_str(id).unwrap_or("en").to_string();
-                (code, probs.get(id as usize).copied())
+                let p = |id: i32| probs.get(id as usize).copied().unwrap_or(0.0);
+                let id = candidates
+                    .into_iter()
+                    .max_by(|a, b| p(*a).total_cmp(&p(*b)))
+                    .unwrap_or(detected);
+                (lang_code(id), Some(p(id)))
             }
         }))
     }
@@ -475,6 +501,21 @@ impl Engine for WhisperEngine {
         // whisper.cpp decodes one stream per state; items run in turn.
         requests.iter().map(|req| self.run(req)).collect()
     }
+}
+
+/// whisper.cpp's id of an ISO 639-1 code; an unknown one is the caller's error.
+fn lang_id(code: &str) -> Result<i32, EngineError> {
+    // whisper.cpp logs an unknown code, and its logger breaks on long
+    // messages: only plausible codes reach it.
+    let plausible = code.len() <= 8 && code.bytes().all(|b| b.is_ascii_lowercase());
+    plausible
+        .then(|| whisper_rs::get_lang_id(code))
+        .flatten()
+        .ok_or_else(|| EngineError::UnsupportedLanguage(super::quoted(code)))
+}
+
+fn lang_code(id: i32) -> String {
+    whisper_rs::get_lang_str(id).unwrap_or("en").to_string()
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use whisper_rs::whisper_rs_sys as sys;
 
-use crate::engine::{compression_ratio, Segment, SegmentEmitter, Word};
+use crate::engine::{compression_ratio, Segment, SegmentEmitter, TokenLogprob, Word};
 
 /// Per-call state the callbacks write into. Lives on the stack of the
 /// thread that runs `full`, for the whole call.
@@ -101,6 +101,7 @@ impl<'e, 'a> Collector<'e, 'a> {
             let start = at(sys::whisper_full_get_segment_t0_from_state(state, i));
             let end = at(sys::whisper_full_get_segment_t1_from_state(state, i));
             let mut tokens = Vec::new();
+            let mut logprobs = Vec::new();
             let mut logprob_sum = 0.0f32;
             let mut words = WordBuilder::default();
             for t in 0..sys::whisper_full_n_tokens_from_state(state, i) {
@@ -110,12 +111,19 @@ impl<'e, 'a> Collector<'e, 'a> {
                 }
                 tokens.push(data.id);
                 logprob_sum += data.plog;
+                // A byte-level BPE token may hold part of a character.
+                let bytes = cbytes(sys::whisper_full_get_token_text_from_state(
+                    ctx, state, i, t,
+                ));
+                let piece = String::from_utf8_lossy(&bytes).into_owned();
                 if self.word_timestamps {
-                    let piece = cstr(sys::whisper_full_get_token_text_from_state(
-                        ctx, state, i, t,
-                    ));
                     words.add(&piece, at(data.t0), at(data.t1), data.p);
                 }
+                logprobs.push(TokenLogprob {
+                    token: piece,
+                    bytes,
+                    logprob: data.plog,
+                });
             }
             let avg_logprob = if tokens.is_empty() {
                 0.0
@@ -135,6 +143,7 @@ impl<'e, 'a> Collector<'e, 'a> {
                 avg_logprob,
                 no_speech_prob: sys::whisper_full_get_segment_no_speech_prob_from_state(state, i),
                 words: words.finish(),
+                logprobs,
             })
         }
     }
@@ -150,6 +159,18 @@ unsafe fn cstr(p: *const std::ffi::c_char) -> String {
     }
     // SAFETY: non-null and NUL-terminated per the contract above.
     unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+/// The bytes of a C string owned by whisper.cpp.
+///
+/// # Safety
+/// As [`cstr`].
+unsafe fn cbytes(p: *const std::ffi::c_char) -> Vec<u8> {
+    if p.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: non-null and NUL-terminated per the contract above.
+    unsafe { CStr::from_ptr(p) }.to_bytes().to_vec()
 }
 
 /// whisper.cpp's new-segment callback.

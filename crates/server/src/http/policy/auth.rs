@@ -12,7 +12,7 @@ use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use super::Policy;
+use super::{client_secret, Policy};
 use crate::config::hash_key;
 use crate::error::{ErrorKind, ServiceError};
 
@@ -55,12 +55,63 @@ pub fn client_ip(req: &Request) -> IpAddr {
         .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip())
 }
 
+/// The one route a client secret opens.
+const SECRET_PATH: &str = "/v1/realtime";
+
+/// A client secret presented to the Realtime route: the session it grants,
+/// or why it was refused. A refusal is told over the socket (an `error`,
+/// then close 1008): a browser never sees the status of a failed upgrade,
+/// and OpenAI's client would retry the 1006 it reports.
+#[derive(Debug, Clone)]
+pub enum SecretUse {
+    Granted(serde_json::Value),
+    Refused(ServiceError),
+}
+
 pub async fn require_key(
     State(policy): State<Arc<Policy>>,
     mut req: Request,
     next: Next,
 ) -> Result<Response, ServiceError> {
     let config = policy.app.config();
+    let secret = presented_key(req.headers())
+        .filter(|k| k.starts_with(client_secret::PREFIX))
+        .map(str::to_owned);
+    if let Some(secret) = secret {
+        // A server without keys checks secrets against the empty key.
+        let open = [String::new()];
+        let keys = if config.key_hashes.is_empty() {
+            open.iter().collect::<Vec<_>>()
+        } else {
+            config.key_hashes.iter().collect()
+        };
+        let on_realtime = req.uri().path() == SECRET_PATH;
+        let (caller, used) =
+            match client_secret::verify(&secret, keys) {
+                Ok(_) if !on_realtime => return Err(ServiceError::new(
+                    ErrorKind::Forbidden,
+                    "client_secret_not_allowed",
+                    "a client secret opens Realtime sessions (/v1/realtime) only; use an API key",
+                )),
+                Ok(grant) if grant.key_hash.is_empty() => {
+                    (Caller::Anonymous, SecretUse::Granted(grant.session))
+                }
+                Ok(grant) => (
+                    Caller::Key(grant.key_hash),
+                    SecretUse::Granted(grant.session),
+                ),
+                Err(e) => {
+                    policy.failed_attempt(client_ip(&req))?;
+                    if !on_realtime {
+                        return Err(e);
+                    }
+                    (Caller::Anonymous, SecretUse::Refused(e))
+                }
+            };
+        req.extensions_mut().insert(caller);
+        req.extensions_mut().insert(used);
+        return Ok(next.run(req).await);
+    }
     if config.key_hashes.is_empty() {
         req.extensions_mut().insert(Caller::Anonymous);
         return Ok(next.run(req).await);

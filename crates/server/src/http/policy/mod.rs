@@ -2,6 +2,7 @@
 //! origin policy, the `Host` check, body limits, API keys and rate limits.
 
 pub mod auth;
+pub mod client_secret;
 pub mod cors;
 pub mod rate_limit;
 pub mod request_id;

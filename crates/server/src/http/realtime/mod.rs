@@ -10,7 +10,7 @@
 //!
 //! Close codes: 1000 after `stop` (or the client's close), 1001 when the
 //! server shuts down (after every open utterance got its final), 1008 on a
-//! policy limit (idle, session length), 1009 for a message over
+//! policy limit (idle, session length) or a refused client secret, 1009 for a message over
 //! `max_frame_bytes`, 1011 on an internal failure, 1013 when the session
 //! limits are reached (the `error` before it carries `retry_after_ms`).
 
@@ -138,7 +138,12 @@ pub async fn run(
         Ok(slot) => slot,
         Err(e) => {
             let _ = socket.send(Message::text(protocol.error(&e))).await;
-            close(&mut socket, CLOSE_TRY_LATER, "session limit").await;
+            // A refused client secret is final; a full server is not.
+            let (code, reason) = match e.kind {
+                crate::error::ErrorKind::Unauthenticated => (CLOSE_POLICY, "not authorised"),
+                _ => (CLOSE_TRY_LATER, "session limit"),
+            };
+            close(&mut socket, code, reason).await;
             return;
         }
     };

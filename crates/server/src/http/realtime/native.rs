@@ -130,6 +130,7 @@ impl Native {
         let options = SessionOptions {
             model: c.model.or(self.options.model.clone()),
             language: c.language.or(self.options.language.clone()),
+            languages: self.options.languages.clone(),
             prompt: c.prompt.or(self.options.prompt.clone()),
             stream,
         };

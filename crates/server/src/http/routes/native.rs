@@ -70,7 +70,7 @@ async fn request_from(params: Params, req: Request) -> Result<TranscribeRequest,
             initial_prompt: params.prompt,
             ..Default::default()
         },
-        vad: params.vad,
+        vad: params.vad.then(Default::default),
         class: Class::Interactive,
     })
 }

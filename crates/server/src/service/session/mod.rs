@@ -144,6 +144,7 @@ impl Service {
             .map_err(|e| ServiceError::invalid("invalid_configuration", e))?;
         let transcribe = TranscribeOptions {
             language: options.language.clone(),
+            languages: options.languages.clone(),
             initial_prompt: options.prompt.clone(),
             word_timestamps: true,
             ..Default::default()
@@ -420,6 +421,7 @@ impl LiveSession {
                     completion: u.stabilizer.completion(&t.text),
                     committed: u.stabilizer.committed_text(),
                     words: words(&t, offset),
+                    logprobs: t.segments.iter().flat_map(|s| s.logprobs.clone()).collect(),
                     text: t.text,
                     start: offset,
                     end: seconds(end),

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use glagol_core::engine::Word;
+use glagol_core::engine::{TokenLogprob, Word};
 use glagol_core::stream::{EndReason, StreamConfig};
 
 use crate::error::ServiceError;
@@ -14,6 +14,8 @@ pub struct SessionOptions {
     pub model: Option<String>,
     /// ISO-639-1 code; None to detect (Whisper).
     pub language: Option<String>,
+    /// The languages the speech may be in: detection chooses among them.
+    pub languages: Vec<String>,
     pub prompt: Option<String>,
     pub stream: StreamConfig,
 }
@@ -52,6 +54,8 @@ pub struct Final {
     /// Text the deltas committed before the final.
     pub committed: String,
     pub language: Option<String>,
+    /// The tokens of `text` with their log-probabilities.
+    pub logprobs: Vec<TokenLogprob>,
     /// How long after the audio at its end arrived it was handed out.
     pub delay: Duration,
 }

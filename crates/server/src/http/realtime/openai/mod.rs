@@ -31,6 +31,7 @@ pub use self::events::{parse_event, ClientEvent, Refusal};
 use super::{caller, ClientAudio, Protocol, Reply, Upgrade};
 use crate::error::{ErrorKind, ServiceError};
 use crate::http::extract::Query;
+use crate::http::policy::auth::SecretUse;
 use crate::service::{LiveSession, SessionEvent, SessionOptions};
 use crate::state::AppState;
 
@@ -71,15 +72,27 @@ pub async fn realtime(
                 .is_ok()
     });
     let (parts, _) = request.into_parts();
-    let beta = is_beta(&parts.headers);
-    let resolved = config.resolve_model(model.as_deref());
-    let slot = state.service.sessions.take(
-        &resolved,
-        &caller(&parts),
-        config.settings.max_sessions,
-        config.settings.max_sessions_per_key,
-    );
-    let realtime = Realtime::new(beta, model);
+    let mut realtime = Realtime::new(is_beta(&parts.headers), model);
+    let slot = match parts.extensions.get::<SecretUse>() {
+        Some(SecretUse::Refused(e)) => Err(e.clone()),
+        granted => {
+            if let Some(SecretUse::Granted(session)) = granted {
+                // The settings the secret was minted for (checked then);
+                // the client may still change them.
+                realtime
+                    .update(session)
+                    .map_err(|e| ServiceError::invalid("invalid_session", e))?;
+                realtime.reopen = None;
+            }
+            let resolved = config.resolve_model(realtime.options.model.as_deref());
+            state.service.sessions.take(
+                &resolved,
+                &caller(&parts),
+                config.settings.max_sessions,
+                config.settings.max_sessions_per_key,
+            )
+        }
+    };
     let options = realtime.options.clone();
     let max = config.settings.max_frame_bytes;
     Ok(upgrade
@@ -88,6 +101,16 @@ pub async fn realtime(
         .max_frame_size(max * 2)
         .on_upgrade(move |socket| super::run(socket, state, options, slot, realtime))
         .into_response())
+}
+
+/// Checks a session a client secret is minted for, as `session.update`
+/// would apply it; the session object as the client will first see it.
+pub fn minted_session(session: &Value, beta: bool) -> Result<Value, ServiceError> {
+    let mut realtime = Realtime::new(beta, None);
+    realtime
+        .update(session)
+        .map_err(|e| ServiceError::invalid("invalid_session", e))?;
+    Ok(realtime.session_object())
 }
 
 fn is_beta(headers: &HeaderMap) -> bool {
@@ -113,6 +136,13 @@ struct Realtime {
     reopen: Option<SessionOptions>,
     /// The next session message is `updated` rather than `created`.
     created: bool,
+    /// The client's prompt and keywords (the recognisers get them joined).
+    prompt: Option<String>,
+    keywords: Vec<String>,
+    /// Echoed as given; glagol applies no noise reduction of its own.
+    noise_reduction: Value,
+    /// `include: ["item.input_audio_transcription.logprobs"]`: completions carry logprobs.
+    logprobs: bool,
 }
 
 impl Realtime {
@@ -132,6 +162,10 @@ impl Realtime {
             buffered: false,
             reopen: None,
             created: false,
+            prompt: None,
+            keywords: Vec::new(),
+            noise_reduction: Value::Null,
+            logprobs: false,
         }
     }
 
@@ -343,13 +377,24 @@ impl Protocol for Realtime {
                     ));
                 }
                 let transcript = format!("{}{}", f.committed, f.completion);
+                let mut completed = json!({
+                    "item_id": item, "content_index": 0, "transcript": transcript,
+                    "usage": { "type": "duration", "seconds": ((f.end - f.start) * 1000.0).round() / 1000.0 },
+                    "audio_end_ms": end, "processing_ms": processing,
+                });
+                if let Some(code) = &f.language {
+                    completed["languages"] = json!([{ "code": code }]);
+                }
+                if self.logprobs {
+                    completed["logprobs"] = f
+                        .logprobs
+                        .iter()
+                        .map(|t| json!({"token": t.token, "bytes": t.bytes, "logprob": t.logprob}))
+                        .collect();
+                }
                 out.push(self.event(
                     "conversation.item.input_audio_transcription.completed",
-                    json!({
-                        "item_id": item, "content_index": 0, "transcript": transcript,
-                        "usage": { "type": "duration", "seconds": ((f.end - f.start) * 1000.0).round() / 1000.0 },
-                        "audio_end_ms": end, "processing_ms": processing,
-                    }),
+                    completed,
                 ));
                 out
             }

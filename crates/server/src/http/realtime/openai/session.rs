@@ -8,8 +8,11 @@ use serde_json::{json, Value};
 
 use super::Realtime;
 
+/// The one `include` entry there is.
+const LOGPROBS: &str = "item.input_audio_transcription.logprobs";
+
 impl Realtime {
-    fn session_object(&self) -> Value {
+    pub(super) fn session_object(&self) -> Value {
         let model = self
             .options
             .model
@@ -24,22 +27,46 @@ impl Realtime {
             json!({
                 "id": self.session_id,
                 "object": "realtime.transcription_session",
+                "include": self.include(),
                 "input_audio_format": format,
-                "input_audio_transcription": {"model": model, "language": self.options.language, "prompt": self.options.prompt},
+                "input_audio_transcription": self.transcription_object(model),
+                "input_audio_noise_reduction": self.noise_reduction,
                 "turn_detection": self.turn_detection,
             })
         } else {
             json!({
                 "id": self.session_id,
-                "object": "realtime.session",
+                "object": "realtime.transcription_session",
                 "type": "transcription",
+                "include": self.include(),
                 "audio": {"input": {
                     "format": self.format,
-                    "transcription": {"model": model, "language": self.options.language, "prompt": self.options.prompt},
+                    "transcription": self.transcription_object(model),
+                    "noise_reduction": self.noise_reduction,
                     "turn_detection": self.turn_detection,
                 }},
             })
         }
+    }
+
+    fn include(&self) -> Value {
+        if self.logprobs {
+            json!([LOGPROBS])
+        } else {
+            json!([])
+        }
+    }
+
+    fn transcription_object(&self, model: String) -> Value {
+        let mut t =
+            json!({"model": model, "language": self.options.language, "prompt": self.prompt});
+        if !self.options.languages.is_empty() {
+            t["languages"] = json!(self.options.languages);
+        }
+        if !self.keywords.is_empty() {
+            t["keywords"] = json!(self.keywords);
+        }
+        t
     }
 
     pub(super) fn session_message(&mut self) -> String {
@@ -69,6 +96,33 @@ impl Realtime {
             None
         };
         let beta_format = session.get("input_audio_format");
+        let logprobs = match session.get("include").filter(|i| !i.is_null()) {
+            None => self.logprobs,
+            Some(list) => {
+                let items = strings(list, "include")
+                    .map_err(|_| "include must be a list of strings".to_string())?;
+                if let Some(other) = items.iter().find(|i| *i != LOGPROBS) {
+                    return Err(format!("include may name {LOGPROBS}, got {other:?}"));
+                }
+                !items.is_empty()
+            }
+        };
+        let noise_reduction = if input.is_object() {
+            input.get("noise_reduction")
+        } else {
+            session.get("input_audio_noise_reduction")
+        };
+        if let Some(n) = noise_reduction {
+            match n["type"].as_str() {
+                _ if n.is_null() => {}
+                Some("near_field" | "far_field") => {}
+                other => {
+                    return Err(format!(
+                    "unsupported noise_reduction type {other:?}: use near_field, far_field or null"
+                ))
+                }
+            }
+        }
         let turn = if input.is_object() {
             input.get("turn_detection")
         } else {
@@ -121,6 +175,7 @@ impl Realtime {
             self.format = ga;
         }
         let mut options = self.options.clone();
+        let (mut prompt, mut keywords) = (self.prompt.clone(), self.keywords.clone());
         if transcription.is_object() {
             if let Some(m) = transcription["model"]
                 .as_str()
@@ -132,11 +187,17 @@ impl Realtime {
                 .as_str()
                 .map(String::from)
                 .or(options.language);
-            options.prompt = transcription["prompt"]
-                .as_str()
-                .map(String::from)
-                .or(options.prompt);
+            if let Some(p) = transcription.get("prompt").filter(|p| !p.is_null()) {
+                prompt = p.as_str().map(String::from);
+            }
+            if let Some(list) = transcription.get("languages").filter(|l| !l.is_null()) {
+                options.languages = strings(list, "languages")?;
+            }
+            if let Some(list) = transcription.get("keywords").filter(|l| !l.is_null()) {
+                keywords = strings(list, "keywords")?;
+            }
         }
+        options.prompt = glagol_core::engine::steered_prompt(prompt.as_deref(), &keywords);
         if let Some(turn) = turn {
             options.stream = stream_config(turn, options.stream)?;
             self.turn_detection = turn.clone();
@@ -144,8 +205,28 @@ impl Realtime {
         options.stream.validate()?;
         self.options = options.clone();
         self.reopen = Some(options);
+        (self.prompt, self.keywords, self.logprobs) = (prompt, keywords, logprobs);
+        if let Some(n) = noise_reduction {
+            self.noise_reduction = n.clone();
+        }
         Ok(())
     }
+}
+
+/// A list of strings from `transcription.<name>`.
+fn strings(list: &Value, name: &str) -> Result<Vec<String>, String> {
+    list.as_array()
+        .and_then(|items| {
+            items
+                .iter()
+                .map(|i| i.as_str().map(|s| s.trim().to_string()))
+                .collect::<Option<Vec<_>>>()
+        })
+        .map(|mut v| {
+            v.retain(|s| !s.is_empty());
+            v
+        })
+        .ok_or_else(|| format!("transcription.{name} must be a list of strings"))
 }
 
 /// `turn_detection`: `server_vad` with its knobs, or null (the client commits).
@@ -154,12 +235,26 @@ fn stream_config(turn: &Value, mut stream: StreamConfig) -> Result<StreamConfig,
         stream.endpointing = false;
         return Ok(stream);
     }
+    stream.endpointing = true;
     match turn["type"].as_str() {
         Some("server_vad") | None => {}
-        Some("semantic_vad") => {}
+        // Turns end at a pause here, not at a model's sense that the
+        // speaker is done: eagerness sets how long that pause is.
+        Some("semantic_vad") => {
+            stream.silence_ms = match turn["eagerness"].as_str() {
+                Some("high") => 300,
+                Some("medium" | "auto") | None => 700,
+                Some("low") => 1500,
+                Some(other) => {
+                    return Err(format!(
+                    "unsupported semantic_vad eagerness {other:?}: use low, medium, high or auto"
+                ))
+                }
+            };
+            return Ok(stream);
+        }
         Some(other) => return Err(format!("unsupported turn_detection type {other:?}")),
     }
-    stream.endpointing = true;
     if let Some(v) = turn["threshold"].as_f64() {
         stream.threshold = v as f32;
     }
