@@ -584,7 +584,8 @@ pub enum JobErrors {
 }
 
 /// `POST /v1/realtime/client_secrets`.
-#[derive(Debug, serde::Deserialize, ToSchema)]
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
 pub struct ClientSecretRequest {
     pub expires_after: Option<ExpiresAfter>,
     /// A transcription session as `session.update` takes it (`{"type": "transcription",
@@ -594,7 +595,8 @@ pub struct ClientSecretRequest {
 }
 
 /// When a client secret expires.
-#[derive(Debug, serde::Deserialize, ToSchema)]
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
 pub struct ExpiresAfter {
     /// Always `created_at`.
     pub anchor: Option<String>,
@@ -617,15 +619,27 @@ pub struct ClientSecret {
 /// `POST /v1/realtime/transcription_sessions` (beta): the session's fields
 /// (`input_audio_format`, `input_audio_transcription`, `turn_detection`,
 /// `input_audio_noise_reduction`) and the secret's lifetime.
-#[derive(Debug, serde::Deserialize, ToSchema)]
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
 pub struct TranscriptionSessionRequest {
     pub client_secret: Option<BetaSecretOptions>,
-    #[serde(flatten)]
-    #[schema(value_type = Object)]
-    pub session: serde_json::Map<String, serde_json::Value>,
+    /// `pcm16`, `g711_ulaw` or `g711_alaw`.
+    pub input_audio_format: Option<String>,
+    /// `{model, language, prompt, languages, keywords}`.
+    #[schema(value_type = Option<Object>)]
+    pub input_audio_transcription: Option<serde_json::Value>,
+    /// `server_vad` / `semantic_vad` settings, or null (the client commits).
+    #[schema(value_type = Option<Object>)]
+    pub turn_detection: Option<serde_json::Value>,
+    /// `{type: near_field | far_field}` or null; echoed, not applied.
+    #[schema(value_type = Option<Object>)]
+    pub input_audio_noise_reduction: Option<serde_json::Value>,
+    /// `item.input_audio_transcription.logprobs`.
+    pub include: Option<Vec<String>>,
 }
 
-#[derive(Debug, serde::Deserialize, ToSchema)]
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
 pub struct BetaSecretOptions {
     pub expires_at: Option<ExpiresAfter>,
 }
