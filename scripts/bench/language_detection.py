@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+import urllib.error
 import urllib.request
 
 base, models, manifests = sys.argv[1], sys.argv[2].split(","), sys.argv[3].split(",")
@@ -44,7 +45,14 @@ def post(path, model, language):
 
 
 for model in models:
-    post(clips[0][0], model, "en")  # loads the model
+    while True:  # loads the model (503 while it loads)
+        try:
+            post(clips[0][0], model, "en")
+            break
+        except urllib.error.HTTPError as e:
+            if e.code != 503:
+                raise
+            time.sleep(0.5)
     given = detected = 0.0
     right = 0
     for path, lang in clips:
