@@ -10,27 +10,18 @@ secret opens nothing but /v1/realtime and cannot mint another.
 import base64
 import sys
 import time
-import wave
 
 import openai
 import websockets
 from openai import OpenAI
+from realtime_audio import pcm24k
 
 base, key, jfk = sys.argv[1:4]
 ws_base = base.replace("http", "ws", 1)
 backend = OpenAI(base_url=base, api_key=key)
 phrase = "ask not what your country can do for you"
 
-with wave.open(jfk) as w:
-    raw = w.readframes(w.getnframes())
-# 16 kHz -> 24 kHz by linear interpolation (a test signal, not hi-fi).
-s16 = [int.from_bytes(raw[i:i + 2], "little", signed=True) for i in range(0, len(raw), 2)]
-pcm = bytearray()
-for j in range(len(s16) * 3 // 2):
-    x = j * 2 / 3
-    i = int(x)
-    a, b = s16[i], s16[min(i + 1, len(s16) - 1)]
-    pcm += int(a + (b - a) * (x - i)).to_bytes(2, "little", signed=True)
+pcm = pcm24k(jfk)
 
 
 def norm(s):

@@ -14,22 +14,12 @@ import json
 import sys
 import threading
 import time
-import wave
 
 from openai import OpenAI
+from realtime_audio import pcm24k
 
 base, path, shape, expected = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-with wave.open(path) as w:
-    pcm16k = w.readframes(w.getnframes())
-# 16 kHz → 24 kHz by linear interpolation (a test signal, not hi-fi).
-samples = [int.from_bytes(pcm16k[i:i + 2], "little", signed=True) for i in range(0, len(pcm16k), 2)]
-out = bytearray()
-for j in range(len(samples) * 3 // 2):
-    x = j * 2 / 3
-    i = int(x)
-    a, b = samples[i], samples[min(i + 1, len(samples) - 1)]
-    out += int(a + (b - a) * (x - i)).to_bytes(2, "little", signed=True)
-pcm = bytes(out)
+pcm = pcm24k(path)
 
 client = OpenAI(base_url=base, api_key="unused", websocket_base_url=base.replace("http", "ws", 1))
 if shape == "ga":

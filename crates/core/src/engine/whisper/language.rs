@@ -112,6 +112,21 @@ fn prime(state: &mut WhisperState, window: i32, threads: usize) -> Result<(), En
     state.full(params, &silence).map_err(inference)
 }
 
+/// whisper.cpp's id of an ISO 639-1 code; an unknown one is the caller's error.
+pub(super) fn lang_id(code: &str) -> Result<i32, EngineError> {
+    // whisper.cpp logs an unknown code, and its logger breaks on long
+    // messages: only plausible codes reach it.
+    let plausible = code.len() <= 8 && code.bytes().all(|b| b.is_ascii_lowercase());
+    plausible
+        .then(|| whisper_rs::get_lang_id(code))
+        .flatten()
+        .ok_or_else(|| EngineError::UnsupportedLanguage(crate::engine::quoted(code)))
+}
+
+pub(super) fn lang_code(id: i32) -> String {
+    whisper_rs::get_lang_str(id).unwrap_or("en").to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,7 @@ mod fallback;
 mod header;
 pub use header::languages;
 mod language;
+use language::{lang_code, lang_id};
 mod long;
 mod pauses;
 pub mod quantize;
@@ -501,21 +502,6 @@ impl Engine for WhisperEngine {
         // whisper.cpp decodes one stream per state; items run in turn.
         requests.iter().map(|req| self.run(req)).collect()
     }
-}
-
-/// whisper.cpp's id of an ISO 639-1 code; an unknown one is the caller's error.
-fn lang_id(code: &str) -> Result<i32, EngineError> {
-    // whisper.cpp logs an unknown code, and its logger breaks on long
-    // messages: only plausible codes reach it.
-    let plausible = code.len() <= 8 && code.bytes().all(|b| b.is_ascii_lowercase());
-    plausible
-        .then(|| whisper_rs::get_lang_id(code))
-        .flatten()
-        .ok_or_else(|| EngineError::UnsupportedLanguage(super::quoted(code)))
-}
-
-fn lang_code(id: i32) -> String {
-    whisper_rs::get_lang_str(id).unwrap_or("en").to_string()
 }
 
 #[cfg(test)]
