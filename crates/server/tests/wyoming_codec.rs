@@ -146,6 +146,17 @@ fn what_glagol_sends_is_written_as_the_reference_writes_it() {
 }
 
 #[test]
+fn numbers_read_back_exactly_as_written() {
+    // Found by fuzzing: 60e099 parsed one ulp off, so the event glagol
+    // wrote back read as a different one.
+    let bytes = b"{\"type\": \"x\", \"data\": {\"rate\": 60e099, \"g\": 0.1}}\n";
+    let e = read_all(bytes).unwrap().remove(0);
+    assert_eq!(e.data["rate"].as_f64(), Some(6e100));
+    let again = encode(&e.kind, Some(&e.data), None);
+    assert_eq!(read_all(&again).unwrap()[0], e);
+}
+
+#[test]
 fn inline_data_is_merged_under_the_data_section() {
     let bytes = b"{\"type\": \"transcribe\", \"data\": {\"language\": \"en\", \"name\": \"m\"}, \"data_length\": 18}\n{\"language\": \"ru\"}";
     let e = &read_all(bytes).unwrap()[0];
