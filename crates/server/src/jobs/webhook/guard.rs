@@ -85,15 +85,37 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
 }
 
 fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
-    !(ip.is_loopback()
+    let [first, second, ..] = ip.segments();
+    let public = !(ip.is_loopback()
         || ip.is_unspecified()
         || ip.is_multicast()
         || (first & 0xfe00) == 0xfc00 // unique local
         || (first & 0xffc0) == 0xfe80 // link local
-        || (first == 0x2001 && ip.segments()[1] == 0xdb8) // documentation
-        || first == 0x0064 // NAT64 and discard prefixes
-        || first == 0x0100)
+        || (first == 0x2001 && second == 0xdb8) // documentation
+        || (first == 0x0064 && !is_nat64_well_known(ip)) // local NAT64, discard
+        || first == 0x0100);
+    public && embedded_v4(ip).iter().all(|v4| is_public_v4(*v4))
+}
+
+fn is_nat64_well_known(ip: Ipv6Addr) -> bool {
+    ip.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
+}
+
+/// The IPv4 addresses an IPv6 address carries and that a packet to it may
+/// reach: a private IPv4 address wrapped in a tunnelling or translation
+/// form is as private as itself.
+fn embedded_v4(ip: Ipv6Addr) -> Vec<Ipv4Addr> {
+    let s = ip.segments();
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    match s {
+        // 6to4 (2002:V4ADDR::/48).
+        [0x2002, hi, lo, ..] => vec![v4(hi, lo)],
+        // Teredo (2001:0::/32): the server, and the client with its bits inverted.
+        [0x2001, 0, shi, slo, _, _, chi, clo] => vec![v4(shi, slo), v4(!chi, !clo)],
+        // NAT64's well-known prefix and the deprecated IPv4-compatible form.
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] | [0, 0, 0, 0, 0, 0, hi, lo] => vec![v4(hi, lo)],
+        _ => vec![],
+    }
 }
 
 /// The operator's rule for outbound webhook addresses.
@@ -194,10 +216,26 @@ mod tests {
             "fe80::1",
             "fd00::1",
             "::ffff:127.0.0.1",
+            // Private IPv4 wrapped in 6to4, Teredo, NAT64 and IPv4-compatible forms.
+            "2002:7f00:1::1",
+            "2002:a00:1::",
+            "2001:0:a9fe:a9fe::1",
+            "2001:0:808:808:0:0:80ff:fffe", // client 127.0.0.1
+            "64:ff9b::10.0.0.1",
+            "64:ff9b:1::8.8.8.8",
+            "::127.0.0.1",
+            "::10.0.0.1",
         ] {
             assert!(!strict.allows(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
+        for ip in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "2002:808:808::1",
+            "64:ff9b::8.8.8.8",
+            "2001:0:808:808::f7f7:f7f7", // server and client 8.8.8.8
+        ] {
             assert!(strict.allows(ip.parse().unwrap()), "{ip}");
         }
         let cidr = Guard {
