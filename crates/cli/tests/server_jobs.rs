@@ -58,6 +58,16 @@ fn a_job_streams_progress_and_serves_its_result_in_every_format(store: &Store) {
     // Last-Event-ID resumes after the event named; a finished job's stream ends.
     let resumed = events(&s, id, Some(all[2].0));
     assert_eq!(resumed, all[3..].to_vec());
+    // Resumed at or past the end (a browser reconnecting after `done`), it
+    // ends at once instead of waiting for events that will never come.
+    for last in [all.last().unwrap().0, i32::MAX as u64] {
+        let started = Instant::now();
+        assert_eq!(events(&s, id, Some(last)), vec![]);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "resumed at {last}"
+        );
+    }
 
     let (code, txt) = text(&s, &format!("/v1/jobs/{id}/result?format=txt"));
     assert_eq!(code, 200);

@@ -319,8 +319,22 @@ fn event_stream(
                 Err(_) => return None,
             }
             // The job may be gone (purged, expired): then the stream ends.
-            if !matches!(t.jobs.store.get(&t.id).await, Ok(Some(_))) {
-                return None;
+            // So does a finished job's when the client resumes at or past
+            // its terminal event (a browser reconnecting after `done`).
+            match t.jobs.store.get(&t.id).await {
+                Ok(Some(job)) if !job.status.is_terminal() => {}
+                Ok(Some(_)) => {
+                    // Its status and terminal event are written together:
+                    // one more read catches an end between the two reads.
+                    match t.jobs.store.events(&t.id, t.after).await {
+                        Ok(events) if !events.is_empty() => {
+                            t.pending.extend(events);
+                            continue;
+                        }
+                        _ => return None,
+                    }
+                }
+                _ => return None,
             }
             // Events written on this node wake the stream at once; other
             // writers (another node) are seen within a second.
