@@ -173,6 +173,7 @@ fn openai_realtime_bad_input_gets_error_events_and_the_session_stays_open() {
     let mut c = Client::connect_with(request("realtime, openai-insecure-api-key.k")).unwrap();
     c.wait_for(Duration::from_secs(30), |r| !r.is_empty());
     assert_eq!(c.received[0].1["type"], "session.created");
+    let created = c.received[0].1.clone();
     // The padding in effect is shown: GigaAM's default.
     let turn = &c.received[0].1["session"]["audio"]["input"]["turn_detection"];
     assert_eq!(turn["prefix_padding_ms"], 300, "{turn}");
@@ -197,6 +198,11 @@ fn openai_realtime_bad_input_gets_error_events_and_the_session_stays_open() {
             r#"{"type":"input_audio_buffer.commit"}"#,
             "input_audio_buffer_commit_empty",
         ),
+        // A model that does not exist: the session goes on as it was.
+        (
+            r#"{"type":"session.update","session":{"type":"transcription","audio":{"input":{"transcription":{"model":"no-such-model","language":"ru"}}}}}"#,
+            "model_not_found",
+        ),
     ] {
         c.send_text(event);
         c.wait_for(Duration::from_secs(10), |r| {
@@ -213,6 +219,13 @@ fn openai_realtime_bad_input_gets_error_events_and_the_session_stays_open() {
     c.wait_for(Duration::from_secs(10), |r| {
         r.iter().any(|(_, m)| m["type"] == "session.updated")
     });
+    let updated = c.of_type("session.updated").remove(0);
+    let transcription = &updated["session"]["audio"]["input"]["transcription"];
+    assert_eq!(
+        transcription["model"], created["session"]["audio"]["input"]["transcription"]["model"],
+        "{updated}"
+    );
+    assert_eq!(transcription["language"], Value::Null, "{updated}");
     // With turn_detection null the client commits its turn.
     let golos = glagol_core::audio::decode_file(&common::golos()[0].0, &Default::default())
         .unwrap()

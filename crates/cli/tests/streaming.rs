@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::server::{signal, Server};
 use common::ws::Client;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const SR: f64 = 16_000.0;
 
@@ -291,6 +291,30 @@ fn bad_live_input_gets_typed_errors_and_leaves_others_unaffected() {
         c.wait_for(Duration::from_secs(10), |r| seen(r) > before);
         assert_eq!(seen(&c.received), before + 1, "{text}");
     }
+    // A reconfiguration that cannot open answers `error` and keeps the
+    // session as it was (its model and sample rate), open.
+    for (text, code) in [
+        (
+            r#"{"type":"configure","model":"no-such-model","sample_rate":8000}"#,
+            "model_not_found",
+        ),
+        (
+            r#"{"type":"configure","language":"not a language","sample_rate":8000}"#,
+            "unsupported_language",
+        ),
+    ] {
+        let before = c.received.len();
+        c.send_text(text);
+        c.send_text(r#"{"type":"configure"}"#);
+        c.wait_for(Duration::from_secs(10), |r| r.len() > before + 1);
+        assert_eq!(c.received[before].1["code"], code, "{text}");
+        let ready = &c.received[before + 1].1;
+        assert_eq!(
+            (&ready["type"], &ready["model"], &ready["sample_rate"]),
+            (&json!("ready"), &json!("gigaam-tiny"), &json!(16000)),
+            "{text}: {ready}"
+        );
+    }
     for _ in 0..2000 {
         c.send_binary(&[]);
     }
@@ -328,6 +352,19 @@ fn bad_live_input_gets_typed_errors_and_leaves_others_unaffected() {
         }
     }
     assert!(refused >= 94, "{refused}");
+    // The per-model limit holds for a session reconfigured to that model.
+    let mut other = Client::connect(
+        &s.url("/v1/ws?model=whisper-base")
+            .replace("http://", "ws://"),
+    );
+    other.wait_for(Duration::from_secs(60), |r| !r.is_empty());
+    assert_eq!(other.received[0].1["model"], "whisper-base");
+    other.send_text(r#"{"type":"configure","model":"gigaam-tiny"}"#);
+    other.send_text(r#"{"type":"configure"}"#);
+    other.wait_for(Duration::from_secs(30), |r| r.len() > 2);
+    assert_eq!(other.received[1].1["code"], "session_limit");
+    assert_eq!(other.received[2].1["model"], "whisper-base");
+    drop(other);
     drop(many);
 
     // The healthy session still recognises.

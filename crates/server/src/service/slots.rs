@@ -83,6 +83,38 @@ impl SessionSlots {
     }
 }
 
+impl SessionSlot {
+    /// The model this place counts against.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// Moves this place to `model` (a session reconfigured to another
+    /// model), or `session_limit` when that model has `per_model` open.
+    pub fn move_to(&mut self, model: &str, per_model: usize) -> Result<(), ServiceError> {
+        if model == self.model {
+            return Ok(());
+        }
+        let mut counts = self.slots.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if counts.per_model.get(model).copied().unwrap_or(0) >= per_model {
+            return Err(ServiceError::unavailable(
+                "session_limit",
+                format!("too many live sessions for model {model:?}; retry later"),
+            )
+            .retry_after(Duration::from_secs(5)));
+        }
+        *counts.per_model.entry(model.to_string()).or_default() += 1;
+        if let Some(n) = counts.per_model.get_mut(&self.model) {
+            *n -= 1;
+            if *n == 0 {
+                counts.per_model.remove(&self.model);
+            }
+        }
+        self.model = model.to_string();
+        Ok(())
+    }
+}
+
 impl Drop for SessionSlot {
     fn drop(&mut self) {
         let mut guard = self.slots.counts.lock().unwrap_or_else(|p| p.into_inner());
@@ -102,5 +134,27 @@ impl Drop for SessionSlot {
         if counts.open == 0 {
             self.slots.all_closed.notify_waiters();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_place_moves_to_another_model_only_under_its_limit() {
+        let slots = Arc::new(SessionSlots::default());
+        let _full = slots.take("b", "k1", 1, 9).unwrap();
+        let mut moving = slots.take("a", "k2", 1, 9).unwrap();
+        let e = moving.move_to("b", 1).expect_err("b is full");
+        assert_eq!(e.code, "session_limit");
+        assert_eq!(moving.model(), "a");
+        moving.move_to("c", 1).unwrap();
+        // Its old model's place is free again; the new one's is taken.
+        drop(slots.take("a", "k3", 1, 9).unwrap());
+        assert!(slots.take("c", "k3", 1, 9).is_err());
+        drop(moving);
+        assert_eq!(slots.open(), 1);
+        drop(slots.take("c", "k3", 1, 9).unwrap());
     }
 }

@@ -89,6 +89,11 @@ pub trait Protocol: Send {
     fn reopen(&mut self) -> Option<SessionOptions> {
         None
     }
+    /// The reconfigured session could not be opened: back to the settings
+    /// before the reconfiguration; their options.
+    fn reopen_failed(&mut self) -> Option<SessionOptions> {
+        None
+    }
 }
 
 /// Why the connection loop woke up.
@@ -134,7 +139,7 @@ pub async fn run(
     slot: Result<SessionSlot, ServiceError>,
     mut protocol: impl Protocol,
 ) {
-    let slot = match slot {
+    let mut slot = match slot {
         Ok(slot) => slot,
         Err(e) => {
             let _ = socket.send(Message::text(protocol.error(&e))).await;
@@ -242,20 +247,26 @@ pub async fn run(
                     }
                 }
                 if let Some(options) = protocol.reopen() {
-                    session = None;
-                    match state.service.open_session(options).await {
-                        Ok(s) => session = Some(s),
+                    match reopen(&state, &mut slot, &mut session, options).await {
+                        Ok(()) => {
+                            for m in protocol.opened(session.as_ref().expect("just opened")) {
+                                let _ = socket.send(Message::text(m)).await;
+                            }
+                        }
                         Err(e) => {
                             let _ = socket.send(Message::text(protocol.error(&e))).await;
-                            break Some((
-                                EndReason::Stop,
-                                CLOSE_POLICY,
-                                "cannot reconfigure the session",
-                            ));
+                            let previous = protocol.reopen_failed();
+                            if let (None, Some(previous)) = (&session, previous) {
+                                session = state.service.open_session(previous).await.ok();
+                            }
+                            if session.is_none() {
+                                break Some((
+                                    EndReason::Stop,
+                                    CLOSE_INTERNAL,
+                                    "cannot reopen the session",
+                                ));
+                            }
                         }
-                    }
-                    for m in protocol.opened(session.as_ref().expect("just opened")) {
-                        let _ = socket.send(Message::text(m)).await;
                     }
                 }
                 for m in reply.send {
@@ -303,19 +314,52 @@ pub async fn run(
             }
         }
     };
-    if let (Some((reason, code, why)), Some(mut live)) = (ending, session) {
-        live.finalize(reason);
-        // The client waits for its finals; each may take up to the inference timeout.
-        let deadline = Instant::now()
-            + limits
-                .inference_timeout()
-                .max(crate::service::session::FINAL_GRACE);
-        drain(&mut socket, &mut live, &mut protocol, deadline).await;
-        // Ended (its model lease and gauge released) before its client hears so.
-        drop(live);
+    if let Some((reason, code, why)) = ending {
+        if let Some(mut live) = session {
+            live.finalize(reason);
+            // The client waits for its finals; each may take up to the inference timeout.
+            let deadline = Instant::now()
+                + limits
+                    .inference_timeout()
+                    .max(crate::service::session::FINAL_GRACE);
+            drain(&mut socket, &mut live, &mut protocol, deadline).await;
+            // Ended (its model lease and gauge released) before its client hears so.
+            drop(live);
+        }
         close(&mut socket, code, why).await;
     }
     drop(slot);
+}
+
+/// Replaces the session by one with `options`, its model's session limit
+/// applying as at the start. On failure the session is kept when it still
+/// runs: a session on the same model stays open while the new one opens;
+/// one on another model is ended first, so that a memory budget holding
+/// one model at a time can switch.
+async fn reopen(
+    state: &AppState,
+    slot: &mut SessionSlot,
+    session: &mut Option<LiveSession>,
+    options: SessionOptions,
+) -> Result<(), ServiceError> {
+    let config = state.config();
+    let model = config.resolve_model(options.model.as_deref());
+    let previous = slot.model().to_string();
+    slot.move_to(&model, config.settings.max_sessions)?;
+    if session.as_ref().is_some_and(|s| s.model() != model) {
+        *session = None;
+    }
+    match state.service.open_session(options).await {
+        Ok(s) => {
+            *session = Some(s);
+            Ok(())
+        }
+        Err(e) => {
+            // Back to the place just left, whatever the limit says now.
+            let _ = slot.move_to(&previous, usize::MAX);
+            Err(e)
+        }
+    }
 }
 
 /// Whether the connection loop holds a client back (does not read it): while

@@ -65,6 +65,7 @@ pub async fn ws(
         .into_response())
 }
 
+#[derive(Clone)]
 struct Native {
     options: SessionOptions,
     sample_rate: u32,
@@ -73,6 +74,8 @@ struct Native {
     input: PcmInput,
     audio_started: bool,
     reopen: Option<SessionOptions>,
+    /// The settings before a `configure` whose session is being opened.
+    before: Option<Box<Native>>,
     /// Longest session, idle timeout and backlog, in seconds, for `ready`.
     limits: (u64, u64, u64),
 }
@@ -86,6 +89,7 @@ impl Native {
             input: PcmInput::mono(Encoding::Pcm(PcmFormat::S16Le), 16_000),
             audio_started: false,
             reopen: None,
+            before: None,
             limits: (0, 0, 0),
         };
         n.apply(params)?;
@@ -193,9 +197,11 @@ impl Protocol for Native {
                         "configure is only accepted before the first audio".into(),
                     );
                 }
+                let before = Box::new(self.clone());
                 match self.apply(c) {
                     Ok(()) => {
                         self.reopen = Some(self.options.clone());
+                        self.before = Some(before);
                         Reply {
                             active: true,
                             ..Reply::default()
@@ -306,6 +312,12 @@ impl Protocol for Native {
 
     fn reopen(&mut self) -> Option<SessionOptions> {
         self.reopen.take()
+    }
+
+    fn reopen_failed(&mut self) -> Option<SessionOptions> {
+        let before = self.before.take()?;
+        *self = *before;
+        Some(self.options.clone())
     }
 }
 

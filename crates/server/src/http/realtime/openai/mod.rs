@@ -120,6 +120,7 @@ fn is_beta(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.contains("realtime=v1"))
 }
 
+#[derive(Clone)]
 struct Realtime {
     beta: bool,
     options: SessionOptions,
@@ -134,6 +135,8 @@ struct Realtime {
     /// Audio appended since the last commit or turn end.
     buffered: bool,
     reopen: Option<SessionOptions>,
+    /// The settings before an update whose session is being opened.
+    before: Option<Box<Realtime>>,
     /// The next session message is `updated` rather than `created`.
     created: bool,
     /// The client's prompt and keywords (the recognisers get them joined).
@@ -161,6 +164,7 @@ impl Realtime {
             previous_item: None,
             buffered: false,
             reopen: None,
+            before: None,
             created: false,
             prompt: None,
             keywords: Vec::new(),
@@ -246,12 +250,16 @@ impl Protocol for Realtime {
                 session: update,
             } => {
                 self.beta = beta;
+                let before = Box::new(self.clone());
                 match self.update(&update) {
                     // The reply goes out once the session reopened.
-                    Ok(()) => Reply {
-                        active: true,
-                        ..Reply::default()
-                    },
+                    Ok(()) => {
+                        self.before = Some(before);
+                        Reply {
+                            active: true,
+                            ..Reply::default()
+                        }
+                    }
                     Err(e) => self.complaint("invalid_value", e, id),
                 }
             }
@@ -425,5 +433,16 @@ impl Protocol for Realtime {
 
     fn reopen(&mut self) -> Option<SessionOptions> {
         self.reopen.take()
+    }
+
+    fn reopen_failed(&mut self) -> Option<SessionOptions> {
+        let mut before = self.before.take()?;
+        // The conversation goes on: its event ids and items are kept.
+        before.next_event = self.next_event;
+        before.created = self.created;
+        before.previous_item = self.previous_item.take();
+        before.buffered = self.buffered;
+        *self = *before;
+        Some(self.options.clone())
     }
 }
