@@ -36,6 +36,8 @@ pub enum ErrorKind {
     Unavailable,
     /// It took longer than allowed.
     Timeout,
+    /// The server's disk has no room for it.
+    InsufficientStorage,
     /// A fault of the server.
     Internal,
 }

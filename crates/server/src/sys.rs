@@ -1,5 +1,5 @@
 //! What the server asks of the operating system: its own memory use, the
-//! memory available, and handing freed heap back.
+//! memory available, handing freed heap back, and free disk space.
 
 /// Resident set size of this process, in bytes.
 pub fn rss_bytes() -> Option<u64> {
@@ -30,4 +30,28 @@ pub fn release_memory() {
             malloc_trim(0);
         }
     }
+}
+
+/// Bytes an unprivileged process may still write on the file system
+/// holding `path`.
+pub fn disk_free_bytes(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a NUL-terminated path and `st` a buffer statvfs fills;
+    // it is read only when the call succeeded.
+    let st = unsafe {
+        if libc::statvfs(c.as_ptr(), st.as_mut_ptr()) != 0 {
+            return None;
+        }
+        st.assume_init()
+    };
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// Whether an I/O error means the disk (or the quota) is full.
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull
+        || e.kind() == std::io::ErrorKind::QuotaExceeded
+        || matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
 }

@@ -74,7 +74,7 @@ pub fn submit(
         req = req.header(*k, *v);
     }
     let mut r = req.send(&body[..]).unwrap();
-    let seen = ["location", "idempotent-replayed"]
+    let seen = ["location", "idempotent-replayed", "retry-after"]
         .iter()
         .filter_map(|h| {
             r.headers()

@@ -25,6 +25,7 @@ pub fn status(kind: ErrorKind) -> StatusCode {
         ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorKind::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -36,7 +37,10 @@ fn openai_type(kind: ErrorKind) -> &'static str {
         ErrorKind::Forbidden => "permission_error",
         ErrorKind::NotFound => "not_found_error",
         ErrorKind::RateLimited => "rate_limit_error",
-        ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::Internal => "server_error",
+        ErrorKind::Unavailable
+        | ErrorKind::Timeout
+        | ErrorKind::InsufficientStorage
+        | ErrorKind::Internal => "server_error",
         _ => "invalid_request_error",
     }
 }

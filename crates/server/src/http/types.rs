@@ -32,8 +32,13 @@ pub struct ErrorDetail {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
-    /// Always `ok`.
+    /// `ok`, or `degraded` when a part is failing (`reason` says which);
+    /// the process answers either way.
+    #[schema(example = "ok")]
     pub status: &'static str,
+    /// What is failing, when degraded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     pub version: &'static str,
     /// The durable job queue (absent where jobs do not run).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -44,10 +49,19 @@ pub struct Health {
 pub struct JobsHealth {
     /// This node's name in leases (`--node-id`).
     pub node: String,
-    pub queued: u64,
-    pub running: u64,
+    /// `ok`, or `unavailable` when the job store cannot be reached (the
+    /// counts are then absent).
+    pub store: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queued: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub running: Option<u64>,
     /// Seconds the oldest queued job has waited (0 when none).
-    pub oldest_queued_seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest_queued_seconds: Option<f64>,
+    /// Bytes free on the job directory's disk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_free_bytes: Option<u64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -578,9 +592,13 @@ pub enum JobErrors {
     /// The upload is over the limit (`payload_too_large`)
     #[response(status = 413)]
     TooLarge(ErrorBody),
-    /// Jobs are not available on this server (`jobs_unavailable`)
+    /// Jobs are not available on this server (`jobs_unavailable`), or the job store cannot be
+    /// reached now (`job_store_unavailable`, with `Retry-After`)
     #[response(status = 503)]
     Unavailable(ErrorBody),
+    /// The job disk has no room for the upload or the job (`insufficient_storage`)
+    #[response(status = 507)]
+    InsufficientStorage(ErrorBody),
 }
 
 /// `POST /v1/realtime/client_secrets`.

@@ -72,6 +72,11 @@ impl JobFiles {
         })
     }
 
+    /// Bytes still free where uploads and results are written.
+    pub fn free_bytes(&self) -> Option<u64> {
+        crate::sys::disk_free_bytes(&self.root)
+    }
+
     /// Whether only this server uses the directory.
     pub fn exclusive(&self) -> bool {
         self.exclusive

@@ -34,6 +34,9 @@ use self::webhook::guard::Guard;
 use crate::error::{ErrorKind, ServiceError};
 use crate::state::AppState;
 
+/// When a client may try again after the job store was unreachable.
+const STORE_RETRY: Duration = Duration::from_secs(5);
+
 impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
@@ -55,6 +58,16 @@ impl From<StoreError> for ServiceError {
                 "the job changed hands while this was done; read it again",
             ),
             StoreError::Db(message) => ServiceError::new(ErrorKind::Internal, "job_store", message),
+            StoreError::Unavailable(message) => ServiceError::unavailable(
+                "job_store_unavailable",
+                format!("the job store cannot be reached: {message}; retry later"),
+            )
+            .retry_after(STORE_RETRY),
+            StoreError::Full(message) => ServiceError::new(
+                ErrorKind::InsufficientStorage,
+                "insufficient_storage",
+                format!("the job store's disk is full: {message}"),
+            ),
         }
     }
 }

@@ -25,6 +25,13 @@ pub enum StoreError {
     Conflict(JobStatus),
     #[error("job store: {0}")]
     Db(String),
+    /// The store cannot be reached or written now (PostgreSQL down, a
+    /// locked or failing disk); it may come back.
+    #[error("job store unavailable: {0}")]
+    Unavailable(String),
+    /// The store's disk is full.
+    #[error("job store: no space left: {0}")]
+    Full(String),
 }
 
 /// What `insert` did.

@@ -80,46 +80,52 @@ impl Postgres {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let pg = Postgres {
+            url: format!("postgres://glagol@localhost/postgres?host={path}"),
+            bin,
+            dir,
+        };
+        pg.resume();
+        pg
+    }
+
+    fn ctl(&self, args: &[&str]) -> std::process::Output {
+        let data = format!("{}/data", self.dir.path().display());
+        let mut all = vec!["-D", &data];
+        all.extend_from_slice(args);
+        as_owner(self.bin.join("pg_ctl"), &all)
+            .stdout(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Starts the server (again).
+    pub fn resume(&self) {
+        let path = self.dir.path().display().to_string();
         let options =
             format!("-k {path} -c listen_addresses='' -c fsync=off -c max_connections=200");
-        let out = as_owner(
-            bin.join("pg_ctl"),
-            &[
-                "-D",
-                &data,
-                "-w",
-                "-l",
-                &format!("{path}/log"),
-                "-o",
-                &options,
-                "start",
-            ],
-        )
-        .stdout(Stdio::null())
-        .output()
-        .unwrap();
+        let log = format!("{path}/log");
+        let out = self.ctl(&["-w", "-l", &log, "-o", &options, "start"]);
         assert!(
             out.status.success(),
             "pg_ctl start: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        Postgres {
-            url: format!("postgres://glagol@localhost/postgres?host={path}"),
-            bin,
-            dir,
-        }
+    }
+
+    /// Stops the server as an outage would: connections cut at once.
+    pub fn halt(&self) {
+        let out = self.ctl(&["-w", "-m", "immediate", "stop"]);
+        assert!(
+            out.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        let data = format!("{}/data", self.dir.path().display());
-        let _ = as_owner(
-            self.bin.join("pg_ctl"),
-            &["-D", &data, "-m", "immediate", "stop"],
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+        let _ = self.ctl(&["-m", "immediate", "stop"]);
     }
 }

@@ -9,23 +9,44 @@ use axum::Json;
 use crate::http::types::{Health, JobsHealth, Readiness};
 use crate::state::AppState;
 
-/// `GET /health`: the process answers.
+/// Below this much free space on the job disk, health is `degraded`.
+const LOW_DISK: u64 = 256 << 20;
+
+/// `GET /health`: the process answers, and what of it is failing.
 #[utoipa::path(get, path = "/health", tag = "health",
-    responses((status = 200, description = "The process is alive", body = Health)))]
+    responses((status = 200, description = "The process is alive: `ok`, or `degraded` with the reason \
+        (the job store unreachable, the job disk nearly full) while transcription goes on", body = Health)))]
 pub async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
+    let mut reason = None;
     let jobs = match state.jobs() {
-        Some(jobs) => jobs.store.stats().await.ok().map(|s| JobsHealth {
-            node: jobs.node.clone(),
-            queued: s.queued,
-            running: s.running,
-            oldest_queued_seconds: s.oldest_queued_at.map_or(0.0, |t| {
-                (crate::jobs::model::now_ms() - t).max(0) as f64 / 1000.0
-            }),
-        }),
+        Some(jobs) => {
+            let stats = jobs.store.stats().await;
+            if let Err(e) = &stats {
+                reason = Some(e.to_string());
+            }
+            let disk_free_bytes = jobs.files.free_bytes();
+            if disk_free_bytes.is_some_and(|free| free < LOW_DISK) {
+                reason.get_or_insert_with(|| "the job disk is nearly full".to_string());
+            }
+            let stats = stats.ok();
+            Some(JobsHealth {
+                node: jobs.node.clone(),
+                store: if stats.is_some() { "ok" } else { "unavailable" },
+                queued: stats.as_ref().map(|s| s.queued),
+                running: stats.as_ref().map(|s| s.running),
+                oldest_queued_seconds: stats.as_ref().map(|s| {
+                    s.oldest_queued_at.map_or(0.0, |t| {
+                        (crate::jobs::model::now_ms() - t).max(0) as f64 / 1000.0
+                    })
+                }),
+                disk_free_bytes,
+            })
+        }
         None => None,
     };
     Json(Health {
-        status: "ok",
+        status: if reason.is_some() { "degraded" } else { "ok" },
+        reason,
         version: env!("CARGO_PKG_VERSION"),
         jobs,
     })

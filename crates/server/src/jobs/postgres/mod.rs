@@ -25,15 +25,32 @@ use super::store::{
     QueueStats, StoreError,
 };
 
+/// How long a request waits for a connection from the pool.
+const POOL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
-        StoreError::Db(e.to_string())
+        // A lost connection, or a server going away (shutdown, crash,
+        // failover), is the store being unreachable, not a fault of ours.
+        let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
+        let gone = e.is_closed()
+            || io
+            || e.code().is_some_and(|c| {
+                let c = c.code();
+                c.starts_with("08") || c.starts_with("57P") || c == "53300"
+            });
+        if gone {
+            StoreError::Unavailable(format!("PostgreSQL: {e}"))
+        } else {
+            StoreError::Db(e.to_string())
+        }
     }
 }
 
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        StoreError::Db(format!("PostgreSQL: {e}"))
+        // No connection could be had: refused, timed out, or closed.
+        StoreError::Unavailable(format!("PostgreSQL: {e}"))
     }
 }
 
@@ -55,8 +72,14 @@ impl PgStore {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        // Bounded waits: an unreachable server (a partition, not only a
+        // refusal) answers `job_store_unavailable` instead of hanging.
         let pool = Pool::builder(manager)
             .max_size(16)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(POOL_TIMEOUT))
+            .create_timeout(Some(POOL_TIMEOUT))
+            .recycle_timeout(Some(POOL_TIMEOUT))
             .build()
             .map_err(|e| StoreError::Db(format!("PostgreSQL pool: {e}")))?;
         let mut client = pool.get().await?;

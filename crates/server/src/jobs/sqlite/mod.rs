@@ -23,7 +23,19 @@ use super::store::{
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Db(e.to_string())
+        use rusqlite::ErrorCode as C;
+        match e.sqlite_error_code() {
+            Some(C::DiskFull) => StoreError::Full(e.to_string()),
+            Some(
+                C::DatabaseBusy
+                | C::DatabaseLocked
+                | C::SystemIoFailure
+                | C::CannotOpen
+                | C::ReadOnly
+                | C::OutOfMemory,
+            ) => StoreError::Unavailable(e.to_string()),
+            _ => StoreError::Db(e.to_string()),
+        }
     }
 }
 

@@ -34,10 +34,37 @@ impl From<UploadError> for ServiceError {
                 "payload_too_large",
                 format!("the file is larger than the job upload limit of {limit} bytes"),
             ),
+            UploadError::Io(e) if crate::sys::is_disk_full(&e) => no_room(&e.to_string()),
             UploadError::Io(e) => {
                 ServiceError::internal(format!("the upload could not be stored: {e}"))
             }
         }
+    }
+}
+
+/// Room kept free beyond an upload's size, so the store can still record
+/// jobs and their results.
+const DISK_RESERVE: u64 = 16 << 20;
+
+fn no_room(why: &str) -> ServiceError {
+    ServiceError::new(
+        ErrorKind::InsufficientStorage,
+        "insufficient_storage",
+        format!("the server has no disk space for this upload ({why}); retry later"),
+    )
+}
+
+/// Refuses an upload whose declared size does not fit on the job disk,
+/// before any of it is read.
+fn check_room(jobs: &Jobs, headers: &HeaderMap) -> Result<(), ServiceError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    match (declared, jobs.files.free_bytes()) {
+        (Some(size), Some(free)) if size.saturating_add(DISK_RESERVE) > free => {
+            Err(no_room(&format!("{size} bytes sent, {free} bytes free")))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -227,6 +254,7 @@ async fn accept(
             "this node only runs jobs (--role worker); submit them to a node with the api role",
         ));
     }
+    check_room(jobs, headers)?;
     let owner = match caller {
         Some(Extension(Caller::Key(hash))) => hash,
         _ => String::new(),
