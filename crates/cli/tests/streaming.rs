@@ -69,6 +69,25 @@ fn stream(s: &Server, query: &str, audio: &[f32], paced: bool) -> (Client, Vec<V
     (c, finals)
 }
 
+/// The server's metrics page.
+fn metrics(s: &Server) -> String {
+    Server::agent()
+        .get(&s.metrics.clone().expect("metrics listener announced"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap()
+}
+
+/// The value of metric `name` for `model` on a metrics page.
+fn metric(page: &str, name: &str, model: &str) -> f64 {
+    page.lines()
+        .find(|l| l.starts_with(&format!("{name}{{model=\"{model}\"}}")))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("{name} missing:\n{page}"))
+}
+
 /// Checks one final per clip, each within 250 ms of the clip's speech;
 /// a final's start includes `prefix` seconds of audio before its speech,
 /// as far as the previous final's end.
@@ -330,6 +349,14 @@ fn bad_live_input_gets_typed_errors_and_leaves_others_unaffected() {
         .iter()
         .any(|e| e["code"] == "message_too_large"));
 
+    // A ping flood: refused with an error and close 1008, not buffered.
+    let mut pinger = Client::connect(&ws(""));
+    for _ in 0..500 {
+        pinger.send_ping();
+    }
+    assert_eq!(pinger.wait_closed(Duration::from_secs(10)), 1008);
+    assert_eq!(pinger.of_type("error")[0]["code"], "control_frame_flood");
+
     // An abrupt disconnect mid-utterance.
     let mut gone = Client::connect(&ws(""));
     gone.wait_for(Duration::from_secs(30), |r| !r.is_empty());
@@ -364,7 +391,20 @@ fn bad_live_input_gets_typed_errors_and_leaves_others_unaffected() {
     other.wait_for(Duration::from_secs(30), |r| r.len() > 2);
     assert_eq!(other.received[1].1["code"], "session_limit");
     assert_eq!(other.received[2].1["model"], "whisper-base");
+    // A client that stops and goes away at once: its session ends and its
+    // queued finals are withdrawn, instead of being recognised for no one.
+    let (recording, ..) = recording();
+    other.stream(&recording, false);
+    other.send_text(r#"{"type":"stop"}"#);
     drop(other);
+    let gone = std::time::Instant::now();
+    while metric(&metrics(&s), "glagol_live_sessions", "whisper-base") > 0.0 {
+        assert!(
+            gone.elapsed() < Duration::from_secs(1),
+            "a session whose client is gone still runs"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     drop(many);
 
     // The healthy session still recognises.
@@ -403,20 +443,8 @@ fn finalize_ends_an_utterance_and_the_session_goes_on() {
     assert_eq!(finals[1]["endpoint_reason"], "stop");
     assert!(finals[1]["utterance_id"].as_u64() > finals[0]["utterance_id"].as_u64());
     // The live metrics an operator watches, back to no session once it closed.
-    let metrics = Server::agent()
-        .get(&s.metrics.clone().expect("metrics listener announced"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
-    let count = |name: &str| {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(&format!("{name}{{model=\"gigaam-tiny\"}}")))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
-    };
+    let metrics = metrics(&s);
+    let count = |name: &str| metric(&metrics, name, "gigaam-tiny");
     assert_eq!(count("glagol_live_sessions"), 0.0);
     assert_eq!(count("glagol_final_latency_seconds_count"), 2.0);
     let shown = c.of_type("partial").len() as f64;

@@ -42,6 +42,12 @@ impl Client {
         self.ws.send(Message::binary(bytes.to_vec())).unwrap();
     }
 
+    /// A ping of the largest size; a flooding client may be cut off
+    /// mid-flood, so a failed send is not an error here.
+    pub fn send_ping(&mut self) {
+        let _ = self.ws.send(Message::Ping(vec![7; 125].into()));
+    }
+
     /// Reads what has arrived (without waiting longer than a few ms).
     pub fn pump(&mut self) {
         loop {

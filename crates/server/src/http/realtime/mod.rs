@@ -16,6 +16,7 @@
 
 pub mod native;
 pub mod openai;
+mod pace;
 pub mod protocol;
 
 use std::net::{IpAddr, SocketAddr};
@@ -29,6 +30,7 @@ use glagol_core::audio::pcm::PcmInput;
 use glagol_core::stream::EndReason;
 use tokio::time::Instant;
 
+use self::pace::{Backpressure, ControlBudget, CONTROL_BURST, CONTROL_PER_SECOND};
 use super::policy::auth::Caller;
 use crate::error::ServiceError;
 use crate::service::{LiveSession, SessionEvent, SessionOptions, SessionSlot};
@@ -131,7 +133,7 @@ pub struct Reply {
 /// and a client's keep-alive holds. A client further ahead than
 /// `max_live_backlog` seconds of speech waiting for finals is held back
 /// (not read, TCP holding its audio) until recognition catches up, for at
-/// most [`MAX_HOLD`] at a stretch; one twice as far ahead is refused.
+/// most [`pace::MAX_HOLD`] at a stretch; one twice as far ahead is refused.
 pub async fn run(
     mut socket: WebSocket,
     state: Arc<AppState>,
@@ -184,6 +186,7 @@ pub async fn run(
     let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
     let mut last_pong = Instant::now();
     let mut backpressure = Backpressure::default();
+    let mut control = ControlBudget::new();
     let ending: Option<(EndReason, u16, &str)> = loop {
         let Some(live) = session.as_mut() else {
             break Some((EndReason::Stop, CLOSE_INTERNAL, "no session"));
@@ -231,6 +234,18 @@ pub async fn run(
                     Message::Text(t) => protocol.text(t.as_str(), &mut session),
                     Message::Binary(b) if session.is_some() => protocol.binary(&b),
                     Message::Binary(_) => Reply::default(),
+                    Message::Ping(_) | Message::Pong(_) if !control.spend() => {
+                        let e = ServiceError::new(
+                            crate::error::ErrorKind::RateLimited,
+                            "control_frame_flood",
+                            format!(
+                                "more than {CONTROL_BURST} pings or pongs at once, or \
+                                 {CONTROL_PER_SECOND} a second"
+                            ),
+                        );
+                        let _ = socket.send(Message::text(protocol.error(&e))).await;
+                        break Some((EndReason::Stop, CLOSE_POLICY, "control frame flood"));
+                    }
                     Message::Pong(_) => {
                         last_pong = Instant::now();
                         Reply::default()
@@ -362,57 +377,6 @@ async fn reopen(
     }
 }
 
-/// Whether the connection loop holds a client back (does not read it): while
-/// its backlog is over `max_live_backlog`, for at most [`MAX_HOLD`] at a
-/// time, then it is read again (its pings answered) until it falls back
-/// under. Past twice the backlog it is refused (`live_backlog_exceeded`).
-#[derive(Default)]
-struct Backpressure {
-    /// Since when the client is held.
-    held: Option<Instant>,
-    /// The last hold ran out: read until the backlog is under the bound.
-    spent: bool,
-}
-
-/// The longest a client goes unread at a stretch: well within the
-/// keep-alive timeouts of common clients (Python `websockets`: 20 s).
-const MAX_HOLD: Duration = Duration::from_secs(5);
-
-impl Backpressure {
-    fn hold(&mut self, over: bool, model: &str) -> bool {
-        if !over {
-            self.held = None;
-            self.spent = false;
-            return false;
-        }
-        if self.spent {
-            return false;
-        }
-        match self.held {
-            Some(since) if since.elapsed() >= MAX_HOLD => {
-                self.held = None;
-                self.spent = true;
-                false
-            }
-            Some(_) => true,
-            None => {
-                metrics::counter!("glagol_live_read_pauses_total", "model" => model.to_string())
-                    .increment(1);
-                self.held = Some(Instant::now());
-                true
-            }
-        }
-    }
-
-    /// When the current hold runs out.
-    async fn until(&self) {
-        match self.held {
-            Some(since) => tokio::time::sleep_until(since + MAX_HOLD).await,
-            None => std::future::pending().await,
-        }
-    }
-}
-
 /// Sends a closing session's last finals. The socket is still read, so the
 /// client's pings are answered however long recognition takes (what it
 /// sends besides is ignored: the session is over).
@@ -425,12 +389,18 @@ async fn drain(
     let mut reading = true;
     while live.has_pending_finals() {
         tokio::select! {
-            message = socket.recv(), if reading => {
-                reading = matches!(message, Some(Ok(m)) if !matches!(m, Message::Close(_)));
-            }
+            message = socket.recv(), if reading => match message {
+                // The connection is gone: nobody waits for the finals, so
+                // the session ends and its queued work is withdrawn.
+                None | Some(Err(_)) => return,
+                Some(Ok(Message::Close(_))) => reading = false,
+                Some(Ok(_)) => {}
+            },
             event = live.next() => {
                 for m in protocol.event(event) {
-                    let _ = socket.send(Message::text(m)).await;
+                    if socket.send(Message::text(m)).await.is_err() {
+                        return;
+                    }
                 }
             }
             _ = tokio::time::sleep_until(deadline) => break,
