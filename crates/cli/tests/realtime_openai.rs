@@ -177,6 +177,20 @@ fn openai_realtime_bad_input_gets_error_events_and_the_session_stays_open() {
     // The padding in effect is shown: GigaAM's default.
     let turn = &c.received[0].1["session"]["audio"]["input"]["turn_detection"];
     assert_eq!(turn["prefix_padding_ms"], 300, "{turn}");
+    // A frame announcing 100 MB: refused as it starts, with the error and 1009.
+    let mut huge = Client::connect_with(request("realtime, openai-insecure-api-key.k")).unwrap();
+    huge.wait_for(Duration::from_secs(30), |r| !r.is_empty());
+    let mut frame = vec![0x81, 0xff];
+    frame.extend(100_000_000u64.to_be_bytes());
+    frame.extend(b"mask{\"type\": \"input_audio_buffer.append\"");
+    huge.send_raw(&frame);
+    assert_eq!(huge.wait_closed(Duration::from_secs(10)), 1009);
+    assert_eq!(
+        huge.of_type("error")[0]["error"]["code"],
+        "message_too_large",
+        "{:?}",
+        huge.received
+    );
     // Audio before any session.update is fine (the defaults apply).
     c.send_text(r#"{"type":"input_audio_buffer.append","audio":"AAAAAAAAAAA="}"#);
     for (event, code) in [

@@ -48,6 +48,15 @@ impl Client {
         let _ = self.ws.send(Message::Ping(vec![7; 125].into()));
     }
 
+    /// Bytes written to the connection as they are, under the WebSocket
+    /// framing (a hostile client's frame).
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        if let MaybeTlsStream::Plain(s) = self.ws.get_mut() {
+            s.write_all(bytes).unwrap();
+        }
+    }
+
     /// Reads what has arrived (without waiting longer than a few ms).
     pub fn pump(&mut self) {
         loop {

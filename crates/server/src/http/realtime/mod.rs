@@ -221,8 +221,15 @@ pub async fn run(
         };
         match wake {
             Wake::Message(message) => {
-                let Some(Ok(message)) = message else {
-                    break None; // the client went away: its work is withdrawn
+                let message = match message {
+                    Some(Ok(message)) => message,
+                    // A frame over the reader's hard limit is refused as it
+                    // starts: the client still hears why, and 1009.
+                    Some(Err(e)) if over_capacity(&e) => {
+                        break Some(too_big(&mut socket, &mut protocol).await)
+                    }
+                    // The client went away: its work is withdrawn.
+                    _ => break None,
                 };
                 let mut reply = match message {
                     Message::Text(t) if t.len() > max_frame => {
@@ -406,6 +413,13 @@ async fn drain(
             _ = tokio::time::sleep_until(deadline) => break,
         }
     }
+}
+
+/// Whether a read failed on a message over the socket's size limits.
+fn over_capacity(e: &axum::Error) -> bool {
+    std::error::Error::source(e)
+        .and_then(|inner| inner.downcast_ref::<tungstenite::Error>())
+        .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)))
 }
 
 async fn too_big(
