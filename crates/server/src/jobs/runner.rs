@@ -81,6 +81,9 @@ struct Attempt {
     progress_dirty: bool,
     segments: Vec<String>,
     last_beat: Instant,
+    /// The last heartbeat failed (the store unreachable): said once, not at
+    /// every segment.
+    beat_failing: bool,
 }
 
 impl Attempt {
@@ -93,10 +96,20 @@ impl Attempt {
         match self
             .jobs
             .store
-            .heartbeat(&self.id, self.attempt, self.jobs.lease, progress, segments)
+            .heartbeat(
+                &self.id,
+                self.attempt,
+                self.jobs.lease,
+                progress,
+                // Kept for the next beat should this one fail.
+                segments.clone(),
+            )
             .await
         {
             Ok(beat) => {
+                if std::mem::take(&mut self.beat_failing) {
+                    tracing::info!(job = %self.id, "heartbeat written again");
+                }
                 if wrote {
                     self.jobs.written();
                 }
@@ -106,9 +119,14 @@ impl Attempt {
                 Ok(())
             }
             Err(StoreError::Fenced) => Err(Stop::Fenced),
-            // A store hiccup: the lease lasts a while; try at the next beat.
+            // A store hiccup: the lease lasts a while; what was not
+            // written goes with the next beat.
             Err(e) => {
-                tracing::warn!(job = %self.id, "heartbeat not written: {e}");
+                if !std::mem::replace(&mut self.beat_failing, true) {
+                    tracing::warn!(job = %self.id, "heartbeat not written: {e}");
+                }
+                self.progress_dirty |= progress.is_some();
+                self.segments.splice(0..0, segments);
                 Ok(())
             }
         }
@@ -212,6 +230,7 @@ async fn attempt(state: Arc<AppState>, jobs: Arc<Jobs>, job: JobRecord, poke: Ar
         progress_dirty: false,
         segments: Vec::new(),
         last_beat: Instant::now(),
+        beat_failing: false,
     };
     let result = recognise(&state, &mut run, &job, &poke).await;
     match &result {
