@@ -9,13 +9,15 @@
 //! from it; a reload (SIGHUP) builds a new one and applies only the
 //! settings marked `reload`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+
+pub use self::keys::{owner_name, KeySpec, Keys, Scope, Tenant};
 
 /// When a changed setting takes effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +91,9 @@ settings! {
     /// An accepted API key given as its SHA-256 hex digest (repeatable).
     #[arg(long = "api-key-hash", env = "GLAGOL_API_KEY_HASHES", value_delimiter = ',', value_name = "SHA256")]
     api_key_hashes: Vec<String> = Vec::new(), Reload;
+    /// Named keys with scopes and per-key limits (file only: `[[keys]]`; docs/security.md).
+    #[arg(skip)]
+    keys: Vec<KeySpec> = Vec::new(), Reload;
     /// Serve a non-loopback address without API keys.
     #[arg(long, env = "GLAGOL_INSECURE_NO_AUTH", num_args = 0..=1, default_missing_value = "true")]
     insecure_no_auth: bool = false, Restart;
@@ -286,8 +291,8 @@ pub fn hash_key(key: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub settings: Settings,
-    /// SHA-256 hex digests of the accepted API keys (empty: no auth).
-    pub key_hashes: HashSet<String>,
+    /// The accepted API keys by SHA-256 hex digest (empty: no auth).
+    pub keys: Keys,
     /// Where metrics are served (None: nowhere).
     pub metrics_addr: Option<SocketAddr>,
 }
@@ -296,20 +301,8 @@ impl Config {
     /// Checks every setting; an error names the setting and what it must be.
     pub fn new(settings: Settings) -> anyhow::Result<Config> {
         let s = &settings;
-        let mut key_hashes: HashSet<String> = s
-            .api_keys
-            .iter()
-            .filter(|k| !k.trim().is_empty())
-            .map(|k| hash_key(k))
-            .collect();
-        for h in &s.api_key_hashes {
-            let h = h.trim().to_ascii_lowercase();
-            if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-                anyhow::bail!("api_key_hashes: {h:?} is not a SHA-256 hex digest (64 hex digits)");
-            }
-            key_hashes.insert(h);
-        }
-        if !s.listen.ip().is_loopback() && key_hashes.is_empty() && !s.insecure_no_auth {
+        let keys = keys::keys(&s.api_keys, &s.api_key_hashes, &s.keys)?;
+        if !s.listen.ip().is_loopback() && keys.is_empty() && !s.insecure_no_auth {
             anyhow::bail!(
                 "refusing to listen on {} without API keys: configure --api-key (or api_keys in the config file), \
                  or pass --insecure-no-auth to serve an open endpoint on purpose",
@@ -324,7 +317,7 @@ impl Config {
             })?),
         };
         Ok(Config {
-            key_hashes,
+            keys,
             metrics_addr,
             settings,
         })
@@ -412,6 +405,7 @@ impl Current {
     }
 }
 
+mod keys;
 #[cfg(test)]
 mod tests;
 mod validate;

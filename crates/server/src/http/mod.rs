@@ -19,7 +19,7 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{delete, get, post};
 use axum::Router;
 
-use self::policy::{auth, cors, rate_limit, request_id, Policy};
+use self::policy::{auth, cors, rate_limit, request_id, scope, Policy};
 use self::routes::{client_secrets, health, jobs, models, native, openai};
 use crate::error::{ErrorKind, ServiceError};
 use crate::state::AppState;
@@ -51,6 +51,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/realtime/transcription_sessions",
             post(client_secrets::transcription_sessions),
         )
+        .route_layer(from_fn(scope::require_scope))
         .route_layer(from_fn_with_state(policy.clone(), rate_limit::rate_limit))
         .route_layer(from_fn_with_state(policy, auth::require_key));
     Router::new()

@@ -9,10 +9,13 @@
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
 use utoipa::{Modify, OpenApi};
 
 use super::extract::Path;
+use super::policy::scope;
 use super::routes::{client_secrets, health, jobs, models, native, openai};
 use super::types;
 use crate::error::{ErrorKind, ServiceError};
@@ -88,6 +91,36 @@ impl Modify for Security {
             "api_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
         );
+        // Each operation behind the key check names the scope it needs
+        // (the OpenAPI way: scopes in its security requirements), from the
+        // table the check itself reads. `{}` stays: a server without keys
+        // needs none.
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let methods = [
+                ("GET", &mut item.get),
+                ("POST", &mut item.post),
+                ("DELETE", &mut item.delete),
+            ];
+            for (method, operation) in methods {
+                let (Some(operation), Some((_, _, needs))) = (
+                    operation.as_mut(),
+                    scope::OPERATIONS
+                        .iter()
+                        .find(|(m, p, _)| *m == method && p == path),
+                ) else {
+                    continue;
+                };
+                let scopes: Vec<&str> = match needs {
+                    scope::Needs::AnyKey => vec![],
+                    scope::Needs::Scope(s) => vec![s.name()],
+                };
+                operation.security = Some(vec![
+                    SecurityRequirement::default(),
+                    SecurityRequirement::new("bearer", scopes.clone()),
+                    SecurityRequirement::new("api_key", scopes),
+                ]);
+            }
+        }
     }
 }
 

@@ -183,6 +183,8 @@ pub struct Job {
     /// Always `transcription.job`.
     pub object: &'static str,
     pub status: JobStatus,
+    /// The name of the API key that submitted it (absent on a server without keys).
+    pub owner: Option<String>,
     pub model: String,
     pub params: JobParams,
     pub priority: i64,
@@ -262,6 +264,7 @@ impl JobRecord {
             id: self.id.clone(),
             object: "transcription.job",
             status: self.status,
+            owner: (!self.owner.is_empty()).then(|| crate::config::owner_name(&self.owner)),
             model: self.model.clone(),
             params: self.params.clone(),
             priority: self.priority,

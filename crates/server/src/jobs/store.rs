@@ -54,6 +54,8 @@ pub enum Cancelled {
 /// A page of the listing, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {
+    /// Only this owner's jobs.
+    pub owner: Option<String>,
     pub status: Option<JobStatus>,
     pub model: Option<String>,
     /// Only jobs older than this id.

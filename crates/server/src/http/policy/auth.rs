@@ -1,28 +1,66 @@
 //! API keys: `Authorization: Bearer KEY` (the scheme in any case) or
-//! `X-API-Key: KEY`, when keys are configured. The caller's identity is
-//! left in the request for the rate limiter: a valid key, or nobody in
-//! particular (then the client address counts). Failed attempts are
+//! `X-API-Key: KEY`, when keys are configured. The caller — the tenant a
+//! valid key stands for, or nobody in particular on a server without keys —
+//! is left in the request for the scope check, the rate limiter and the
+//! handlers, and its name in the request's log line. Failed attempts are
 //! throttled per client address, so keys cannot be guessed at speed.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use super::{client_secret, Policy};
-use crate::config::hash_key;
+use super::{client_secret, scope, Policy};
+use crate::config::{hash_key, Scope, Tenant};
 use crate::error::{ErrorKind, ServiceError};
 
 /// Who is calling, as far as policy is concerned.
 #[derive(Debug, Clone)]
 pub enum Caller {
-    /// A configured key, by its hash.
-    Key(String),
-    /// No keys configured (loopback), or none needed.
+    /// A configured key's tenant.
+    Key(Arc<Tenant>),
+    /// A server without keys: one open tenant that may do everything.
     Anonymous,
+}
+
+impl Caller {
+    pub fn tenant(&self) -> &Tenant {
+        static OPEN: OnceLock<Tenant> = OnceLock::new();
+        match self {
+            Caller::Key(t) => t,
+            Caller::Anonymous => OPEN.get_or_init(Tenant::open),
+        }
+    }
+
+    /// Whose limits apply: the key's tenant, or the client address.
+    pub fn limit_key(&self, ip: IpAddr) -> String {
+        match self {
+            Caller::Key(t) => format!("key:{}", t.name),
+            Caller::Anonymous => format!("ip:{ip}"),
+        }
+    }
+}
+
+/// Handlers take the caller that [`require_key`] found. A route outside it
+/// has no caller and is refused rather than treated as anyone.
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ServiceError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+            ServiceError::internal("the route has no caller: it is outside the key check")
+        })
+    }
+}
+
+/// Leaves the caller in the request and its name in the request's log line.
+fn admit(req: &mut Request, caller: Caller) {
+    tracing::Span::current().record("key", caller.tenant().name.as_str());
+    req.extensions_mut().insert(caller);
 }
 
 /// The key a request presents, if any: the `Authorization` header, the
@@ -80,10 +118,10 @@ pub async fn require_key(
     if let Some(secret) = secret {
         // A server without keys checks secrets against the empty key.
         let open = [String::new()];
-        let keys = if config.key_hashes.is_empty() {
+        let keys = if config.keys.is_empty() {
             open.iter().collect::<Vec<_>>()
         } else {
-            config.key_hashes.iter().collect()
+            config.keys.keys().collect()
         };
         let on_realtime = req.uri().path() == SECRET_PATH;
         let (caller, used) =
@@ -93,13 +131,15 @@ pub async fn require_key(
                     "client_secret_not_allowed",
                     "a client secret opens Realtime sessions (/v1/realtime) only; use an API key",
                 )),
-                Ok(grant) if grant.key_hash.is_empty() => {
-                    (Caller::Anonymous, SecretUse::Granted(grant.session))
-                }
-                Ok(grant) => (
-                    Caller::Key(grant.key_hash),
-                    SecretUse::Granted(grant.session),
-                ),
+                Ok(grant) => match config.keys.get(&grant.key_hash) {
+                    // A secret opens no more than its key's live scope allows.
+                    Some(t) if !t.may(Scope::Live) => (
+                        Caller::Key(t.clone()),
+                        SecretUse::Refused(scope::missing(Scope::Live)),
+                    ),
+                    Some(t) => (Caller::Key(t.clone()), SecretUse::Granted(grant.session)),
+                    None => (Caller::Anonymous, SecretUse::Granted(grant.session)),
+                },
                 Err(e) => {
                     policy.failed_attempt(client_ip(&req))?;
                     if !on_realtime {
@@ -108,19 +148,18 @@ pub async fn require_key(
                     (Caller::Anonymous, SecretUse::Refused(e))
                 }
             };
-        req.extensions_mut().insert(caller);
+        admit(&mut req, caller);
         req.extensions_mut().insert(used);
         return Ok(next.run(req).await);
     }
-    if config.key_hashes.is_empty() {
-        req.extensions_mut().insert(Caller::Anonymous);
+    if config.keys.is_empty() {
+        admit(&mut req, Caller::Anonymous);
         return Ok(next.run(req).await);
     }
     let failure = match presented_key(req.headers()) {
         Some(key) => {
-            let hash = hash_key(key);
-            if config.key_hashes.contains(&hash) {
-                req.extensions_mut().insert(Caller::Key(hash));
+            if let Some(tenant) = config.keys.get(&hash_key(key)) {
+                admit(&mut req, Caller::Key(tenant.clone()));
                 return Ok(next.run(req).await);
             }
             ServiceError::new(

@@ -1,12 +1,15 @@
 //! Policy in front of the API, as middleware: request ids, the browser
-//! origin policy, the `Host` check, body limits, API keys and rate limits.
+//! origin policy, the `Host` check, body limits, API keys, scopes and rate
+//! limits.
 
 pub mod auth;
 pub mod client_secret;
 pub mod cors;
 pub mod rate_limit;
 pub mod request_id;
+pub mod scope;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
@@ -22,11 +25,11 @@ use crate::state::AppState;
 /// Failed key attempts allowed per client address per minute.
 const FAILED_KEYS_PER_MINUTE: u32 = 20;
 
-/// The policy middleware's state: the app, and the rate-limit buckets
-/// (rebuilt when a reload changes the rate).
+/// The policy middleware's state: the app, and the rate-limit buckets per
+/// configured rate (a key with its own rate has buckets of that rate).
 pub struct Policy {
     pub app: Arc<AppState>,
-    buckets: Mutex<Option<Arc<Buckets>>>,
+    buckets: Mutex<HashMap<u32, Arc<Buckets>>>,
     failed_keys: Buckets,
 }
 
@@ -34,19 +37,20 @@ impl Policy {
     pub fn new(app: Arc<AppState>) -> Arc<Policy> {
         Arc::new(Policy {
             app,
-            buckets: Mutex::new(None),
+            buckets: Mutex::new(HashMap::new()),
             failed_keys: Buckets::new(FAILED_KEYS_PER_MINUTE).expect("a positive constant"),
         })
     }
 
-    /// The buckets for the configured rate (None: unlimited).
-    fn buckets(&self) -> Option<Arc<Buckets>> {
-        let rate = self.app.config().settings.rate_limit_per_minute;
-        let mut current = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if current.as_ref().map(|b| b.per_minute) != Some(rate) {
-            *current = Buckets::new(rate).map(Arc::new);
+    /// The buckets for `rate` requests per minute (None: unlimited).
+    fn buckets(&self, rate: u32) -> Option<Arc<Buckets>> {
+        let mut all = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = all.get(&rate) {
+            return Some(b.clone());
         }
-        current.clone()
+        let b = Arc::new(Buckets::new(rate)?);
+        all.insert(rate, b.clone());
+        Some(b)
     }
 
     /// Counts a failed key attempt; too many → `rate_limited`.
@@ -98,7 +102,7 @@ pub async fn body_limit(State(state): State<Arc<AppState>>, req: Request, next: 
 pub async fn host_check(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let config = state.config();
     let listen = config.settings.listen;
-    if !config.key_hashes.is_empty() || !listen.ip().is_loopback() {
+    if !config.keys.is_empty() || !listen.ip().is_loopback() {
         return next.run(req).await;
     }
     let host = req

@@ -1,6 +1,7 @@
-//! Per-client rate limits (GCRA, from `governor`): a valid API key is a
-//! client; without one, the client address is. Presenting made-up keys
-//! therefore gains nothing.
+//! Per-client rate limits (GCRA, from `governor`): a valid API key's
+//! tenant is a client, at its own rate where its key sets one; without a
+//! key, the client address is. Presenting made-up keys therefore gains
+//! nothing.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -53,13 +54,16 @@ pub async fn rate_limit(
     req: Request,
     next: Next,
 ) -> Result<Response, ServiceError> {
-    let Some(buckets) = policy.buckets() else {
+    let caller = req.extensions().get::<Caller>().cloned();
+    let caller = caller.unwrap_or(Caller::Anonymous);
+    let rate = caller
+        .tenant()
+        .rate_limit_per_minute
+        .unwrap_or(policy.app.config().settings.rate_limit_per_minute);
+    let Some(buckets) = policy.buckets(rate) else {
         return Ok(next.run(req).await);
     };
-    let key = match req.extensions().get::<Caller>() {
-        Some(Caller::Key(hash)) => format!("key:{hash}"),
-        _ => format!("ip:{}", client_ip(&req)),
-    };
+    let key = caller.limit_key(client_ip(&req));
     buckets
         .take(&key)
         .map_err(|wait| limited(wait, "too many requests; slow down"))?;

@@ -60,19 +60,18 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
     }
 }
 
-/// Who opens a session, for the per-caller limit: the API key, or the
-/// client address.
-pub fn caller(parts: &Parts) -> String {
-    match parts.extensions.get::<Caller>() {
-        Some(Caller::Key(hash)) => format!("key:{hash}"),
-        _ => {
-            let ip = parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
-            format!("ip:{ip}")
-        }
-    }
+/// Who opens a session, for the per-caller limit, and that limit: the
+/// key's tenant (at its own limit where its key sets one), or the client
+/// address (at the server's).
+pub fn caller(parts: &Parts, per_key: usize) -> (String, usize) {
+    let ip = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
+    let caller = parts.extensions.get::<Caller>().cloned();
+    let caller = caller.unwrap_or(Caller::Anonymous);
+    let limit = caller.tenant().max_sessions.unwrap_or(per_key);
+    (caller.limit_key(ip), limit)
 }
 
 /// What a protocol does with the connection's traffic.

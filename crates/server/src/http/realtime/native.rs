@@ -50,12 +50,11 @@ pub async fn ws(
     );
     let model = config.resolve_model(native.options.model.as_deref());
     let (parts, _) = request.into_parts();
-    let slot = state.service.sessions.take(
-        &model,
-        &caller(&parts),
-        config.settings.max_sessions,
-        config.settings.max_sessions_per_key,
-    );
+    let (who, per_key) = caller(&parts, config.settings.max_sessions_per_key);
+    let slot = state
+        .service
+        .sessions
+        .take(&model, &who, config.settings.max_sessions, per_key);
     let max = config.settings.max_frame_bytes;
     let options = native.options.clone();
     Ok(upgrade

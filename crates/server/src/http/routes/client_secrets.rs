@@ -4,7 +4,6 @@
 //! `POST /v1/realtime/transcription_sessions`. Minting needs an API key
 //! (a secret cannot mint another).
 
-use axum::Extension;
 use axum::Json;
 use serde_json::{json, Value};
 
@@ -50,13 +49,6 @@ fn seconds(v: Option<&Value>, what: &str) -> Result<Option<u64>, ServiceError> {
     }
 }
 
-fn minter(caller: Option<Extension<Caller>>) -> String {
-    match caller {
-        Some(Extension(Caller::Key(hash))) => hash,
-        _ => String::new(),
-    }
-}
-
 /// `POST /v1/realtime/client_secrets`.
 #[utoipa::path(post, path = "/v1/realtime/client_secrets", tag = "live",
     request_body = ClientSecretRequest,
@@ -68,7 +60,7 @@ fn minter(caller: Option<Extension<Caller>>) -> String {
         crate::http::types::CommonErrors,
     ))]
 pub async fn client_secrets(
-    caller: Option<Extension<Caller>>,
+    caller: Caller,
     JsonBody(request): JsonBody<Value>,
 ) -> Result<Json<ClientSecret>, ServiceError> {
     let request = object(&request, "the body")?;
@@ -90,7 +82,7 @@ pub async fn client_secrets(
     }
     let shown = minted_session(&session, false)?;
     let ttl = seconds(request.get("expires_after"), "expires_after")?.unwrap_or(GA_TTL);
-    let (value, expires_at) = client_secret::mint(&minter(caller), ttl, &session)?;
+    let (value, expires_at) = client_secret::mint(&caller.tenant().key_hash, ttl, &session)?;
     Ok(Json(ClientSecret {
         value,
         expires_at,
@@ -108,7 +100,7 @@ pub async fn client_secrets(
         crate::http::types::CommonErrors,
     ))]
 pub async fn transcription_sessions(
-    caller: Option<Extension<Caller>>,
+    caller: Caller,
     JsonBody(request): JsonBody<Value>,
 ) -> Result<Json<TranscriptionSessionSecret>, ServiceError> {
     let mut session = object(&request, "the body")?.clone();
@@ -122,7 +114,7 @@ pub async fn transcription_sessions(
     .unwrap_or(BETA_TTL);
     let session = Value::Object(session);
     let shown = minted_session(&session, true)?;
-    let (value, expires_at) = client_secret::mint(&minter(caller), ttl, &session)?;
+    let (value, expires_at) = client_secret::mint(&caller.tenant().key_hash, ttl, &session)?;
     Ok(Json(TranscriptionSessionSecret {
         client_secret: BetaSecret { value, expires_at },
         session: shown,

@@ -196,6 +196,10 @@ impl JobStore for PgStore {
         let status = query.status.map(|s| s.as_str().to_string());
         let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE true");
         let mut args: Vec<&(dyn ToSql + Sync)> = Vec::new();
+        if let Some(owner) = &query.owner {
+            args.push(owner);
+            sql += &format!(" AND owner = ${}", args.len());
+        }
         if let Some(status) = &status {
             args.push(status);
             sql += &format!(" AND status = ${}", args.len());

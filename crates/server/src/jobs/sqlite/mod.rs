@@ -177,6 +177,10 @@ impl JobStore for SqliteStore {
         self.call(move |conn| {
             let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE 1 = 1");
             let mut args: Vec<String> = Vec::new();
+            if let Some(owner) = &query.owner {
+                args.push(owner.clone());
+                sql += &format!(" AND owner = ?{}", args.len());
+            }
             if let Some(status) = query.status {
                 args.push(status.as_str().into());
                 sql += &format!(" AND status = ?{}", args.len());

@@ -85,12 +85,11 @@ pub async fn realtime(
                 realtime.reopen = None;
             }
             let resolved = config.resolve_model(realtime.options.model.as_deref());
-            state.service.sessions.take(
-                &resolved,
-                &caller(&parts),
-                config.settings.max_sessions,
-                config.settings.max_sessions_per_key,
-            )
+            let (who, per_key) = caller(&parts, config.settings.max_sessions_per_key);
+            state
+                .service
+                .sessions
+                .take(&resolved, &who, config.settings.max_sessions, per_key)
         }
     };
     let options = realtime.options.clone();

@@ -15,8 +15,10 @@ use axum::Json;
 use futures_util::Stream;
 use serde::Deserialize;
 
+use crate::config::Scope;
 use crate::error::{ErrorKind, ServiceError};
 use crate::http::extract::{Path, Query};
+use crate::http::policy::{auth::Caller, scope};
 use crate::http::types::{
     CancelAnswer, JobDeleted, JobErrors, JobList, JobSseEvent, NativeVerbose,
 };
@@ -31,11 +33,42 @@ pub fn jobs_of(state: &AppState) -> Result<&Arc<Jobs>, ServiceError> {
     })
 }
 
-async fn job(jobs: &Jobs, id: &str) -> Result<crate::jobs::JobRecord, ServiceError> {
+/// The job `id` as `caller` may see it: its own, or any for `admin`.
+/// Another tenant's job is "no such job", so existence is not revealed.
+async fn job(
+    jobs: &Jobs,
+    caller: &Caller,
+    id: &str,
+) -> Result<crate::jobs::JobRecord, ServiceError> {
+    let tenant = caller.tenant();
     jobs.store
         .get(id)
         .await?
+        .filter(|job| tenant.is_admin() || job.owner == tenant.owner)
         .ok_or_else(|| ServiceError::new(ErrorKind::NotFound, "job_not_found", "no such job"))
+}
+
+/// Whose jobs a listing shows: the caller's own; for `admin`, everyone's
+/// or those of `?owner=` (a key's name). Another tenant's list takes `admin`.
+fn listed_owner(
+    state: &AppState,
+    caller: &Caller,
+    asked: Option<String>,
+) -> Result<Option<String>, ServiceError> {
+    let tenant = caller.tenant();
+    match asked {
+        Some(name) if !tenant.is_admin() && name != tenant.name => {
+            Err(scope::missing(Scope::Admin))
+        }
+        _ if !tenant.is_admin() => Ok(Some(tenant.owner.clone())),
+        None => Ok(None),
+        Some(name) => {
+            let config = state.config();
+            let named = config.keys.values().find(|t| t.name == name);
+            // A removed key's jobs stay listed under its name.
+            Ok(Some(named.map_or(name, |t| t.owner.clone())))
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -49,6 +82,8 @@ pub struct ListParams {
     after: Option<String>,
     /// 1–100 (default 20).
     limit: Option<usize>,
+    /// Only jobs of this API key's name (`admin` keys only; others see only their own jobs).
+    owner: Option<String>,
 }
 
 /// `GET /v1/jobs`: newest first, a page at a time.
@@ -56,6 +91,7 @@ pub struct ListParams {
     responses((status = 200, description = "A page of jobs", body = JobList), JobErrors))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Query(params): Query<ListParams>,
 ) -> Result<Json<JobList>, ServiceError> {
     let jobs = jobs_of(&state)?;
@@ -78,6 +114,7 @@ pub async fn list(
     let mut page = jobs
         .store
         .list(&ListQuery {
+            owner: listed_owner(&state, &caller, params.owner)?,
             status,
             model: params.model,
             before: params.after,
@@ -102,10 +139,11 @@ pub async fn list(
     responses((status = 200, description = "The job", body = Job), JobErrors))]
 pub async fn get(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Job>, ServiceError> {
     let jobs = jobs_of(&state)?;
-    Ok(Json(job(jobs, &id).await?.document(now_ms())))
+    Ok(Json(job(jobs, &caller, &id).await?.document(now_ms())))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -130,12 +168,13 @@ pub struct ResultParams {
     ))]
 pub async fn result(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Path(id): Path<String>,
     Query(params): Query<ResultParams>,
 ) -> Result<Response, ServiceError> {
     let jobs = jobs_of(&state)?;
     let format = super::native::output_format(params.format.as_deref())?;
-    let record = job(jobs, &id).await?;
+    let record = job(jobs, &caller, &id).await?;
     let path = match (&record.status, &record.result_path) {
         (JobStatus::Done, Some(path)) => path.clone(),
         (status, _) => {
@@ -184,10 +223,13 @@ pub struct CancelParams {
     ))]
 pub async fn cancel(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Path(id): Path<String>,
     Query(params): Query<CancelParams>,
 ) -> Result<Response, ServiceError> {
     let jobs = jobs_of(&state)?;
+    // A job's owner never changes, so checking it first is enough.
+    job(jobs, &caller, &id).await?;
     if params.purge {
         let files = jobs.store.purge(&id).await.map_err(|e| match e {
             crate::jobs::StoreError::Conflict(status) => ServiceError::new(
@@ -243,12 +285,13 @@ pub struct EventParams {
     ))]
 pub async fn events(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Path(id): Path<String>,
     Query(params): Query<EventParams>,
     headers: HeaderMap,
 ) -> Result<Response, ServiceError> {
     let jobs = jobs_of(&state)?.clone();
-    job(&jobs, &id).await?;
+    job(&jobs, &caller, &id).await?;
     let header = match headers.get("last-event-id") {
         None => None,
         Some(v) => Some(

@@ -9,7 +9,7 @@ use axum::extract::multipart::Field;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 
 use super::jobs_of;
 use crate::error::{ErrorKind, ServiceError};
@@ -234,7 +234,7 @@ fn accepted(job: &JobRecord, replayed: bool) -> Response {
     ))]
 pub async fn submit(
     State(state): State<Arc<AppState>>,
-    caller: Option<Extension<Caller>>,
+    caller: Caller,
     headers: HeaderMap,
     Multipart(mut form): Multipart,
 ) -> Result<Response, ServiceError> {
@@ -243,7 +243,7 @@ pub async fn submit(
 
 async fn accept(
     state: &Arc<AppState>,
-    caller: Option<Extension<Caller>>,
+    caller: Caller,
     headers: &HeaderMap,
     form: &mut axum::extract::Multipart,
 ) -> Result<Response, ServiceError> {
@@ -255,10 +255,7 @@ async fn accept(
         ));
     }
     check_room(jobs, headers)?;
-    let owner = match caller {
-        Some(Extension(Caller::Key(hash))) => hash,
-        _ => String::new(),
-    };
+    let owner = caller.tenant().owner.clone();
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => Some(
@@ -278,7 +275,11 @@ async fn accept(
         ),
     };
     let id = new_job_id();
-    let limit = state.config().settings.max_job_bytes;
+    let server_limit = state.config().settings.max_job_bytes;
+    let limit = caller
+        .tenant()
+        .max_job_bytes
+        .map_or(server_limit, |l| l.min(server_limit));
     let mut upload = None;
     let mut file_name = None;
     let mut fields = Fields::default();

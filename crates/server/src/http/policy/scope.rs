@@ -1,0 +1,106 @@
+//! Which scope each API operation needs: one table, read by the check in
+//! front of the routes and by the OpenAPI document (each operation's
+//! security requirement names its scope), so the two cannot disagree.
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::auth::{Caller, SecretUse};
+use crate::config::Scope;
+use crate::error::{ErrorKind, ServiceError};
+
+/// What an operation needs beyond a valid key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// Any valid key (reading the model list).
+    AnyKey,
+    Scope(Scope),
+}
+
+/// Every operation behind the key check, by method and route template.
+pub const OPERATIONS: &[(&str, &str, Needs)] = &[
+    ("GET", "/v1/models", Needs::AnyKey),
+    ("GET", "/v1/models/{id}", Needs::AnyKey),
+    ("GET", "/v1/models/events", Needs::Scope(Scope::Models)),
+    ("POST", "/v1/models/{id}/load", Needs::Scope(Scope::Models)),
+    (
+        "POST",
+        "/v1/models/{id}/unload",
+        Needs::Scope(Scope::Models),
+    ),
+    (
+        "POST",
+        "/v1/audio/transcriptions",
+        Needs::Scope(Scope::Transcribe),
+    ),
+    (
+        "POST",
+        "/v1/audio/translations",
+        Needs::Scope(Scope::Transcribe),
+    ),
+    ("POST", "/v1/transcribe", Needs::Scope(Scope::Transcribe)),
+    (
+        "POST",
+        "/v1/transcribe/stream",
+        Needs::Scope(Scope::Transcribe),
+    ),
+    ("POST", "/v1/jobs", Needs::Scope(Scope::Jobs)),
+    ("GET", "/v1/jobs", Needs::Scope(Scope::Jobs)),
+    ("GET", "/v1/jobs/{id}", Needs::Scope(Scope::Jobs)),
+    ("DELETE", "/v1/jobs/{id}", Needs::Scope(Scope::Jobs)),
+    ("GET", "/v1/jobs/{id}/result", Needs::Scope(Scope::Jobs)),
+    ("GET", "/v1/jobs/{id}/events", Needs::Scope(Scope::Jobs)),
+    ("GET", "/v1/ws", Needs::Scope(Scope::Live)),
+    ("GET", "/v1/realtime", Needs::Scope(Scope::Live)),
+    (
+        "POST",
+        "/v1/realtime/client_secrets",
+        Needs::Scope(Scope::Live),
+    ),
+    (
+        "POST",
+        "/v1/realtime/transcription_sessions",
+        Needs::Scope(Scope::Live),
+    ),
+];
+
+/// What `method path` needs; an operation missing from the table needs
+/// `admin`, so a route added without a line here is closed, not open.
+pub fn needs(method: &Method, path: &str) -> Needs {
+    OPERATIONS
+        .iter()
+        .find(|(m, p, _)| *m == method.as_str() && *p == path)
+        .map_or(Needs::Scope(Scope::Admin), |(_, _, n)| *n)
+}
+
+pub fn missing(scope: Scope) -> ServiceError {
+    ServiceError::new(
+        ErrorKind::Forbidden,
+        "insufficient_scope",
+        format!(
+            "this API key lacks the '{}' scope this operation needs",
+            scope.name()
+        ),
+    )
+}
+
+/// Refuses a caller without the operation's scope (`403 insufficient_scope`).
+pub async fn require_scope(
+    caller: Caller,
+    path: Option<MatchedPath>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ServiceError> {
+    let path = path.as_ref().map_or("", MatchedPath::as_str);
+    // A client secret's scope was checked with the secret, and a refusal
+    // is told over the socket it opens (see `auth::SecretUse`).
+    let secret = req.extensions().get::<SecretUse>().is_some();
+    if let (Needs::Scope(scope), false) = (needs(req.method(), path), secret) {
+        if !caller.tenant().may(scope) {
+            return Err(missing(scope));
+        }
+    }
+    Ok(next.run(req).await)
+}
