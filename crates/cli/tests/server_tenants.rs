@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::jobs::{submit, Store};
-use common::server::{jfk, signal, Server};
+use common::server::{jfk, metric, signal, Server};
 use common::ws::Client;
 use serde_json::Value;
 
@@ -327,4 +327,12 @@ fn per_key_limits_apply_and_sighup_changes_keys_without_dropping_sessions() {
     let finals = session.of_type("final");
     let said: String = finals.iter().map(|f| f["text"].as_str().unwrap()).collect();
     assert!(said.to_lowercase().contains("country"), "{finals:?}");
+    // Accounted to its key's name: the session lasted a few seconds.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let prefix = "glagol_key_live_session_seconds_total{key=\"bob\"}";
+    while !s.metrics_text().contains(prefix) {
+        assert!(Instant::now() < deadline, "no {prefix}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(metric(&s.metrics_text(), prefix) >= 1.0);
 }

@@ -280,6 +280,7 @@ async fn recognise(
         options: options_of(job),
         vad: job.params.vad.then(Default::default),
         class: Class::Background,
+        account: (!job.owner.is_empty()).then(|| crate::config::owner_name(&job.owner)),
     };
     let mut stop = state.on_shutdown();
     let beat_every = (run.jobs.lease / 3).min(Duration::from_secs(1));

@@ -102,9 +102,19 @@ pub(crate) fn validate(options: &TranscribeOptions) -> Result<(), ServiceError> 
 }
 
 /// Records one finished recognition.
-fn record_inference(model: &str, audio_seconds: f64, inference_seconds: f64) {
+fn record_inference(
+    model: &str,
+    account: Option<&str>,
+    audio_seconds: f64,
+    inference_seconds: f64,
+) {
+    let ms = (audio_seconds * 1000.0) as u64;
     metrics::counter!("glagol_audio_milliseconds_total", "model" => model.to_string())
-        .increment((audio_seconds * 1000.0) as u64);
+        .increment(ms);
+    if let Some(key) = account {
+        metrics::counter!("glagol_key_audio_milliseconds_total", "key" => key.to_string())
+            .increment(ms);
+    }
     metrics::histogram!("glagol_inference_seconds", "model" => model.to_string())
         .record(inference_seconds);
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -29,6 +29,7 @@ pub struct SessionSlot {
     slots: Arc<SessionSlots>,
     model: String,
     caller: String,
+    opened: Instant,
 }
 
 impl SessionSlots {
@@ -63,6 +64,7 @@ impl SessionSlots {
             slots: self.clone(),
             model: model.to_string(),
             caller: caller.to_string(),
+            opened: Instant::now(),
         })
     }
 
@@ -117,6 +119,11 @@ impl SessionSlot {
 
 impl Drop for SessionSlot {
     fn drop(&mut self) {
+        // Accounting per API key (client addresses are too many to label).
+        if let Some(key) = self.caller.strip_prefix("key:") {
+            metrics::counter!("glagol_key_live_session_seconds_total", "key" => key.to_string())
+                .increment(self.opened.elapsed().as_secs());
+        }
         let mut guard = self.slots.counts.lock().unwrap_or_else(|p| p.into_inner());
         let counts = &mut *guard;
         for (map, key) in [

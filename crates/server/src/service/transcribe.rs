@@ -44,6 +44,8 @@ pub struct TranscribeRequest {
     /// Recognise only the speech the VAD finds, cut by these settings.
     pub vad: Option<VadConfig>,
     pub class: Class,
+    /// The API key's name its audio is counted for (None: a server without keys).
+    pub account: Option<String>,
 }
 
 /// A running transcription: its events, in order, ending with one terminal
@@ -54,6 +56,7 @@ pub struct Transcription {
     /// Seconds of audio.
     pub duration: f64,
     events: mpsc::UnboundedReceiver<Message>,
+    account: Option<String>,
     cancel: Arc<AtomicBool>,
     /// Until a worker starts: the longest wait in the queue; then: the
     /// longest recognition may take.
@@ -109,6 +112,7 @@ impl Transcription {
             if let Event::Done(t) = &event {
                 crate::service::record_inference(
                     &self.model,
+                    self.account.as_deref(),
                     t.duration,
                     self.started.elapsed().as_secs_f64(),
                 );
@@ -205,6 +209,7 @@ impl Service {
             model,
             duration,
             events,
+            account: request.account,
             cancel,
             deadline: tokio::time::Instant::now() + timeout,
             timeout,

@@ -36,6 +36,14 @@ impl Caller {
         }
     }
 
+    /// The key's name usage is counted for (None: a server without keys).
+    pub fn account(&self) -> Option<String> {
+        match self {
+            Caller::Key(t) => Some(t.name.clone()),
+            Caller::Anonymous => None,
+        }
+    }
+
     /// Whose limits apply: the key's tenant, or the client address.
     pub fn limit_key(&self, ip: IpAddr) -> String {
         match self {

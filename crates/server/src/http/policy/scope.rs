@@ -94,6 +94,10 @@ pub async fn require_scope(
     next: Next,
 ) -> Result<Response, ServiceError> {
     let path = path.as_ref().map_or("", MatchedPath::as_str);
+    if let Some(key) = caller.account() {
+        metrics::counter!("glagol_key_requests_total", "key" => key, "route" => path.to_string())
+            .increment(1);
+    }
     // A client secret's scope was checked with the secret, and a refusal
     // is told over the socket it opens (see `auth::SecretUse`).
     let secret = req.extensions().get::<SecretUse>().is_some();

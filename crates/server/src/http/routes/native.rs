@@ -19,6 +19,7 @@ use super::openai::json_event;
 use crate::error::ServiceError;
 use crate::http::error::sse_event;
 use crate::http::extract::{native_upload, Query};
+use crate::http::policy::auth::Caller;
 use crate::http::types::TranscriptionErrors;
 use crate::http::types::{NativeVerbose, ProgressEvent, SegmentEvent};
 use crate::scheduler::Class;
@@ -46,7 +47,11 @@ pub struct Params {
     prompt: Option<String>,
 }
 
-async fn request_from(params: Params, req: Request) -> Result<TranscribeRequest, ServiceError> {
+async fn request_from(
+    params: Params,
+    caller: &Caller,
+    req: Request,
+) -> Result<TranscribeRequest, ServiceError> {
     let task = match params.task.as_deref() {
         None | Some("transcribe") => Task::Transcribe,
         Some("translate") => Task::Translate,
@@ -72,6 +77,7 @@ async fn request_from(params: Params, req: Request) -> Result<TranscribeRequest,
         },
         vad: params.vad.then(Default::default),
         class: Class::Interactive,
+        account: caller.account(),
     })
 }
 
@@ -119,13 +125,14 @@ pub fn transcript_response(t: &Transcript, model: String, format: OutputFormat) 
     ))]
 pub async fn transcribe(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Query(params): Query<Params>,
     req: Request,
 ) -> Result<Response, ServiceError> {
     let format = output_format(params.format.as_deref())?;
     let transcription = state
         .service
-        .transcribe(request_from(params, req).await?)
+        .transcribe(request_from(params, &caller, req).await?)
         .await?;
     let model = transcription.model.clone();
     let t = transcription.finish().await?;
@@ -148,12 +155,13 @@ pub async fn transcribe(
     ))]
 pub async fn stream(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Query(params): Query<Params>,
     req: Request,
 ) -> Result<Response, ServiceError> {
     let transcription = state
         .service
-        .transcribe(request_from(params, req).await?)
+        .transcribe(request_from(params, &caller, req).await?)
         .await?;
     Ok(Sse::new(events(transcription))
         .keep_alive(KeepAlive::default())

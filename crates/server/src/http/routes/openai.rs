@@ -16,6 +16,7 @@ use super::chunking::Chunking;
 use crate::error::ServiceError;
 use crate::http::error::sse_event;
 use crate::http::extract::{file_field, second_file, Multipart};
+use crate::http::policy::auth::Caller;
 use crate::http::types::TranscriptionErrors;
 use crate::http::types::{
     LanguageCode, Logprob, OpenAiTranscription, OpenAiVerbose, TextDelta, TextDone, TokenUsage,
@@ -164,6 +165,7 @@ async fn parse(
             options,
             vad,
             class: Class::Interactive,
+            account: None,
         },
         Answer {
             format,
@@ -190,9 +192,10 @@ async fn parse(
     ))]
 pub async fn transcriptions(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     multipart: Multipart,
 ) -> Result<Response, ServiceError> {
-    handle(state, multipart, Task::Transcribe).await
+    handle(state, caller, multipart, Task::Transcribe).await
 }
 
 /// `POST /v1/audio/translations` (into English).
@@ -210,17 +213,20 @@ pub async fn transcriptions(
     ))]
 pub async fn translations(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     multipart: Multipart,
 ) -> Result<Response, ServiceError> {
-    handle(state, multipart, Task::Translate).await
+    handle(state, caller, multipart, Task::Translate).await
 }
 
 async fn handle(
     state: Arc<AppState>,
+    caller: Caller,
     multipart: Multipart,
     task: Task,
 ) -> Result<Response, ServiceError> {
-    let (request, answer) = parse(multipart, task).await?;
+    let (mut request, answer) = parse(multipart, task).await?;
+    request.account = caller.account();
     let transcription = state.service.transcribe(request).await?;
     if answer.stream {
         return Ok(Sse::new(deltas(transcription, answer.logprobs)).into_response());
