@@ -246,7 +246,7 @@ fn ws_as(s: &Server, path: &str, key: &str) -> Client {
 fn per_key_limits_apply_and_sighup_changes_keys_without_dropping_sessions() {
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("keys.toml");
-    let keys: [(&str, &[&str], &str); 3] = [
+    let keys: [(&str, &[&str], &str); 4] = [
         ("alice", &["transcribe"], "rate_limit_per_minute = 3"),
         ("bob", &["live", "transcribe"], ""),
         (
@@ -254,6 +254,7 @@ fn per_key_limits_apply_and_sighup_changes_keys_without_dropping_sessions() {
             &["jobs", "live"],
             "max_sessions = 1\nmax_job_bytes = 4096",
         ),
+        ("erin", &["transcribe", "live"], "audio_seconds_per_day = 5"),
     ];
     write_keys(&conf, &keys);
     let s = Server::start(&[
@@ -295,6 +296,49 @@ fn per_key_limits_apply_and_sighup_changes_keys_without_dropping_sessions() {
     );
     assert_eq!(second.wait_closed(Duration::from_secs(10)), 1013);
 
+    // Erin's quota: the request that crosses it completes, the next is refused until tomorrow.
+    let transcribe = |key: &str| {
+        let mut r = Server::agent()
+            .post(&s.url("/v1/transcribe?language=en&format=json"))
+            .header("x-api-key", format!("{key}-key"))
+            .send(&jfk()[..])
+            .unwrap();
+        let retry = r
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_string());
+        let body: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+        (r.status().as_u16(), retry, body)
+    };
+    let (status, _, body) = transcribe("erin");
+    assert_eq!(status, 200, "{body}");
+    for path in ["/v1/transcribe", "/v1/ws"] {
+        let (status, body) = call(
+            &s,
+            if path == "/v1/ws" { "GET" } else { "POST" },
+            path,
+            "erin",
+        );
+        assert_eq!(status, 429, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "quota_exceeded");
+    }
+    let (status, retry, body) = transcribe("erin");
+    assert_eq!(status, 429, "{body}");
+    let retry: u64 = retry.unwrap().parse().unwrap();
+    assert!((1..=86_400).contains(&retry), "{retry}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("of its 5 audio seconds"),
+        "{body}"
+    );
+    assert_eq!(
+        transcribe("bob").0,
+        200,
+        "another key is not held by erin's quota"
+    );
+
     // Bob's live session, open while the keys change.
     let mut session = ws_as(&s, "/v1/ws?language=en", "bob");
     session.wait_for(Duration::from_secs(30), |r| !r.is_empty());
@@ -305,7 +349,10 @@ fn per_key_limits_apply_and_sighup_changes_keys_without_dropping_sessions() {
     );
 
     // Reload: bob is gone, carol is new, the others keep their limits.
-    write_keys(&conf, &[keys[0], keys[2], ("carol", &["transcribe"], "")]);
+    write_keys(
+        &conf,
+        &[keys[0], keys[2], keys[3], ("carol", &["transcribe"], "")],
+    );
     signal(s.pid(), 1);
     let deadline = Instant::now() + Duration::from_secs(20);
     while call(&s, "GET", "/v1/models", "carol").0 != 200 {
@@ -313,7 +360,8 @@ fn per_key_limits_apply_and_sighup_changes_keys_without_dropping_sessions() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(call(&s, "GET", "/v1/models", "bob").0, 401);
-    assert_eq!(call(&s, "GET", "/v1/models", "alice").0, 429);
+    // Usage is the key name's, so a reload does not reset a quota.
+    assert_eq!(call(&s, "POST", "/v1/transcribe", "erin").0, 429);
     // The session opened with bob's key goes on to its final.
     let audio = glagol_core::audio::decode_file(
         &common::misc("jfk.wav"),

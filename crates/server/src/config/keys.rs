@@ -67,6 +67,8 @@ pub struct KeySpec {
     pub max_sessions: Option<usize>,
     /// Largest job upload for this key, at most the server's `max_job_bytes`.
     pub max_job_bytes: Option<u64>,
+    /// Seconds of audio a day (UTC) this key may have recognised, per node.
+    pub audio_seconds_per_day: Option<f64>,
 }
 
 /// Who a key stands for, with what it may do.
@@ -83,6 +85,7 @@ pub struct Tenant {
     pub rate_limit_per_minute: Option<u32>,
     pub max_sessions: Option<usize>,
     pub max_job_bytes: Option<u64>,
+    pub audio_seconds_per_day: Option<f64>,
 }
 
 impl Tenant {
@@ -96,6 +99,7 @@ impl Tenant {
             rate_limit_per_minute: None,
             max_sessions: None,
             max_job_bytes: None,
+            audio_seconds_per_day: None,
         }
     }
 
@@ -109,6 +113,7 @@ impl Tenant {
             rate_limit_per_minute: None,
             max_sessions: None,
             max_job_bytes: None,
+            audio_seconds_per_day: None,
         }
     }
 
@@ -185,6 +190,14 @@ pub fn keys(plain: &[String], hashes: &[String], named: &[KeySpec]) -> anyhow::R
         if spec.rate_limit_per_minute == Some(0) || spec.max_sessions == Some(0) {
             anyhow::bail!("keys: {name:?}: a limit of 0 would refuse everything; leave it out for the server's");
         }
+        if spec
+            .audio_seconds_per_day
+            .is_some_and(|q| !q.is_finite() || q <= 0.0)
+        {
+            anyhow::bail!(
+                "keys: {name:?}: audio_seconds_per_day must be a positive number of seconds"
+            );
+        }
         if keys.get(&hash).is_some_and(|t| names.contains(&t.name)) {
             anyhow::bail!("keys: {name:?} repeats another named key");
         }
@@ -198,6 +211,7 @@ pub fn keys(plain: &[String], hashes: &[String], named: &[KeySpec]) -> anyhow::R
                 rate_limit_per_minute: spec.rate_limit_per_minute,
                 max_sessions: spec.max_sessions,
                 max_job_bytes: spec.max_job_bytes,
+                audio_seconds_per_day: spec.audio_seconds_per_day,
             }),
         );
     }

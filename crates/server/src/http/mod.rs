@@ -51,7 +51,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/realtime/transcription_sessions",
             post(client_secrets::transcription_sessions),
         )
-        .route_layer(from_fn(scope::require_scope))
+        .route_layer(from_fn_with_state(policy.clone(), scope::require_scope))
         .route_layer(from_fn_with_state(policy.clone(), rate_limit::rate_limit))
         .route_layer(from_fn_with_state(policy, auth::require_key));
     Router::new()

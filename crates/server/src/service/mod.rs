@@ -11,6 +11,7 @@ mod event;
 pub mod session;
 mod slots;
 mod transcribe;
+pub mod usage;
 
 use std::sync::{Arc, OnceLock};
 
@@ -38,18 +39,22 @@ pub struct Service {
     audio: Arc<AudioBudget>,
     /// Live sessions open, per model and per caller.
     pub sessions: Arc<SessionSlots>,
+    /// Audio used per API key today, for quotas.
+    pub usage: Arc<usage::Usage>,
 }
 
 impl Service {
     pub fn new(registry: Arc<Registry>, config: Arc<Current>) -> Service {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let usage = Arc::new(usage::Usage::default());
         Service {
             registry,
             config,
             vad: OnceLock::new(),
             decoders: Semaphore::new(cores),
             audio: Arc::default(),
-            sessions: Arc::default(),
+            sessions: Arc::new(SessionSlots::counting(usage.clone())),
+            usage,
         }
     }
 

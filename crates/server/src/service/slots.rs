@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use super::usage::Usage;
 use crate::error::ServiceError;
 
 /// Counts of open sessions per model and per caller, with their limits.
@@ -15,6 +16,8 @@ use crate::error::ServiceError;
 pub struct SessionSlots {
     counts: Mutex<Counts>,
     all_closed: Notify,
+    /// Where a key's session time is counted.
+    usage: Arc<Usage>,
 }
 
 #[derive(Default)]
@@ -33,6 +36,14 @@ pub struct SessionSlot {
 }
 
 impl SessionSlots {
+    /// Slots that count each key's session time into `usage`.
+    pub fn counting(usage: Arc<Usage>) -> SessionSlots {
+        SessionSlots {
+            usage,
+            ..Default::default()
+        }
+    }
+
     /// A place for a session of `model` by `caller`, or `session_limit`
     /// (with a retry delay) when either limit is reached.
     pub fn take(
@@ -121,8 +132,10 @@ impl Drop for SessionSlot {
     fn drop(&mut self) {
         // Accounting per API key (client addresses are too many to label).
         if let Some(key) = self.caller.strip_prefix("key:") {
+            let seconds = self.opened.elapsed().as_secs_f64();
             metrics::counter!("glagol_key_live_session_seconds_total", "key" => key.to_string())
-                .increment(self.opened.elapsed().as_secs());
+                .increment(seconds as u64);
+            self.slots.usage.add(key, seconds);
         }
         let mut guard = self.slots.counts.lock().unwrap_or_else(|p| p.into_inner());
         let counts = &mut *guard;

@@ -57,6 +57,7 @@ pub struct Transcription {
     pub duration: f64,
     events: mpsc::UnboundedReceiver<Message>,
     account: Option<String>,
+    usage: Arc<super::usage::Usage>,
     cancel: Arc<AtomicBool>,
     /// Until a worker starts: the longest wait in the queue; then: the
     /// longest recognition may take.
@@ -116,6 +117,9 @@ impl Transcription {
                     t.duration,
                     self.started.elapsed().as_secs_f64(),
                 );
+                if let Some(key) = &self.account {
+                    self.usage.add(key, t.duration);
+                }
             }
         }
         Some(event)
@@ -210,6 +214,7 @@ impl Service {
             duration,
             events,
             account: request.account,
+            usage: self.usage.clone(),
             cancel,
             deadline: tokio::time::Instant::now() + timeout,
             timeout,

@@ -1,14 +1,18 @@
 //! Which scope each API operation needs: one table, read by the check in
 //! front of the routes and by the OpenAPI document (each operation's
-//! security requirement names its scope), so the two cannot disagree.
+//! security requirement names its scope), so the two cannot disagree. The
+//! same check holds a key to its daily audio quota.
 
-use axum::extract::{MatchedPath, Request};
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 
 use super::auth::{Caller, SecretUse};
-use crate::config::Scope;
+use super::Policy;
+use crate::config::{Scope, Tenant};
 use crate::error::{ErrorKind, ServiceError};
 
 /// What an operation needs beyond a valid key.
@@ -86,8 +90,43 @@ pub fn missing(scope: Scope) -> ServiceError {
     )
 }
 
-/// Refuses a caller without the operation's scope (`403 insufficient_scope`).
+/// Whether an operation recognises audio (and so counts against a quota).
+fn uses_audio(method: &Method, path: &str, needs: Needs) -> bool {
+    let minting = path.starts_with("/v1/realtime/");
+    matches!(needs, Needs::Scope(Scope::Transcribe | Scope::Live)) && !minting
+        || (method == Method::POST && path == "/v1/jobs")
+}
+
+/// `429 quota_exceeded` when the caller's key has used its daily audio.
+fn check_quota(policy: &Policy, tenant: &Tenant) -> Result<(), ServiceError> {
+    let Some(quota) = tenant.audio_seconds_per_day else {
+        return Ok(());
+    };
+    let (used, resets_in) = policy.app.service.usage.today(&tenant.name);
+    if used < quota {
+        return Ok(());
+    }
+    let resets_at = std::time::SystemTime::now() + resets_in;
+    let resets_at = resets_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    Err(ServiceError::new(
+        ErrorKind::RateLimited,
+        "quota_exceeded",
+        format!(
+            "this API key has used {used:.0} of its {quota:.0} audio seconds for today (UTC); \
+             the quota resets at {resets_at} (Unix time), in {} s",
+            resets_in.as_secs()
+        ),
+    )
+    .retry_after(resets_in))
+}
+
+/// Refuses a caller without the operation's scope (`403 insufficient_scope`),
+/// or past its daily audio (`429 quota_exceeded`).
 pub async fn require_scope(
+    State(policy): State<Arc<Policy>>,
     caller: Caller,
     path: Option<MatchedPath>,
     req: Request,
@@ -101,10 +140,14 @@ pub async fn require_scope(
     // A client secret's scope was checked with the secret, and a refusal
     // is told over the socket it opens (see `auth::SecretUse`).
     let secret = req.extensions().get::<SecretUse>().is_some();
-    if let (Needs::Scope(scope), false) = (needs(req.method(), path), secret) {
+    let needs = needs(req.method(), path);
+    if let (Needs::Scope(scope), false) = (needs, secret) {
         if !caller.tenant().may(scope) {
             return Err(missing(scope));
         }
+    }
+    if uses_audio(req.method(), path, needs) {
+        check_quota(&policy, caller.tenant())?;
     }
     Ok(next.run(req).await)
 }
