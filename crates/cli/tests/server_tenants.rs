@@ -10,10 +10,14 @@ on_both_stores!(tenants_see_only_their_own_jobs_and_admin_sees_all);
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::hooks::{Receiver, SECRET};
 use common::jobs::{submit, Store};
 use common::server::{jfk, metric, signal, Server};
 use common::ws::Client;
 use serde_json::Value;
+
+/// Alice's own webhook signing secret.
+const ALICE_SECRET: &str = "whsec_QWxpY2UncyBvd24gc2lnbmluZyBrZXkh";
 
 const SCOPES: [&str; 4] = ["transcribe", "live", "jobs", "models"];
 
@@ -162,18 +166,29 @@ fn tenants_see_only_their_own_jobs_and_admin_sees_all(store: &Store) {
     write_keys(
         &conf,
         &[
-            ("alice", &["jobs", "transcribe"], ""),
+            (
+                "alice",
+                &["jobs", "transcribe"],
+                &format!("webhook_secret = \"{ALICE_SECRET}\""),
+            ),
             ("bob", &["jobs"], ""),
             ("root", &["admin"], ""),
         ],
     );
-    let s = store.start(&["--config", conf.to_str().unwrap()]);
+    let hook = Receiver::start(vec![]);
+    let s = store.start(&[
+        "--config",
+        conf.to_str().unwrap(),
+        "--webhook-secret",
+        SECRET,
+        "--webhook-allow-private",
+    ]);
     let as_key = |k: &'static str| [("x-api-key", k), ("idempotency-key", "same")];
     let job_of = |key| {
         let (status, _, job) = submit(
             &s,
             &as_key(key),
-            &[("language", "en")],
+            &[("language", "en"), ("webhook_url", &hook.url)],
             Some(("jfk.wav", &jfk())),
         );
         assert_eq!(status, 202, "{job}");

@@ -69,6 +69,11 @@ impl AppState {
         self.config.get()
     }
 
+    /// The configuration as it will be after any reload.
+    pub fn current_config(&self) -> Arc<Current> {
+        self.config.clone()
+    }
+
     pub fn jobs(&self) -> Option<&Arc<Jobs>> {
         self.jobs.get()
     }

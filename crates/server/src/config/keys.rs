@@ -69,6 +69,9 @@ pub struct KeySpec {
     pub max_job_bytes: Option<u64>,
     /// Seconds of audio a day (UTC) this key may have recognised, per node.
     pub audio_seconds_per_day: Option<f64>,
+    /// Signs this key's job webhooks instead of the server's secrets
+    /// (`whsec_` + base64), so the tenant verifies its own deliveries only.
+    pub webhook_secret: Option<String>,
 }
 
 /// Who a key stands for, with what it may do.
@@ -86,6 +89,7 @@ pub struct Tenant {
     pub max_sessions: Option<usize>,
     pub max_job_bytes: Option<u64>,
     pub audio_seconds_per_day: Option<f64>,
+    pub webhook_secret: Option<String>,
 }
 
 impl Tenant {
@@ -100,6 +104,7 @@ impl Tenant {
             max_sessions: None,
             max_job_bytes: None,
             audio_seconds_per_day: None,
+            webhook_secret: None,
         }
     }
 
@@ -114,6 +119,7 @@ impl Tenant {
             max_sessions: None,
             max_job_bytes: None,
             audio_seconds_per_day: None,
+            webhook_secret: None,
         }
     }
 
@@ -198,6 +204,10 @@ pub fn keys(plain: &[String], hashes: &[String], named: &[KeySpec]) -> anyhow::R
                 "keys: {name:?}: audio_seconds_per_day must be a positive number of seconds"
             );
         }
+        if let Some(secret) = &spec.webhook_secret {
+            crate::jobs::webhook::Secret::parse(secret)
+                .map_err(|e| anyhow::anyhow!("keys: {name:?}: webhook_secret: {e}"))?;
+        }
         if keys.get(&hash).is_some_and(|t| names.contains(&t.name)) {
             anyhow::bail!("keys: {name:?} repeats another named key");
         }
@@ -212,6 +222,7 @@ pub fn keys(plain: &[String], hashes: &[String], named: &[KeySpec]) -> anyhow::R
                 max_sessions: spec.max_sessions,
                 max_job_bytes: spec.max_job_bytes,
                 audio_seconds_per_day: spec.audio_seconds_per_day,
+                webhook_secret: spec.webhook_secret.clone(),
             }),
         );
     }

@@ -142,6 +142,7 @@ impl Jobs {
             store.clone(),
             node.clone(),
             policy,
+            state.current_config(),
         )?);
         let jobs = Arc::new(Jobs {
             store,

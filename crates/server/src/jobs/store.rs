@@ -81,6 +81,8 @@ pub struct QueueStats {
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub id: String,
+    /// The owner of its job (None: a model event, or the job is gone).
+    pub owner: Option<String>,
     pub url: String,
     pub body: String,
     /// Attempts made before this one.

@@ -51,7 +51,8 @@ pub async fn claim(
              FROM (SELECT id FROM webhook_deliveries WHERE state = 'pending' \
              AND next_at <= glagol_now_ms() AND (lease_until IS NULL OR lease_until < glagol_now_ms()) \
              ORDER BY next_at LIMIT $3 FOR UPDATE SKIP LOCKED) due \
-             WHERE d.id = due.id RETURNING d.id, d.url, d.body, d.attempts, d.first_at",
+             WHERE d.id = due.id RETURNING d.id, d.url, d.body, d.attempts, d.first_at, \
+             (SELECT owner FROM jobs j WHERE j.id = d.job_id)",
             &[&node, &(lease.as_millis() as i64), &(limit as i64)],
         )
         .await?;
@@ -64,6 +65,7 @@ pub async fn claim(
             body: r.get(2),
             attempts: r.get::<_, i32>(3) as u32,
             first_at: r.get(4),
+            owner: r.get(5),
         })
         .collect())
 }

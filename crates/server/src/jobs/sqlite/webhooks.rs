@@ -52,7 +52,8 @@ pub fn claim(
     let now = now_ms();
     let due: Vec<Delivery> = {
         let mut stmt = tx.prepare_cached(
-            "SELECT id, url, body, attempts, first_at FROM webhook_deliveries \
+            "SELECT id, url, body, attempts, first_at, \
+             (SELECT owner FROM jobs WHERE jobs.id = webhook_deliveries.job_id) FROM webhook_deliveries \
              WHERE state = 'pending' AND next_at <= ?1 AND (lease_until IS NULL OR lease_until < ?1) \
              ORDER BY next_at LIMIT ?2",
         )?;
@@ -63,6 +64,7 @@ pub fn claim(
                 body: r.get(2)?,
                 attempts: r.get(3)?,
                 first_at: r.get(4)?,
+                owner: r.get(5)?,
             })
         })?;
         rows.collect::<rusqlite::Result<_>>()?

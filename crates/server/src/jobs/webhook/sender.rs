@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::guard::{Guard, GuardedResolver};
 use super::{signature, Secret};
+use crate::config::Current;
 use crate::jobs::model::now_ms;
 use crate::jobs::store::{Delivery, DeliveryResult, JobStore};
 
@@ -29,6 +30,8 @@ pub struct Sender {
     store: Arc<dyn JobStore>,
     node: String,
     policy: SendPolicy,
+    /// The keys in force: a key's own webhook secret signs its jobs' deliveries.
+    config: Arc<Current>,
     client: reqwest::Client,
 }
 
@@ -37,6 +40,7 @@ impl Sender {
         store: Arc<dyn JobStore>,
         node: String,
         policy: SendPolicy,
+        config: Arc<Current>,
     ) -> anyhow::Result<Sender> {
         // One process-wide TLS provider; an earlier install is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -58,6 +62,7 @@ impl Sender {
             store,
             node,
             policy,
+            config,
             client,
         })
     }
@@ -97,6 +102,17 @@ impl Sender {
         }
     }
 
+    /// What signs `d`: its job's key's own secret where that key has one
+    /// (so each tenant verifies only its own deliveries), else the server's.
+    fn secrets_for(&self, d: &Delivery) -> Vec<Secret> {
+        let config = self.config.get();
+        let own = d.owner.as_deref().and_then(|owner| {
+            let tenant = config.keys.values().find(|t| t.owner == owner)?;
+            Secret::parse(tenant.webhook_secret.as_deref()?).ok()
+        });
+        own.map_or_else(|| self.policy.secrets.clone(), |s| vec![s])
+    }
+
     async fn attempt(&self, d: &Delivery) -> DeliveryResult {
         let url = match reqwest::Url::parse(&d.url) {
             Ok(u) => u,
@@ -127,7 +143,7 @@ impl Sender {
             .header("webhook-timestamp", timestamp.to_string())
             .header(
                 "webhook-signature",
-                signature(&self.policy.secrets, &d.id, timestamp, &d.body),
+                signature(&self.secrets_for(d), &d.id, timestamp, &d.body),
             )
             .body(d.body.clone())
             .send()
