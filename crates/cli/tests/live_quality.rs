@@ -233,3 +233,84 @@ fn a_client_too_far_ahead_is_held_back_then_refused_and_glagol_stream_paces_itse
     assert!(stdout.lines().count() >= clips, "{clips} clips: {stdout}");
     assert_eq!(load.join().unwrap(), 200);
 }
+
+#[test]
+fn a_session_flooding_silence_is_read_at_its_speed_bound_and_the_others_keep_theirs() {
+    let _one = exclusive();
+    let (burst, factor) = (5.0, 4.0);
+    let s = Server::start(&[
+        "--preload",
+        "whisper-base",
+        "--max-live-backlog",
+        "5",
+        "--max-live-speed",
+        "4",
+    ]);
+    s.wait_ready("whisper-base");
+    let url = s
+        .url("/v1/ws?model=whisper-base&language=en")
+        .replace("http://", "ws://");
+    let audio_ms = |s: &Server| {
+        common::server::metric(
+            &s.metrics_text(),
+            "glagol_live_audio_milliseconds_total{model=\"whisper-base\"}",
+        )
+    };
+    // The flooder: 1 s frames of silence as fast as the server reads them.
+    let flooding = url.clone();
+    let flood_started = std::time::Instant::now();
+    let flooder = std::thread::spawn(move || {
+        let mut c = Client::connect(&flooding);
+        let frame = common::pcm16(&silence(1.0));
+        while flood_started.elapsed() < Duration::from_secs(8) {
+            c.send_binary(&frame);
+        }
+        c
+    });
+    // Beside it, a speaker in real time and an API client.
+    let mut speaker = Client::connect(&url);
+    let jfk = glagol_core::audio::decode_file(&common::misc("jfk.wav"), &Default::default())
+        .unwrap()
+        .samples;
+    let mut slowest = Duration::ZERO;
+    for chunk in jfk.chunks(SR * 2) {
+        speaker.stream(chunk, true);
+        let asked = std::time::Instant::now();
+        assert_eq!(s.get("/v1/models").0, 200);
+        slowest = slowest.max(asked.elapsed());
+    }
+    let flooder = flooder.join().unwrap();
+    // Read before the clock: what the server took in by then is bounded
+    // by the time up to now.
+    let received = audio_ms(&s) / 1000.0;
+    let flooded_for = flood_started.elapsed().as_secs_f64();
+    // The speaker's own 11 s, the burst, the factor's share of the time
+    // (the flooder's socket buffers keep it fed after it stops sending),
+    // and the frame in flight: nowhere near the hundreds of seconds of
+    // silence an unbounded reader takes.
+    let bound = jfk.len() as f64 / SR as f64 + burst + factor * flooded_for + 2.0;
+    assert!(
+        received <= bound,
+        "{received:.0} s read in {flooded_for:.1} s (bound {bound:.0} s)"
+    );
+    assert!(
+        received >= burst + factor * 2.0,
+        "the flooder was held back more than its bound: {received:.0} s in {flooded_for:.1} s"
+    );
+    drop(flooder);
+    speaker.send_text(r#"{"type":"stop"}"#);
+    assert_eq!(speaker.wait_closed(Duration::from_secs(60)), 1000);
+    let said: String = speaker
+        .of_type("final")
+        .iter()
+        .map(|f| f["text"].as_str().unwrap().to_lowercase())
+        .collect();
+    assert!(said.contains("country"), "{said}");
+    // The API answered while the flood went on (documented bound: 1 s;
+    // checked loosely against a loaded CI machine).
+    assert!(
+        slowest < Duration::from_secs(3),
+        "GET /v1/models took {slowest:?}"
+    );
+    eprintln!("flooder read {received:.0} s in {flooded_for:.1} s; slowest API answer {slowest:?}");
+}

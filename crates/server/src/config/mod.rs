@@ -168,6 +168,10 @@ settings! {
     /// client further ahead is not read until recognition catches up.
     #[arg(long, env = "GLAGOL_MAX_LIVE_BACKLOG", value_name = "SECONDS")]
     max_live_backlog: u64 = 60, Reload;
+    /// How many times faster than real time a live session's audio is read
+    /// once it is `max_live_backlog` seconds ahead of its wall clock (0: unbounded).
+    #[arg(long, env = "GLAGOL_MAX_LIVE_SPEED", value_name = "FACTOR")]
+    max_live_speed: f64 = 10.0, Reload;
     /// Serve Wyoming (Home Assistant's speech-to-text protocol) here too:
     /// tcp://HOST:PORT (10300 by convention) or unix://PATH (off when empty).
     #[arg(long, env = "GLAGOL_WYOMING", value_name = "URI")]

@@ -84,6 +84,11 @@ pub(super) fn ranges(s: &Settings) -> anyhow::Result<()> {
         "between 1 and 3600 seconds",
     )?;
     check(
+        s.max_live_speed == 0.0 || (1.0..=1000.0).contains(&s.max_live_speed),
+        "max_live_speed",
+        "0 (unbounded) or between 1 and 1000 times real time",
+    )?;
+    check(
         s.wyoming.is_empty() || crate::wyoming::Address::parse(&s.wyoming).is_ok(),
         "wyoming",
         "tcp://HOST:PORT or unix://PATH",

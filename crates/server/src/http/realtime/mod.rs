@@ -30,7 +30,7 @@ use glagol_core::audio::pcm::PcmInput;
 use glagol_core::stream::EndReason;
 use tokio::time::Instant;
 
-use self::pace::{Backpressure, ControlBudget, CONTROL_BURST, CONTROL_PER_SECOND};
+use self::pace::{Backpressure, ControlBudget, Speed, CONTROL_BURST, CONTROL_PER_SECOND};
 use super::policy::auth::Caller;
 use crate::error::ServiceError;
 use crate::service::{LiveSession, SessionEvent, SessionOptions, SessionSlot};
@@ -133,6 +133,8 @@ pub struct Reply {
 /// `max_live_backlog` seconds of speech waiting for finals is held back
 /// (not read, TCP holding its audio) until recognition catches up, for at
 /// most [`pace::MAX_HOLD`] at a stretch; one twice as far ahead is refused.
+/// Past `max_live_backlog` seconds ahead of its wall clock, a client's audio
+/// is read at most `max_live_speed` times faster than real time.
 pub async fn run(
     mut socket: WebSocket,
     state: Arc<AppState>,
@@ -186,6 +188,7 @@ pub async fn run(
     let mut last_pong = Instant::now();
     let mut backpressure = Backpressure::default();
     let mut control = ControlBudget::new();
+    let mut speed = Speed::new(max_backlog, limits.settings.max_live_speed);
     let ending: Option<(EndReason, u16, &str)> = loop {
         let Some(live) = session.as_mut() else {
             break Some((EndReason::Stop, CLOSE_INTERNAL, "no session"));
@@ -204,7 +207,8 @@ pub async fn run(
             let _ = socket.send(Message::text(protocol.error(&e))).await;
             break Some((EndReason::Stop, CLOSE_POLICY, "too far ahead"));
         }
-        let held = backpressure.hold(backlog > max_backlog, live.model());
+        let paced = speed.resume_at();
+        let held = backpressure.hold(backlog > max_backlog, live.model()) || paced.is_some();
         if held {
             // The client is not read meanwhile: it is neither idle nor deaf.
             last_seen = Instant::now();
@@ -215,7 +219,8 @@ pub async fn run(
             event = live.next() => Wake::Event(event),
             _ = shutdown.wait_for(|s| *s) => Wake::Shutdown,
             _ = ping.tick() => Wake::Ping,
-            _ = backpressure.until(), if held => continue,
+            _ = backpressure.until(), if held && paced.is_none() => continue,
+            _ = tokio::time::sleep_until(paced.unwrap_or_else(Instant::now)), if paced.is_some() => continue,
             _ = tokio::time::sleep_until(last_seen + idle), if !held => Wake::Idle,
         };
         match wake {
@@ -263,9 +268,14 @@ pub async fn run(
                     last_seen = Instant::now();
                 }
                 if let (Some(audio), Some(live)) = (reply.audio.take(), session.as_mut()) {
+                    let before = live.clock();
                     if let Err(e) = live.push_pcm(audio.bytes, audio.input).await {
                         reply.send.push(protocol.error(&e));
                     }
+                    let seconds = live.clock() - before;
+                    speed.received(seconds);
+                    metrics::counter!("glagol_live_audio_milliseconds_total", "model" => live.model().to_string())
+                        .increment((seconds.max(0.0) * 1000.0) as u64);
                 }
                 if let Some(options) = protocol.reopen() {
                     match reopen(&state, &mut slot, &mut session, options).await {

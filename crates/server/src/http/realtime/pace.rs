@@ -1,5 +1,6 @@
 //! How fast a client may go: held back (not read) while too far ahead of
-//! recognition, and refused past an allowance of control frames.
+//! recognition or of real time, and refused past an allowance of control
+//! frames.
 
 use std::time::Duration;
 
@@ -83,5 +84,63 @@ impl Backpressure {
             Some(since) => tokio::time::sleep_until(since + MAX_HOLD).await,
             None => std::future::pending().await,
         }
+    }
+}
+
+/// A connection's audio allowance: `burst` seconds at once, then `factor`
+/// times real time. A client past it is not read until the clock catches
+/// up, so one session cannot feed the server audio (silence included, which
+/// costs voice detection and resampling) faster than that.
+pub struct Speed {
+    opened: Instant,
+    burst: f64,
+    /// None: unbounded.
+    factor: Option<f64>,
+    /// Seconds of audio received on this connection (across reconfigures).
+    received: f64,
+}
+
+impl Speed {
+    pub fn new(burst: f64, factor: f64) -> Speed {
+        Speed {
+            opened: Instant::now(),
+            burst,
+            factor: (factor > 0.0).then_some(factor),
+            received: 0.0,
+        }
+    }
+
+    /// Counts `seconds` more audio received.
+    pub fn received(&mut self, seconds: f64) {
+        self.received += seconds.max(0.0);
+    }
+
+    /// When the client may be read again; None while it is within its allowance.
+    pub fn resume_at(&self) -> Option<Instant> {
+        let factor = self.factor?;
+        let allowed = self.burst + factor * self.opened.elapsed().as_secs_f64();
+        (self.received > allowed)
+            .then(|| self.opened + Duration::from_secs_f64((self.received - self.burst) / factor))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_is_read_at_its_burst_then_at_the_factor() {
+        let mut speed = Speed::new(10.0, 4.0);
+        speed.received(10.0);
+        assert!(speed.resume_at().is_none());
+        speed.received(8.0);
+        // 8 s over the burst at 4x: readable again 2 s after opening.
+        let at = speed.resume_at().unwrap();
+        assert_eq!(at - speed.opened, Duration::from_secs(2));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(speed.resume_at().is_none());
+        let mut unbounded = Speed::new(10.0, 0.0);
+        unbounded.received(1e9);
+        assert!(unbounded.resume_at().is_none());
     }
 }
