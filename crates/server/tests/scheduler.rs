@@ -39,6 +39,7 @@ fn item(
         vad: None,
         class,
         stream,
+        account: None,
         deadline: None,
         started: None,
         refresh: None,
@@ -177,6 +178,30 @@ fn a_stream_that_queued_many_finals_does_not_hold_another_streams_final_behind_t
     assert_eq!(
         names,
         ["busy", "flood-1", "paced", "flood-2", "flood-3", "flood-4", "flood-5", "flood-6"]
+    );
+}
+
+#[test]
+fn a_key_that_queued_many_requests_does_not_hold_another_keys_behind_them() {
+    let fake = FakeEngine::new("fake").cost_per_second(Duration::from_millis(20));
+    let s = start(&fake, config(1, 1));
+    let (tx, rx) = mpsc::channel();
+    s.submit(item("busy", 2.0, Class::Interactive, None, &tx))
+        .unwrap();
+    wait_running(&fake);
+    let of = |name: &str, account: &str| WorkItem {
+        account: Some(account.to_string()),
+        ..item(name, 4.0, Class::Interactive, None, &tx)
+    };
+    for i in 1..=5 {
+        s.submit(of(&format!("flood-{i}"), "a")).unwrap();
+    }
+    s.submit(of("other", "b")).unwrap();
+    let names: Vec<String> = order(&rx, 7).into_iter().map(|(n, _)| n).collect();
+    // Key b's request waits for one of key a's, not five; a's stay in order.
+    assert_eq!(
+        names,
+        ["busy", "flood-1", "other", "flood-2", "flood-3", "flood-4", "flood-5"]
     );
 }
 

@@ -84,6 +84,10 @@ pub struct WorkItem {
     /// The live stream the item belongs to (partials of one stream replace
     /// each other).
     pub stream: Option<u64>,
+    /// The API key (its name) a request or job is done for: one key's
+    /// requests share the queue fairly with other keys' (None: each item
+    /// on its own, as on a server without keys).
+    pub account: Option<String>,
     /// Dropped if still waiting then.
     pub deadline: Option<Instant>,
     /// Called when a worker starts on the item.

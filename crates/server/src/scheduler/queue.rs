@@ -24,6 +24,11 @@
 //! audio seconds), so a stream that sends a minute of speech at once cannot
 //! hold another stream's final behind all of it — the other's final waits
 //! for at most about one final of each stream ahead.
+//!
+//! Requests and jobs of one API key are queued the same way against other
+//! keys': each key's next item starts on the virtual clock where its queued
+//! audio ends, so a key that submits an hour of audio at once delays another
+//! key's clip by about one of its items, not all of them.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -59,6 +64,8 @@ pub(super) struct Queue {
     /// Per live stream, where its queued finals' audio ends on the virtual
     /// clock (a stream with none queued starts at now).
     finals_end: HashMap<u64, f64>,
+    /// The same per API key and class, for requests and jobs.
+    account_end: HashMap<(Class, String), f64>,
 }
 
 impl Queue {
@@ -69,6 +76,7 @@ impl Queue {
             epoch: Instant::now(),
             passed_over: [0; 5],
             finals_end: HashMap::new(),
+            account_end: HashMap::new(),
         }
     }
 
@@ -116,7 +124,21 @@ impl Queue {
         }
         let now = self.epoch.elapsed().as_secs_f64();
         let key = match (item.class, item.stream) {
-            (Class::Interactive | Class::Background, _) => now + item.audio_seconds().max(0.0),
+            (Class::Interactive | Class::Background, _) => {
+                let audio = item.audio_seconds().max(0.0);
+                match &item.account {
+                    Some(account) => {
+                        self.account_end.retain(|_, end| *end > now);
+                        let end = self
+                            .account_end
+                            .entry((item.class, account.clone()))
+                            .or_insert(now);
+                        *end += audio;
+                        *end
+                    }
+                    None => now + audio,
+                }
+            }
             (Class::LiveFinal, Some(stream)) => {
                 self.finals_end.retain(|_, end| *end > now);
                 let end = self.finals_end.entry(stream).or_insert(now);

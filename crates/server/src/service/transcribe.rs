@@ -196,6 +196,7 @@ impl Service {
             vad,
             class: request.class,
             stream: None,
+            account: request.account.clone(),
             deadline: Some(Instant::now() + timeout),
             refresh: None,
             started: Some(Box::new(move || {

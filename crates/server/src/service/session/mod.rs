@@ -360,6 +360,7 @@ impl LiveSession {
             vad: None,
             class,
             stream: Some(self.stream),
+            account: None,
             deadline: None,
             started: None,
             refresh,
