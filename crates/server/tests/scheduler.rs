@@ -392,3 +392,33 @@ fn stopping_fails_waiting_items_and_refuses_new_ones() {
     let late = s.submit(item("late", 1.0, Class::Interactive, None, &tx));
     assert_eq!(late.unwrap_err().code, "model_unloaded");
 }
+
+#[test]
+fn where_keys_share_a_model_one_key_leaves_a_quarter_of_the_places_to_the_others() {
+    let fake = FakeEngine::new("fake");
+    let config = SchedulerConfig {
+        queue_depth: 7,
+        ..config(1, 1)
+    };
+    let s = start(&fake, config);
+    // 8 places: a key may hold 6 of them.
+    let mut a: Vec<_> = (0..6).map(|_| s.admit(Some("a"), true).unwrap()).collect();
+    let refused = s.admit(Some("a"), true).err().unwrap();
+    assert_eq!(refused.code, "busy");
+    assert!(
+        refused.message.contains("this API key holds 6 of the 8"),
+        "{}",
+        refused.message
+    );
+    let b: Vec<_> = (0..2).map(|_| s.admit(Some("b"), true).unwrap()).collect();
+    // Full now, for everyone.
+    assert_eq!(s.admit(Some("c"), true).err().unwrap().code, "busy");
+    drop(b);
+    a.pop();
+    a.push(s.admit(Some("a"), true).unwrap());
+    drop(a);
+    // A single tenant (or a server without keys) has every place.
+    let all: Vec<_> = (0..8).map(|_| s.admit(Some("a"), false).unwrap()).collect();
+    assert_eq!(all.len(), 8);
+    assert!(s.admit(None, false).is_err());
+}

@@ -14,6 +14,7 @@
 mod queue;
 mod worker;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -144,6 +145,8 @@ struct Shared {
     busy: AtomicUsize,
     /// Interactive requests admitted and not yet finished.
     admitted: AtomicUsize,
+    /// The same per API key, where keys share the places.
+    admitted_by: Mutex<HashMap<String, usize>>,
     speech_prefix_ms: u32,
     first_partial_ms: u32,
 }
@@ -193,6 +196,7 @@ impl Scheduler {
             stopped: AtomicBool::new(false),
             busy: AtomicUsize::new(0),
             admitted: AtomicUsize::new(0),
+            admitted_by: Mutex::new(HashMap::new()),
             speech_prefix_ms: engine.speech_prefix_ms(),
             first_partial_ms: engine.first_partial_ms(),
         });
@@ -220,9 +224,12 @@ impl Scheduler {
 
     /// Admits an interactive request before any work is done for it
     /// (decoding included): at most `workers + queue_depth` at a time, so a
-    /// flood of uploads is refused with `busy` before it is decoded. The
-    /// admission is held until the request ends.
-    pub fn admit(&self) -> Result<Admission, ServiceError> {
+    /// flood of uploads is refused with `busy` before it is decoded. Where
+    /// several API keys share the model (`account` with `shared`), one key
+    /// holds at most three quarters of the places, so a key that floods it
+    /// leaves room for the others. The admission is held until the request
+    /// ends.
+    pub fn admit(&self, account: Option<&str>, shared: bool) -> Result<Admission, ServiceError> {
         let limit = self.shared.config.workers + self.shared.config.queue_depth;
         self.shared
             .admitted
@@ -230,9 +237,33 @@ impl Scheduler {
                 (n < limit).then_some(n + 1)
             })
             .map_err(|_| ServiceError::busy())?;
-        Ok(Admission {
+        // From here on, dropping the admission gives the place back.
+        let mut admission = Admission {
             shared: self.shared.clone(),
-        })
+            account: None,
+        };
+        if let Some(key) = account.filter(|_| shared && limit > 1) {
+            let cap = limit - (limit / 4).max(1);
+            let mut by = self
+                .shared
+                .admitted_by
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let held = by.entry(key.to_string()).or_default();
+            if *held >= cap {
+                return Err(ServiceError::unavailable(
+                    "busy",
+                    format!(
+                        "this API key holds {held} of the {limit} places for requests to this model, \
+                         its most while other keys share it; retry shortly"
+                    ),
+                )
+                .retry_after(Duration::from_secs(1)));
+            }
+            *held += 1;
+            admission.account = Some(key.to_string());
+        }
+        Ok(admission)
     }
 
     /// Fails every waiting item with `why`, keeping the scheduler running
@@ -326,10 +357,25 @@ impl Scheduler {
 /// A place among the interactive requests a model takes at a time.
 pub struct Admission {
     shared: Arc<Shared>,
+    /// The key it counts against, where keys share the places.
+    account: Option<String>,
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
+        if let Some(key) = &self.account {
+            let mut by = self
+                .shared
+                .admitted_by
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = by.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    by.remove(key);
+                }
+            }
+        }
         self.shared.admitted.fetch_sub(1, Ordering::SeqCst);
     }
 }

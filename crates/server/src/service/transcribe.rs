@@ -167,7 +167,11 @@ impl Service {
         let wait = (background || config.settings.wait_for_load).then_some(timeout);
         let lease = self.registry.acquire(&model, wait).await?;
         let admission = match request.class {
-            Class::Interactive => Some(lease.scheduler().admit()?),
+            Class::Interactive => Some(
+                lease
+                    .scheduler()
+                    .admit(request.account.as_deref(), config.keys.len() > 1)?,
+            ),
             _ => None,
         };
         let limits = AudioLimits {
