@@ -130,6 +130,17 @@ fn every_operation_declares_its_scope_and_a_key_without_it_is_refused() {
         }
     }
     assert!(checked >= 19, "{checked} operations checked");
+    // HEAD is its GET's.
+    let head = |key: &str| {
+        Server::agent()
+            .head(&s.url("/v1/jobs"))
+            .header("x-api-key", format!("{key}-key"))
+            .call()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!((head("jobs"), head("no-jobs")), (200, 403));
     // Health stays open and says nothing of tenants.
     let (status, health) = s.get("/health");
     assert_eq!(status, 200);

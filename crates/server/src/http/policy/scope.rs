@@ -70,12 +70,18 @@ pub const OPERATIONS: &[(&str, &str, Needs)] = &[
     ),
 ];
 
-/// What `method path` needs; an operation missing from the table needs
-/// `admin`, so a route added without a line here is closed, not open.
+/// What `method path` needs (`HEAD` as its `GET`); an operation missing
+/// from the table needs `admin`, so a route added without a line here is
+/// closed, not open.
 pub fn needs(method: &Method, path: &str) -> Needs {
+    let method = if method == Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
+    };
     OPERATIONS
         .iter()
-        .find(|(m, p, _)| *m == method.as_str() && *p == path)
+        .find(|(m, p, _)| *m == method && *p == path)
         .map_or(Needs::Scope(Scope::Admin), |(_, _, n)| *n)
 }
 
