@@ -93,12 +93,12 @@ pub struct Tenant {
 }
 
 impl Tenant {
-    /// A key of `api_keys` / `api_key_hashes`: every scope.
-    fn unnamed(hash: &str) -> Tenant {
+    /// A tenant with every scope and no limits of its own.
+    fn unlimited(name: String, owner: &str, key_hash: &str) -> Tenant {
         Tenant {
-            name: owner_name(hash),
-            owner: hash.to_string(),
-            key_hash: hash.to_string(),
+            name,
+            owner: owner.to_string(),
+            key_hash: key_hash.to_string(),
             scopes: vec![Scope::Admin],
             rate_limit_per_minute: None,
             max_sessions: None,
@@ -108,19 +108,14 @@ impl Tenant {
         }
     }
 
+    /// A key of `api_keys` / `api_key_hashes`: every scope.
+    fn unnamed(hash: &str) -> Tenant {
+        Tenant::unlimited(owner_name(hash), hash, hash)
+    }
+
     /// The caller of a server without keys: a single tenant that may do everything.
     pub fn open() -> Tenant {
-        Tenant {
-            name: "anonymous".into(),
-            owner: String::new(),
-            key_hash: String::new(),
-            scopes: vec![Scope::Admin],
-            rate_limit_per_minute: None,
-            max_sessions: None,
-            max_job_bytes: None,
-            audio_seconds_per_day: None,
-            webhook_secret: None,
-        }
+        Tenant::unlimited("anonymous".into(), "", "")
     }
 
     pub fn may(&self, scope: Scope) -> bool {
