@@ -9,6 +9,8 @@
 //!   whole-buffer.
 //! - [`engine`]: the batch-in/batch-out [`engine::Engine`] trait, the
 //!   shared [`engine::Transcript`] types, and the engines (Whisper today).
+//! - [`diarize`]: who spoke when (pyannote segmentation + speaker
+//!   embeddings + clustering), and speakers onto a transcript.
 //! - [`pipeline`]: whole-file recognition with the optional VAD gate.
 //! - [`stream`]: live audio into utterances (VAD endpointing, partial
 //!   cadence) and stable partials.
@@ -21,6 +23,7 @@
 //! about HTTP or terminals.
 
 pub mod audio;
+pub mod diarize;
 pub mod engine;
 pub mod features;
 pub mod format;

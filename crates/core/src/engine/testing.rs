@@ -107,6 +107,7 @@ impl FakeEngine {
                 std::thread::sleep(Duration::from_millis(2).min(until - Instant::now()));
             }
             emitter.push(Segment {
+                speaker: None,
                 id: k,
                 seek: (start * 100.0) as usize,
                 start,

@@ -10,6 +10,9 @@ pub struct Word {
     pub start: f64,
     pub end: f64,
     pub probability: f32,
+    /// The speaker's label (`A`, `B`, …) where diarization ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speaker: Option<String>,
 }
 
 /// A stretch of transcript, in OpenAI's verbose_json vocabulary.
@@ -36,6 +39,9 @@ pub struct Segment {
     /// joined are the segment's text. Not part of verbose_json.
     #[serde(skip)]
     pub logprobs: Vec<TokenLogprob>,
+    /// The speaker's label (`A`, `B`, …) where diarization ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speaker: Option<String>,
 }
 
 /// A decoded token and how sure the decoder was of it (OpenAI's `logprobs`).

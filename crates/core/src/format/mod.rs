@@ -157,6 +157,7 @@ mod tests {
 
     fn sample() -> Transcript {
         let seg = |id, start, end, text: &str, words: Vec<Word>| Segment {
+            speaker: None,
             id,
             seek: 0,
             start,
@@ -172,6 +173,7 @@ mod tests {
             logprobs: vec![],
         };
         let w = |word: &str, start, end| Word {
+            speaker: None,
             word: word.into(),
             start,
             end,

@@ -140,6 +140,7 @@ impl Stabilizer {
         let heard_words = words
             .iter()
             .map(|w| Word {
+                speaker: None,
                 word: spoken(w),
                 start: w.start + from,
                 end: w.end + from,
@@ -323,6 +324,7 @@ mod tests {
 
     fn word(word: &str, start: f64, end: f64) -> Word {
         Word {
+            speaker: None,
             word: word.into(),
             start,
             end,

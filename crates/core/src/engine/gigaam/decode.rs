@@ -213,6 +213,7 @@ pub fn assemble(tokens: &[Token], vocab: &Vocab, offset: f64) -> (String, Vec<Wo
         let probability =
             ids.iter().map(|&i| tokens[i].logprob.exp()).sum::<f32>() / ids.len() as f32;
         words.push(Word {
+            speaker: None,
             word,
             start: offset + first as f64 * FRAME_S,
             end: offset + (last + 1) as f64 * FRAME_S,

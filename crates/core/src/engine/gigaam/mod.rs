@@ -321,6 +321,7 @@ impl GigaamEngine {
         let end = chunk_words.last().map(|w| w.end).unwrap_or(offset);
         let avg_logprob = toks.iter().map(|t| t.logprob).sum::<f32>() / toks.len() as f32;
         Some(Segment {
+            speaker: None,
             id: 0,
             seek: (offset * 100.0) as usize,
             start,

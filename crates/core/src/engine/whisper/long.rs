@@ -240,6 +240,7 @@ mod tests {
         let speech = [(0.4, 11.5), (12.5, 23.9), (26.0, 30.0)];
         let fitted = |start: f64, end: f64| {
             let mut s = Segment {
+                speaker: None,
                 id: 0,
                 seek: 0,
                 start,

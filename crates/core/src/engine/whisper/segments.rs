@@ -131,6 +131,7 @@ impl<'e, 'a> Collector<'e, 'a> {
                 logprob_sum / tokens.len() as f32
             };
             Some(Segment {
+                speaker: None,
                 id: 0,
                 seek: (start * 100.0) as usize,
                 start,
@@ -232,6 +233,7 @@ impl WordBuilder {
         if starts_word && !piece.trim().is_empty() {
             self.close();
             self.words.push(Word {
+                speaker: None,
                 word: piece.to_string(),
                 start: t0,
                 end: t1,

@@ -445,6 +445,7 @@ fn words(t: &Transcript, offset: f64) -> Vec<Word> {
         .iter()
         .flat_map(|s| s.words.iter())
         .map(|w| Word {
+            speaker: None,
             word: w.word.clone(),
             start: offset + w.start,
             end: offset + w.end,
