@@ -9,6 +9,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::ValueEnum;
 use glagol_core::audio::{self, AudioLimits};
+use glagol_core::diarize::cluster::SpeakerCount;
+use glagol_core::diarize::{assign, DiarizeOptions, Diarizer};
 use glagol_core::engine::{self, Task, TranscribeOptions};
 use glagol_core::format::{self, OutputFormat};
 use glagol_core::models::ModelStore;
@@ -41,7 +43,7 @@ pub struct Args {
     language: String,
     #[arg(long, value_enum, default_value = "transcribe")]
     task: TaskArg,
-    /// txt, json, verbose_json, srt or vtt.
+    /// txt, json, verbose_json, srt, vtt or diarized_json.
     #[arg(long, short, default_value = "txt")]
     format: OutputFormat,
     /// Write `<name>.<ext>` files here instead of printing to stdout.
@@ -73,11 +75,71 @@ pub struct Args {
     /// Longest accepted audio, in seconds.
     #[arg(long, default_value_t = 4.0 * 3600.0)]
     max_duration: f64,
+    #[command(flatten)]
+    speakers: SpeakerArgs,
+}
+
+#[derive(clap::Args)]
+struct SpeakerArgs {
+    /// Label segments and words with speakers (also implied by `--format diarized_json`).
+    #[arg(long)]
+    diarize: bool,
+    /// The number of speakers, when known.
+    #[arg(long, value_name = "N")]
+    num_speakers: Option<usize>,
+    /// At least this many speakers.
+    #[arg(long, value_name = "N")]
+    min_speakers: Option<usize>,
+    /// At most this many speakers.
+    #[arg(long, value_name = "N")]
+    max_speakers: Option<usize>,
+    /// Speaker-embedding model (name or path).
+    #[arg(long, default_value = "campplus-zh-en", value_name = "MODEL")]
+    diarization_model: String,
+    /// Speaker-segmentation model (name or path).
+    #[arg(
+        long,
+        default_value = "pyannote-segmentation-3.0",
+        value_name = "MODEL"
+    )]
+    segmentation_model: String,
+}
+
+impl SpeakerArgs {
+    /// The loaded models and options, when speakers are wanted.
+    fn load(
+        &self,
+        format: OutputFormat,
+        store: &ModelStore,
+        threads: usize,
+    ) -> anyhow::Result<Option<(Diarizer, DiarizeOptions)>> {
+        if !self.diarize && !format.needs_speakers() {
+            return Ok(None);
+        }
+        let segmentation = store
+            .resolve(&self.segmentation_model)
+            .context("the speaker-segmentation model")?;
+        let embedding = store
+            .resolve(&self.diarization_model)
+            .context("the speaker-embedding model")?;
+        let diarizer = Diarizer::load(&segmentation.path, &embedding.path, threads)?;
+        let options = DiarizeOptions {
+            speakers: SpeakerCount {
+                exactly: self.num_speakers,
+                min: self.min_speakers.unwrap_or(1),
+                max: self.max_speakers,
+            },
+            ..DiarizeOptions::default()
+        };
+        Ok(Some((diarizer, options)))
+    }
 }
 
 pub fn run(args: Args, store: &ModelStore) -> anyhow::Result<ExitCode> {
     let model = store.resolve(&args.model)?;
     let engine = engine::load(&model, &args.engine.config())?;
+    let threads = args.engine.threads.unwrap_or(1).max(1);
+    let speakers = args.speakers.load(args.format, store, threads)?;
     let vad = if args.vad {
         Some(VadModel::embedded().context("loading the voice activity detector")?)
     } else {
@@ -93,7 +155,12 @@ pub fn run(args: Args, store: &ModelStore) -> anyhow::Result<ExitCode> {
 
     let mut first_error: Option<anyhow::Error> = None;
     for file in &args.files {
-        if let Err(e) = transcribe_one(&args, file, &limits, engine.as_ref(), vad.as_ref()) {
+        let models = Models {
+            engine: engine.as_ref(),
+            vad: vad.as_ref(),
+            speakers: speakers.as_ref(),
+        };
+        if let Err(e) = transcribe_one(&args, file, &limits, &models) {
             eprintln!("glagol: {}: {e:#}", file.display());
             first_error.get_or_insert(e);
         }
@@ -104,12 +171,18 @@ pub fn run(args: Args, store: &ModelStore) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// What recognises a file.
+struct Models<'a> {
+    engine: &'a dyn engine::Engine,
+    vad: Option<&'a Arc<VadModel>>,
+    speakers: Option<&'a (Diarizer, DiarizeOptions)>,
+}
+
 fn transcribe_one(
     args: &Args,
     file: &Path,
     limits: &AudioLimits,
-    engine: &dyn engine::Engine,
-    vad: Option<&Arc<VadModel>>,
+    models: &Models<'_>,
 ) -> anyhow::Result<()> {
     let audio = match (args.pcm, file.as_os_str() == "-") {
         (Some(pcm), stdin) => {
@@ -155,19 +228,35 @@ fn transcribe_one(
             TaskArg::Transcribe => Task::Transcribe,
             TaskArg::Translate => Task::Translate,
         },
-        word_timestamps: args.word_timestamps,
+        word_timestamps: args.word_timestamps || models.speakers.is_some(),
         initial_prompt: args.prompt.clone(),
         temperature: args.temperature,
         threads: args.engine.threads.unwrap_or(0),
         events,
         ..Default::default()
     };
-    let transcript = pipeline::transcribe(
-        engine,
-        &audio.samples,
-        &options,
-        vad.map(|m| (m, VadConfig::default())),
-    )?;
+    // Speakers are found beside recognition, on another thread.
+    let (transcript, speakers) = std::thread::scope(|scope| {
+        let speakers = models.speakers.map(|(diarizer, options)| {
+            scope.spawn(|| diarizer.diarize(&audio.samples, options, &|| false))
+        });
+        let transcript = pipeline::transcribe(
+            models.engine,
+            &audio.samples,
+            &options,
+            models.vad.map(|m| (m, VadConfig::default())),
+        );
+        let speakers = speakers.map(|h| h.join().expect("diarization does not panic"));
+        (transcript, speakers)
+    });
+    let mut transcript = transcript?;
+    if let Some(speakers) = speakers {
+        let speakers = speakers.context("diarization")?;
+        assign::apply(&mut transcript, &speakers, &[]);
+        if !args.word_timestamps {
+            transcript.segments.iter_mut().for_each(|s| s.words.clear());
+        }
+    }
     if let Some(b) = bar {
         b.finish_and_clear();
     }

@@ -59,17 +59,22 @@ for strategy in ["manual", {"type": "semantic_vad"}, {"type": "server_vad", "thr
     except openai.BadRequestError as e:
         assert e.code == "invalid_chunking_strategy", (e.code, e)
 
-# Speakers are not offered yet: every way of asking says so by name.
+# Without the diarization models installed, asking for speakers says so by
+# name; a known speaker's clip that is not audio is refused first.
 for kw in [dict(model="gpt-4o-transcribe-diarize"),
-           dict(model="whisper-1", response_format="diarized_json"),
-           dict(model="whisper-1", known_speaker_names=["agent"],
-                known_speaker_references=["data:audio/wav;base64,UklGRg=="])]:
+           dict(model="whisper-1", response_format="diarized_json")]:
     try:
         transcribe(jfk, **kw)
         raise SystemExit(f"expected an error for {kw}")
-    except openai.BadRequestError as e:
-        assert e.code == "diarization_unavailable", (e.code, e)
-        assert "diarization" in e.message, e.message
+    except openai.NotFoundError as e:
+        assert e.code == "diarization_model_not_found", (e.code, e)
+        assert "campplus-zh-en" in e.message, e.message
+try:
+    transcribe(jfk, model="whisper-1", known_speaker_names=["agent"],
+               known_speaker_references=["data:audio/wav;base64,UklGRg=="])
+    raise SystemExit("expected an error for a bad known speaker")
+except openai.BadRequestError as e:
+    assert e.code == "invalid_known_speaker", (e.code, e)
 
 # include[]=logprobs: every token of the text, each with its bytes and a
 # log-probability, from both engines.

@@ -186,7 +186,12 @@ async fn reap_idle(state: Arc<AppState>) {
         tokio::time::sleep(tick).await;
         if let Some(ttl) = state.config().idle_ttl() {
             let registry = state.registry.clone();
-            let _ = tokio::task::spawn_blocking(move || registry.reap_idle(ttl)).await;
+            let speakers = state.service.speakers.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                registry.reap_idle(ttl);
+                speakers.reap_idle(ttl);
+            })
+            .await;
         }
     }
 }

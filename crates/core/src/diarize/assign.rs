@@ -40,10 +40,12 @@ pub fn speaker_of(turns: &[Turn], start: f64, end: f64) -> Option<usize> {
         .map(|t| t.speaker)
 }
 
-/// Gives every segment and word of `transcript` its speaker's label,
-/// splitting segments where the speaker changes between words.
-pub fn apply(transcript: &mut Transcript, diarization: &Diarization) {
+/// Gives every segment and word of `transcript` its speaker's label
+/// (`labels[speaker]`, else the speaker's letter), splitting segments
+/// where the speaker changes between words.
+pub fn apply(transcript: &mut Transcript, diarization: &Diarization, labels: &[String]) {
     let turns = &diarization.turns;
+    let label = |s: usize| labels.get(s).cloned().unwrap_or_else(|| label(s));
     let mut segments = Vec::with_capacity(transcript.segments.len());
     for mut segment in std::mem::take(&mut transcript.segments) {
         for w in &mut segment.words {
@@ -192,7 +194,7 @@ mod tests {
             turns: vec![turn(0.0, 1.5, 0), turn(2.0, 3.0, 1)],
             ..Default::default()
         };
-        apply(&mut t, &d);
+        apply(&mut t, &d, &["A".into()]);
         assert_eq!(t.segments.len(), 2);
         assert_eq!(t.segments[0].text, "Hello there.");
         assert_eq!(t.segments[0].speaker.as_deref(), Some("A"));

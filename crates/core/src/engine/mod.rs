@@ -236,10 +236,14 @@ pub fn load(model: &ResolvedModel, config: &EngineConfig) -> Result<Box<dyn Engi
             &model.path,
             config,
         )?)),
-        EngineKind::Vad => Err(EngineError::Load {
-            path: model.path.display().to_string(),
-            message: "a VAD model cannot transcribe; pick a Whisper or GigaAM model".into(),
-        }),
+        EngineKind::Vad | EngineKind::Segmentation | EngineKind::SpeakerEmbedding => {
+            Err(EngineError::Load {
+                path: model.path.display().to_string(),
+                message:
+                    "a VAD or diarization model cannot transcribe; pick a Whisper or GigaAM model"
+                        .into(),
+            })
+        }
     }
 }
 

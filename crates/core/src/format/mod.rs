@@ -1,5 +1,6 @@
 //! Output formats: txt, json, verbose_json, srt, vtt.
 
+mod diarized;
 mod verbose;
 
 use std::fmt::Write;
@@ -8,6 +9,7 @@ use std::str::FromStr;
 use serde::Serialize;
 use serde_json::json;
 
+pub use self::diarized::{DiarizedJson, DiarizedSegment};
 pub use self::verbose::{VerboseJson, VerboseSegment, VerboseWord};
 use crate::engine::Transcript;
 
@@ -23,6 +25,8 @@ pub enum OutputFormat {
     VerboseJson,
     Srt,
     Vtt,
+    /// OpenAI's diarized_json: one segment per speaker turn.
+    DiarizedJson,
 }
 
 impl OutputFormat {
@@ -41,13 +45,20 @@ impl OutputFormat {
             Self::VerboseJson => "verbose_json",
             Self::Srt => "srt",
             Self::Vtt => "vtt",
+            Self::DiarizedJson => "diarized_json",
         }
+    }
+
+    /// Whether this format needs speakers (diarization).
+    pub fn needs_speakers(self) -> bool {
+        self == Self::DiarizedJson
     }
 
     /// File extension for `--output-dir`.
     pub fn extension(self) -> &'static str {
         match self {
             Self::VerboseJson => "verbose.json",
+            Self::DiarizedJson => "diarized.json",
             other => other.name(),
         }
     }
@@ -55,7 +66,7 @@ impl OutputFormat {
     pub fn mime(self) -> &'static str {
         match self {
             Self::Txt => "text/plain; charset=utf-8",
-            Self::Json | Self::VerboseJson => "application/json",
+            Self::Json | Self::VerboseJson | Self::DiarizedJson => "application/json",
             Self::Srt => "application/x-subrip; charset=utf-8",
             Self::Vtt => "text/vtt; charset=utf-8",
         }
@@ -72,24 +83,69 @@ impl FromStr for OutputFormat {
             "verbose_json" => Ok(Self::VerboseJson),
             "srt" => Ok(Self::Srt),
             "vtt" => Ok(Self::Vtt),
+            "diarized_json" => Ok(Self::DiarizedJson),
             _ => Err(format!(
-                "unknown format '{s}': use txt, json, verbose_json, srt or vtt"
+                "unknown format '{s}': use txt, json, verbose_json, srt, vtt or diarized_json"
             )),
         }
     }
 }
 
-/// Renders a transcript. Words appear in verbose_json when present.
+/// Renders a transcript. Words appear in verbose_json when present;
+/// speakers, where diarization ran, prefix txt lines and subtitle cues.
 pub fn render(t: &Transcript, format: OutputFormat) -> String {
     match format {
+        OutputFormat::Txt if has_speakers(t) => speaker_lines(t),
         OutputFormat::Txt => format!("{}\n", t.text),
         OutputFormat::Json => json!({ "text": t.text }).to_string(),
         OutputFormat::VerboseJson => {
             serde_json::to_string(&VerboseJson::new(t)).expect("verbose_json serialises")
         }
+        OutputFormat::DiarizedJson => {
+            serde_json::to_string(&DiarizedJson::new(t)).expect("diarized_json serialises")
+        }
         OutputFormat::Srt => subtitles(t, false),
         OutputFormat::Vtt => subtitles(t, true),
     }
+}
+
+fn has_speakers(t: &Transcript) -> bool {
+    t.segments.iter().any(|s| s.speaker.is_some())
+}
+
+/// How a speaker label reads in text: `Speaker A` for a letter, a known
+/// speaker's name as it is.
+pub fn speaker_name(label: &str) -> String {
+    if !label.is_empty() && label.len() <= 3 && label.bytes().all(|b| b.is_ascii_uppercase()) {
+        format!("Speaker {label}")
+    } else {
+        label.to_string()
+    }
+}
+
+/// One line per speaker turn: `Speaker A: text`.
+fn speaker_lines(t: &Transcript) -> String {
+    let mut out = String::new();
+    let mut current: Option<&str> = None;
+    for s in &t.segments {
+        let text = s.text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let speaker = s.speaker.as_deref().unwrap_or("");
+        if current == Some(speaker) {
+            out.push(' ');
+        } else {
+            if current.is_some() {
+                out.push('\n');
+            }
+            let _ = write!(out, "{}: ", speaker_name(speaker));
+            current = Some(speaker);
+        }
+        out.push_str(text);
+    }
+    out.push('\n');
+    out
 }
 
 fn subtitles(t: &Transcript, vtt: bool) -> String {
@@ -113,7 +169,17 @@ fn subtitles(t: &Transcript, vtt: bool) -> String {
             timestamp(s.start, vtt),
             timestamp(s.end, vtt)
         );
-        let _ = writeln!(out, "{text}\n");
+        match s.speaker.as_deref() {
+            Some(speaker) if vtt => {
+                let _ = writeln!(out, "<v {}>{text}\n", speaker_name(speaker));
+            }
+            Some(speaker) => {
+                let _ = writeln!(out, "{}: {text}\n", speaker_name(speaker));
+            }
+            None => {
+                let _ = writeln!(out, "{text}\n");
+            }
+        }
     }
     out
 }
@@ -256,6 +322,30 @@ mod tests {
                 {"word": "there.", "start": 0.6, "end": 1.5, "probability": 0.5}
             ])
         );
+    }
+
+    #[test]
+    fn speakers_label_every_text_format() {
+        let mut t = sample();
+        t.segments[0].speaker = Some("A".into());
+        t.segments[1].speaker = Some("Obi-Wan".into());
+        assert_eq!(
+            render(&t, OutputFormat::Txt),
+            "Speaker A: Hello there.\nObi-Wan: General Kenobi.\n"
+        );
+        assert!(render(&t, OutputFormat::Vtt).contains("\n<v Speaker A>Hello there.\n"));
+        assert!(render(&t, OutputFormat::Srt).contains("\nObi-Wan: General Kenobi.\n"));
+        let v: serde_json::Value =
+            serde_json::from_str(&render(&t, OutputFormat::DiarizedJson)).unwrap();
+        assert_eq!(
+            v["segments"][1],
+            json!({"type": "transcript.text.segment", "id": "seg_1", "start": 3661.25,
+                   "end": 3662.0, "speaker": "Obi-Wan", "text": "General Kenobi."})
+        );
+        assert!(v["segments"][0].get("words").is_none());
+        let v: serde_json::Value =
+            serde_json::from_str(&render(&t, OutputFormat::VerboseJson)).unwrap();
+        assert_eq!(v["segments"][0]["speaker"], "A");
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub struct VerboseSegment {
     pub avg_logprob: f32,
     pub compression_ratio: f32,
     pub no_speech_prob: f32,
+    /// The speaker (diarization only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speaker: Option<String>,
 }
 
 /// One word of `verbose_json`.
@@ -54,6 +57,9 @@ pub struct VerboseWord {
     pub start: f64,
     pub end: f64,
     pub probability: f32,
+    /// The speaker (diarization only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speaker: Option<String>,
 }
 
 impl VerboseJson {
@@ -96,6 +102,7 @@ impl VerboseSegment {
             avg_logprob: s.avg_logprob,
             compression_ratio: s.compression_ratio,
             no_speech_prob: s.no_speech_prob,
+            speaker: s.speaker.clone(),
         }
     }
 }
@@ -107,10 +114,11 @@ impl VerboseWord {
             start: round3(w.start),
             end: round3(w.end),
             probability: w.probability,
+            speaker: w.speaker.clone(),
         }
     }
 }
 
-fn round3(x: f64) -> f64 {
+pub(super) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }

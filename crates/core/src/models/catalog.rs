@@ -10,6 +10,17 @@ pub enum EngineKind {
     Gigaam,
     /// Not a recogniser: the voice activity detector.
     Vad,
+    /// Not a recogniser: speaker segmentation for diarization.
+    Segmentation,
+    /// Not a recogniser: speaker embeddings for diarization.
+    SpeakerEmbedding,
+}
+
+impl EngineKind {
+    /// Whether models of this kind turn speech into text.
+    pub fn transcribes(self) -> bool {
+        matches!(self, EngineKind::Whisper | EngineKind::Gigaam)
+    }
 }
 
 /// The digest a file must have. Upstream publishes SHA-1 for the
@@ -166,6 +177,42 @@ pub static CATALOG: &[CatalogEntry] = &[
             url: "https://raw.githubusercontent.com/snakers4/silero-vad/master/src/silero_vad/data/silero_vad_16k_op15.onnx",
             size: Some(1_289_603),
             checksum: Some(Checksum::Sha256("7ed98ddbad84ccac4cd0aeb3099049280713df825c610a8ed34543318f1b2c49")),
+        }],
+    },
+    CatalogEntry {
+        name: "pyannote-segmentation-3.0",
+        engine: EngineKind::Segmentation,
+        description: "pyannote segmentation-3.0 (ONNX, MIT): who speaks in each 17 ms, for diarization",
+        languages: &[],
+        files: &[CatalogFile {
+            name: "segmentation-3.0.onnx",
+            url: "https://github.com/thewh1teagle/pyannote-rs/releases/download/v0.1.0/segmentation-3.0.onnx",
+            size: Some(5_983_836),
+            checksum: Some(Checksum::Sha256("b78fc48113bb46fd247ae6a9aea737079550c647638db961df7e0e1e9f4ba62e")),
+        }],
+    },
+    CatalogEntry {
+        name: "campplus-zh-en",
+        engine: EngineKind::SpeakerEmbedding,
+        description: "3D-Speaker CAM++ zh-en speaker embeddings (ONNX, Apache-2.0; default for diarization)",
+        languages: &[],
+        files: &[CatalogFile {
+            name: "3dspeaker_speech_campplus_sv_zh_en_16k-common_advanced.onnx",
+            url: "https://github.com/k2-fsa/sherpa-onnx/releases/download/speaker-recongition-models/3dspeaker_speech_campplus_sv_zh_en_16k-common_advanced.onnx",
+            size: Some(28_281_164),
+            checksum: Some(Checksum::Sha256("aa3cfc16963a10586a9393f5035d6d6b57e98d358b347f80c2a30bf4f00ceba2")),
+        }],
+    },
+    CatalogEntry {
+        name: "wespeaker-resnet34",
+        engine: EngineKind::SpeakerEmbedding,
+        description: "WeSpeaker ResNet34-LM speaker embeddings (ONNX, CC-BY-4.0), pyannote 3.1's",
+        languages: &[],
+        files: &[CatalogFile {
+            name: "model.onnx",
+            url: "https://huggingface.co/onnx-community/wespeaker-voxceleb-resnet34-LM/resolve/main/onnx/model.onnx",
+            size: Some(26_535_549),
+            checksum: Some(Checksum::Sha256("3955447b0499dc9e0a4541a895df08b03c69098eba4e56c02b5603e9f7f4fcbb")),
         }],
     },
 ];

@@ -53,6 +53,16 @@ pub fn detect(path: &Path) -> Result<EngineKind, StoreError> {
     if name.ends_with(".onnx") && name.contains("vad") {
         return Ok(EngineKind::Vad);
     }
+    if name.ends_with(".onnx") && name.contains("segmentation") {
+        return Ok(EngineKind::Segmentation);
+    }
+    if name.ends_with(".onnx")
+        && ["campplus", "wespeaker", "resnet", "speaker", "embedding"]
+            .iter()
+            .any(|k| name.contains(k))
+    {
+        return Ok(EngineKind::SpeakerEmbedding);
+    }
     // One GigaAM head's file, inside its model directory.
     if name.ends_with(".onnx") && (name.contains("rnnt_encoder") || name.contains("ctc")) {
         return Ok(EngineKind::Gigaam);

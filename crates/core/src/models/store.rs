@@ -147,7 +147,13 @@ impl ModelStore {
     /// Whisper models are one file; GigaAM models are their directory.
     fn entry_path(&self, dir: &Path, engine: EngineKind, files: &[ManifestFile]) -> PathBuf {
         match (engine, files) {
-            (EngineKind::Whisper | EngineKind::Vad, [only]) => dir.join(&only.name),
+            (
+                EngineKind::Whisper
+                | EngineKind::Vad
+                | EngineKind::Segmentation
+                | EngineKind::SpeakerEmbedding,
+                [only],
+            ) => dir.join(&only.name),
             _ => dir.to_path_buf(),
         }
     }

@@ -121,6 +121,15 @@ settings! {
     /// Longest accepted audio, in seconds.
     #[arg(long, env = "GLAGOL_MAX_AUDIO_SECONDS", value_name = "SECONDS")]
     max_audio_seconds: f64 = 3.0 * 3600.0, Reload;
+    /// Speaker-embedding model for diarization (`diarize=true`).
+    #[arg(long, env = "GLAGOL_DIARIZATION_MODEL", value_name = "MODEL")]
+    diarization_model: String = "campplus-zh-en".into(), Reload;
+    /// Speaker-segmentation model for diarization.
+    #[arg(long, env = "GLAGOL_SEGMENTATION_MODEL", value_name = "MODEL")]
+    segmentation_model: String = "pyannote-segmentation-3.0".into(), Reload;
+    /// Longest audio diarization runs on, in seconds (longer: 413 `diarization_too_long`).
+    #[arg(long, env = "GLAGOL_MAX_DIARIZATION_SECONDS", value_name = "SECONDS")]
+    max_diarization_seconds: f64 = 2.0 * 3600.0, Reload;
     /// Longest a request may take to recognise, in seconds.
     #[arg(long, env = "GLAGOL_INFERENCE_TIMEOUT", value_name = "SECONDS")]
     inference_timeout: u64 = 600, Reload;

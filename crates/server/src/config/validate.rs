@@ -29,6 +29,16 @@ pub(super) fn ranges(s: &Settings) -> anyhow::Result<()> {
         "a positive number of seconds",
     )?;
     check(
+        s.max_diarization_seconds.is_finite() && s.max_diarization_seconds > 0.0,
+        "max_diarization_seconds",
+        "a positive number of seconds",
+    )?;
+    check(
+        !s.diarization_model.trim().is_empty() && !s.segmentation_model.trim().is_empty(),
+        "diarization_model",
+        "a model name (and segmentation_model too)",
+    )?;
+    check(
         s.inference_timeout >= 1,
         "inference_timeout",
         "at least 1 second",

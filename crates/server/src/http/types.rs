@@ -114,7 +114,7 @@ impl ModelInfo {
             languages: match model.engine {
                 EngineKind::Gigaam => vec!["ru"],
                 EngineKind::Whisper => vec!["*"],
-                EngineKind::Vad => vec![],
+                EngineKind::Vad | EngineKind::Segmentation | EngineKind::SpeakerEmbedding => vec![],
             },
             state: status.state,
             loaded_at: status.loaded_at,
@@ -229,12 +229,21 @@ pub struct OpenAiVerbose {
     pub usage: Usage,
 }
 
-/// The JSON bodies of the OpenAI routes: `json` or `verbose_json`.
+/// The JSON bodies of the OpenAI routes: `json`, `verbose_json` or `diarized_json`.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum OpenAiTranscription {
     Json(TranscriptionJson),
     Verbose(OpenAiVerbose),
+    Diarized(OpenAiDiarized),
+}
+
+/// `response_format=diarized_json`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OpenAiDiarized {
+    #[serde(flatten)]
+    pub transcript: glagol_core::format::DiarizedJson,
+    pub usage: Usage,
 }
 
 /// `format=verbose_json` on the native API, and its SSE `done` event.
@@ -256,6 +265,9 @@ pub struct TextDelta {
     /// With `include[]=logprobs`: the tokens of this delta.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logprobs: Option<Vec<Logprob>>,
+    /// With diarization: the `transcript.text.segment` this delta belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segment_id: Option<String>,
 }
 
 /// SSE `transcript.text.done` (OpenAI): the whole text.
@@ -348,6 +360,9 @@ pub struct SegmentEvent {
     pub end: f64,
     pub text: String,
     pub words: Vec<VerboseWord>,
+    /// The speaker (with diarization).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speaker: Option<String>,
 }
 
 impl From<&Segment> for SegmentEvent {
@@ -358,6 +373,7 @@ impl From<&Segment> for SegmentEvent {
             end: s.end,
             text: s.text.clone(),
             words: s.words.iter().map(VerboseWord::new).collect(),
+            speaker: s.speaker.clone(),
         }
     }
 }
@@ -399,6 +415,13 @@ pub struct TranscriptionForm {
     /// "prefix_padding_ms": 300}` as JSON or as `chunking_strategy[key]` fields. Absent: the
     /// whole audio is recognised (long audio is still cut at pauses).
     pub chunking_strategy: Option<String>,
+    /// Names of up to 4 speakers to recognise (with diarization: `diarized_json` or
+    /// `gpt-4o-transcribe-diarize`), each with a clip in `known_speaker_references[]`.
+    #[schema(rename = "known_speaker_names[]")]
+    pub known_speaker_names: Option<Vec<String>>,
+    /// A 2–10 s clip of each named speaker, as a data URL (`data:audio/wav;base64,…`).
+    #[schema(rename = "known_speaker_references[]")]
+    pub known_speaker_references: Option<Vec<String>>,
 }
 
 /// `multipart/form-data` of `POST /v1/audio/translations` (into English).
@@ -421,6 +444,8 @@ pub enum ResponseFormat {
     Srt,
     VerboseJson,
     Vtt,
+    /// Segments with `speaker` (diarization).
+    DiarizedJson,
 }
 
 #[derive(ToSchema)]
@@ -534,6 +559,12 @@ pub struct JobForm {
     /// Recognise only the speech the VAD finds.
     pub vad: Option<bool>,
     pub prompt: Option<String>,
+    /// Label segments and words with speakers (`speaker`).
+    pub diarize: Option<bool>,
+    /// The number of speakers, when known (with `diarize`).
+    pub num_speakers: Option<u32>,
+    pub min_speakers: Option<u32>,
+    pub max_speakers: Option<u32>,
     /// Gets a signed POST when the job ends (Standard Webhooks).
     pub webhook_url: Option<String>,
     /// A JSON object of at most 16 KiB, echoed on every read and webhook.

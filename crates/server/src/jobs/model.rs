@@ -57,6 +57,34 @@ pub struct JobParams {
     /// Recognise only the speech the VAD finds.
     pub vad: bool,
     pub prompt: Option<String>,
+    /// Label segments and words with speakers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub diarize: bool,
+    /// The number of speakers, when known (diarization).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_speakers: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_speakers: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_speakers: Option<usize>,
+}
+
+impl JobParams {
+    /// What the job asks of diarization, checked.
+    pub fn diarize_request(
+        &self,
+    ) -> Result<Option<crate::service::diarization::DiarizeRequest>, crate::error::ServiceError>
+    {
+        if !self.diarize {
+            return Ok(None);
+        }
+        crate::service::diarization::DiarizeRequest::with_counts(
+            self.num_speakers,
+            self.min_speakers,
+            self.max_speakers,
+        )
+        .map(Some)
+    }
 }
 
 /// A job as the store keeps it.

@@ -209,15 +209,18 @@ impl Attempt {
 }
 
 fn segment_json(attempt: u32, s: &Segment) -> String {
-    serde_json::json!({
+    let mut event = serde_json::json!({
         "attempt": attempt,
         "id": s.id,
         "start": s.start,
         "end": s.end,
         "text": s.text,
         "words": s.words,
-    })
-    .to_string()
+    });
+    if let Some(speaker) = &s.speaker {
+        event["speaker"] = speaker.clone().into();
+    }
+    event.to_string()
 }
 
 async fn attempt(state: Arc<AppState>, jobs: Arc<Jobs>, job: JobRecord, poke: Arc<Notify>) {
@@ -274,7 +277,12 @@ async fn recognise(
             message: "the job's stored audio is gone".into(),
         });
     };
+    let diarize = match job.params.diarize_request() {
+        Ok(d) => d,
+        Err(e) => return Ok(failed(e)),
+    };
     let request = TranscribeRequest {
+        diarize,
         model: Some(job.model.clone()),
         audio: AudioInput::File(run.jobs.files.path(audio)),
         options: options_of(job),

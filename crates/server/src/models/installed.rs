@@ -7,7 +7,7 @@
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use glagol_core::models::{EngineKind, InstalledModel, ModelStore};
+use glagol_core::models::{InstalledModel, ModelStore};
 
 pub struct Installed {
     store: ModelStore,
@@ -28,20 +28,24 @@ impl Installed {
             .ok()
     }
 
-    /// Every installed model that can transcribe (not the VAD), by name.
+    /// Every installed model that can transcribe (not the VAD nor the
+    /// diarization models), by name.
     pub fn list(&self) -> Vec<InstalledModel> {
+        self.all()
+            .into_iter()
+            .filter(|m| m.engine.transcribes())
+            .collect()
+    }
+
+    /// Every installed model of any kind.
+    pub fn all(&self) -> Vec<InstalledModel> {
         let stamp = self.stamp();
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         match &*cache {
             Some((at, models)) if at.is_some() && *at == stamp => models.clone(),
             _ => {
-                let models: Vec<InstalledModel> = self
-                    .store
-                    .list()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|m| m.engine != EngineKind::Vad)
-                    .collect();
+                let models: Vec<InstalledModel> =
+                    self.store.list().unwrap_or_default().into_iter().collect();
                 *cache = Some((stamp, models.clone()));
                 models
             }
@@ -50,5 +54,10 @@ impl Installed {
 
     pub fn get(&self, name: &str) -> Option<InstalledModel> {
         self.list().into_iter().find(|m| m.name == name)
+    }
+
+    /// An installed model of any kind.
+    pub fn any(&self, name: &str) -> Option<InstalledModel> {
+        self.all().into_iter().find(|m| m.name == name)
     }
 }

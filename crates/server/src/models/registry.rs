@@ -237,6 +237,11 @@ impl Registry {
         Ok((model, status))
     }
 
+    /// An installed model of any kind (the diarization models too).
+    pub fn installed_any(&self, name: &str) -> Option<InstalledModel> {
+        self.installed.any(name)
+    }
+
     /// The installed model `name`, or 404 `model_not_found`.
     pub fn installed(&self, name: &str) -> Result<InstalledModel, ServiceError> {
         self.installed.get(name).ok_or_else(|| {

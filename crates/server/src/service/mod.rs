@@ -7,6 +7,7 @@
 //! [`crate::scheduler::WorkItem`] of its class on the model's scheduler.
 
 mod budget;
+pub mod diarization;
 mod event;
 pub mod session;
 mod slots;
@@ -41,6 +42,8 @@ pub struct Service {
     pub sessions: Arc<SessionSlots>,
     /// Audio used per API key today, for quotas.
     pub usage: Arc<usage::Usage>,
+    /// The diarization models, loaded on first use.
+    pub speakers: Arc<diarization::SpeakerModels>,
 }
 
 impl Service {
@@ -48,13 +51,14 @@ impl Service {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let usage = Arc::new(usage::Usage::default());
         Service {
-            registry,
+            registry: registry.clone(),
             config,
             vad: OnceLock::new(),
             decoders: Semaphore::new(cores),
             audio: Arc::default(),
             sessions: Arc::new(SessionSlots::counting(usage.clone())),
             usage,
+            speakers: Arc::new(diarization::SpeakerModels::new(registry.clone())),
         }
     }
 

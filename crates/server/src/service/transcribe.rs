@@ -7,6 +7,7 @@
 //! exactly one terminal event — explicitly, not when some sender happens to
 //! be dropped.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,9 +15,10 @@ use std::time::{Duration, Instant};
 use glagol_core::audio::{self, Audio, AudioError, AudioLimits};
 use glagol_core::engine::{EngineEvent, EventSink, TranscribeOptions, Transcript};
 use glagol_core::vad::VadConfig;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::budget::Reservation;
+use super::diarization::{self, DiarizeRequest, SpeakerModels, Speakers};
 use super::{Event, Service};
 use crate::error::{ErrorKind, ServiceError};
 use crate::models::Lease;
@@ -46,6 +48,15 @@ pub struct TranscribeRequest {
     pub class: Class,
     /// The API key's name its audio is counted for (None: a server without keys).
     pub account: Option<String>,
+    /// Label segments and words with speakers.
+    pub diarize: Option<DiarizeRequest>,
+}
+
+/// Diarization running beside recognition.
+struct PendingSpeakers {
+    result: oneshot::Receiver<Result<Speakers, ServiceError>>,
+    /// Whether the client asked for words (diarization needs them anyway).
+    words: bool,
 }
 
 /// A running transcription: its events, in order, ending with one terminal
@@ -65,6 +76,9 @@ pub struct Transcription {
     timeout: Duration,
     finished: bool,
     started: Instant,
+    /// Segments wait for their speakers, then go out before the transcript.
+    speakers: Option<PendingSpeakers>,
+    ready: VecDeque<Event>,
     _admission: Option<Admission>,
     _audio: Reservation,
     _lease: Lease,
@@ -83,10 +97,17 @@ impl Transcription {
         if self.finished {
             return None;
         }
+        if let Some(event) = self.ready.pop_front() {
+            return Some(self.deliver(event));
+        }
         let event = loop {
             match tokio::time::timeout_at(self.deadline, self.events.recv()).await {
                 Ok(Some(Message::Started)) => {
                     self.deadline = tokio::time::Instant::now() + self.timeout;
+                }
+                Ok(Some(Message::Event(Event::Segment(_)))) if self.speakers.is_some() => {}
+                Ok(Some(Message::Event(Event::Done(t)))) if self.speakers.is_some() => {
+                    break self.with_speakers(t).await;
                 }
                 Ok(Some(Message::Event(event))) => break event,
                 Ok(None) => {
@@ -94,20 +115,51 @@ impl Transcription {
                         "recognition ended without a result",
                     ))
                 }
-                Err(_) => {
-                    // The worker stays busy until the engine sees the flag.
-                    self.cancel.store(true, Ordering::SeqCst);
-                    break Event::Error(ServiceError::new(
-                        ErrorKind::Timeout,
-                        "inference_timeout",
-                        format!(
-                            "the request waited or ran longer than the inference timeout of {} s",
-                            self.timeout.as_secs()
-                        ),
-                    ));
-                }
+                Err(_) => break self.timed_out(),
             }
         };
+        Some(self.deliver(event))
+    }
+
+    fn timed_out(&self) -> Event {
+        // The worker stays busy until the engine sees the flag.
+        self.cancel.store(true, Ordering::SeqCst);
+        Event::Error(ServiceError::new(
+            ErrorKind::Timeout,
+            "inference_timeout",
+            format!(
+                "the request waited or ran longer than the inference timeout of {} s",
+                self.timeout.as_secs()
+            ),
+        ))
+    }
+
+    /// Waits for diarization, labels the transcript, and queues its
+    /// segments before it; returns the first of them.
+    async fn with_speakers(&mut self, mut t: Transcript) -> Event {
+        let pending = self.speakers.take().expect("checked by the caller");
+        let speakers = match tokio::time::timeout_at(self.deadline, pending.result).await {
+            Ok(Ok(Ok(speakers))) => speakers,
+            Ok(Ok(Err(e))) => return Event::Error(e),
+            Ok(Err(_)) => {
+                return Event::Error(ServiceError::internal("diarization ended without a result"))
+            }
+            Err(_) => return self.timed_out(),
+        };
+        glagol_core::diarize::assign::apply(&mut t, &speakers.diarization, &speakers.labels);
+        if !pending.words {
+            for s in &mut t.segments {
+                s.words.clear();
+            }
+        }
+        self.ready
+            .extend(t.segments.iter().cloned().map(Event::Segment));
+        self.ready.push_back(Event::Done(t));
+        self.ready.pop_front().expect("the transcript was queued")
+    }
+
+    /// Bookkeeping for each event handed out.
+    fn deliver(&mut self, event: Event) -> Event {
         if event.is_terminal() {
             self.finished = true;
             if let Event::Done(t) = &event {
@@ -122,7 +174,7 @@ impl Transcription {
                 }
             }
         }
-        Some(event)
+        event
     }
 
     /// Drains the events; the transcript or the error.
@@ -155,6 +207,18 @@ impl Service {
         let config = self.config.get();
         let mut options = request.options;
         super::validate(&options)?;
+        // Speakers asked for but impossible: refused before any waiting.
+        let diarizer = match &request.diarize {
+            Some(_) => {
+                let (models, config) = (self.speakers.clone(), config.clone());
+                Some(
+                    tokio::task::spawn_blocking(move || models.get(&config))
+                        .await
+                        .map_err(|e| ServiceError::internal(format!("diarization load: {e}")))??,
+                )
+            }
+            None => None,
+        };
         let model = config.resolve_model(request.model.as_deref());
         // A durable job waits for its model and may run as long as the job
         // timeout; a client waiting on a connection gets the inference timeout.
@@ -191,6 +255,21 @@ impl Service {
         let duration = audio.duration();
         let (tx, events) = mpsc::unbounded_channel();
         let cancel = Arc::new(AtomicBool::new(false));
+        let speakers = match (diarizer, request.diarize) {
+            (Some(diarizer), Some(wanted)) => {
+                SpeakerModels::check_duration(&config, duration)?;
+                let words = options.word_timestamps;
+                options.word_timestamps = true;
+                let (done, result) = oneshot::channel();
+                let (samples, stop) = (audio.samples.clone(), cancel.clone());
+                tokio::task::spawn_blocking(move || {
+                    let stopped = || stop.load(Ordering::Relaxed);
+                    let _ = done.send(diarization::run(&diarizer, &samples, &wanted, &stopped));
+                });
+                Some(PendingSpeakers { result, words })
+            }
+            _ => None,
+        };
         options.cancel = Some(cancel.clone());
         options.events = Some(sink(tx.clone(), &model));
         let started = tx.clone();
@@ -225,6 +304,8 @@ impl Service {
             timeout,
             finished: false,
             started: Instant::now(),
+            speakers,
+            ready: VecDeque::new(),
             _admission: admission,
             _audio: reservation,
             _lease: lease,

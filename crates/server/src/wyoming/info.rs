@@ -74,7 +74,9 @@ pub fn info(state: &AppState, endpointing: bool) -> Info {
                     glagol_core::engine::whisper::languages(&m.path),
                     "Whisper",
                 ),
-                EngineKind::Vad => return None,
+                EngineKind::Vad | EngineKind::Segmentation | EngineKind::SpeakerEmbedding => {
+                    return None
+                }
             };
             Some(AsrModel {
                 description: format!("{family}: {}", m.name),

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::Stream;
 use glagol_core::engine::{quoted, Task, TranscribeOptions, Transcript};
-use glagol_core::format::{self, OutputFormat, VerboseJson};
+use glagol_core::format::{self, DiarizedJson, OutputFormat, VerboseJson};
 use serde::Deserialize;
 
 use super::openai::json_event;
@@ -23,6 +23,7 @@ use crate::http::policy::auth::Caller;
 use crate::http::types::TranscriptionErrors;
 use crate::http::types::{NativeVerbose, ProgressEvent, SegmentEvent};
 use crate::scheduler::Class;
+use crate::service::diarization::DiarizeRequest;
 use crate::service::{Event, TranscribeRequest, Transcription};
 use crate::state::AppState;
 
@@ -45,6 +46,15 @@ pub struct Params {
     vad: bool,
     /// Text that guides style or vocabulary (Whisper; the last 1000 characters are used).
     prompt: Option<String>,
+    /// Label segments and words with speakers (`speaker`; also implied by format=diarized_json).
+    #[serde(default)]
+    diarize: bool,
+    /// The number of speakers, when known (diarization).
+    num_speakers: Option<usize>,
+    /// At least this many speakers (diarization).
+    min_speakers: Option<usize>,
+    /// At most this many speakers (diarization).
+    max_speakers: Option<usize>,
 }
 
 async fn request_from(
@@ -65,7 +75,18 @@ async fn request_from(
             ))
         }
     };
+    let diarize =
+        params.diarize || params.format.as_deref() == Some(OutputFormat::DiarizedJson.name());
+    let diarize = match diarize {
+        true => Some(DiarizeRequest::with_counts(
+            params.num_speakers,
+            params.min_speakers,
+            params.max_speakers,
+        )?),
+        false => None,
+    };
     Ok(TranscribeRequest {
+        diarize,
         model: params.model,
         audio: native_upload(req).await?,
         options: TranscribeOptions {
@@ -93,6 +114,7 @@ pub fn output_format(format: Option<&str>) -> Result<OutputFormat, ServiceError>
 /// or the format's text with its media type.
 pub fn transcript_response(t: &Transcript, model: String, format: OutputFormat) -> Response {
     match format {
+        OutputFormat::DiarizedJson => Json(DiarizedJson::new(t)).into_response(),
         OutputFormat::VerboseJson => Json(NativeVerbose {
             transcript: VerboseJson::new(t),
             model,

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::Stream;
 use glagol_core::engine::{Task, TranscribeOptions, Transcript};
-use glagol_core::format::{self, OutputFormat, VerboseJson};
+use glagol_core::format::{self, DiarizedJson, DiarizedSegment, OutputFormat, VerboseJson};
 
 use super::chunking::Chunking;
 use crate::error::ServiceError;
@@ -19,10 +19,11 @@ use crate::http::extract::{file_field, second_file, Multipart};
 use crate::http::policy::auth::Caller;
 use crate::http::types::TranscriptionErrors;
 use crate::http::types::{
-    LanguageCode, Logprob, OpenAiTranscription, OpenAiVerbose, TextDelta, TextDone, TokenUsage,
-    TranscriptionJson, Usage,
+    LanguageCode, Logprob, OpenAiDiarized, OpenAiTranscription, OpenAiVerbose, TextDelta, TextDone,
+    TokenUsage, TranscriptionJson, Usage,
 };
 use crate::scheduler::Class;
+use crate::service::diarization::{self, DiarizeRequest, MAX_KNOWN_SPEAKERS};
 use crate::service::{Event, TranscribeRequest, Transcription};
 use crate::state::AppState;
 
@@ -56,8 +57,8 @@ async fn parse(
     let mut granularities: Vec<String> = Vec::new();
     let (mut keywords, mut chunking) = (Vec::new(), Chunking::default());
     let mut logprobs = false;
-    // The field that asked for speakers, which this server cannot give yet.
-    let mut diarization: Option<&str> = None;
+    let mut diarize = false;
+    let (mut speaker_names, mut speaker_clips) = (Vec::new(), Vec::new());
     while let Some(field) = multipart.next_field().await? {
         let name = field.name().unwrap_or("").to_string();
         if name == "file" {
@@ -69,9 +70,7 @@ async fn parse(
         }
         let value = field.text().await?;
         match name.as_str() {
-            "model" if value.trim() == DIARIZE_MODEL => {
-                diarization = Some("model=gpt-4o-transcribe-diarize")
-            }
+            "model" if value.trim() == DIARIZE_MODEL => diarize = true,
             "model" => model = Some(value),
             "language" => options.language = Some(value),
             "languages[]" | "languages" => options.languages.push(value.trim().to_string()),
@@ -91,15 +90,8 @@ async fn parse(
                 let key = &n["chunking_strategy[".len()..n.len() - 1];
                 chunking.keys.push((key.to_string(), value));
             }
-            "known_speaker_names[]" | "known_speaker_names" => {
-                diarization = Some("known_speaker_names[]")
-            }
-            "known_speaker_references[]" | "known_speaker_references" => {
-                diarization = Some("known_speaker_references[]")
-            }
-            "response_format" if value.trim() == "diarized_json" => {
-                diarization = Some("response_format=diarized_json")
-            }
+            "known_speaker_names[]" | "known_speaker_names" => speaker_names.push(value),
+            "known_speaker_references[]" | "known_speaker_references" => speaker_clips.push(value),
             "response_format" => format = value.trim().parse().map_err(|e: String| bad(e))?,
             "temperature" => {
                 options.temperature = value.trim().parse().map_err(|_| {
@@ -125,15 +117,11 @@ async fn parse(
             _ => {} // OpenAI ignores fields it does not know
         }
     }
-    if let Some(field) = diarization {
-        return Err(ServiceError::invalid(
-            "diarization_unavailable",
-            format!(
-                "{field} asks for speaker diarization, which this server does not offer yet; \
-                 ask for response_format json, verbose_json, text, srt or vtt"
-            ),
-        ));
-    }
+    let diarize = diarize || format.needs_speakers() || !speaker_names.is_empty();
+    let diarize = match diarize {
+        true => Some(known_speakers(speaker_names, speaker_clips)?),
+        false => None,
+    };
     let audio = audio.ok_or_else(|| bad("the 'file' field is required"))?;
     // GigaAM has nothing to steer and ignores them.
     options.initial_prompt =
@@ -166,6 +154,7 @@ async fn parse(
             vad,
             class: Class::Interactive,
             account: None,
+            diarize,
         },
         Answer {
             format,
@@ -175,6 +164,44 @@ async fn parse(
             logprobs,
         },
     ))
+}
+
+/// Diarization with the named speakers' clips.
+fn known_speakers(names: Vec<String>, clips: Vec<String>) -> Result<DiarizeRequest, ServiceError> {
+    if names.len() != clips.len() {
+        return Err(ServiceError::invalid(
+            "invalid_known_speaker",
+            format!(
+                "known_speaker_names[] has {} entries and known_speaker_references[] {}; give one clip per name",
+                names.len(),
+                clips.len()
+            ),
+        ));
+    }
+    if names.len() > MAX_KNOWN_SPEAKERS {
+        return Err(ServiceError::invalid(
+            "invalid_known_speaker",
+            format!(
+                "at most {MAX_KNOWN_SPEAKERS} known speakers, got {}",
+                names.len()
+            ),
+        ));
+    }
+    let mut request = DiarizeRequest::default();
+    for (name, clip) in names.iter().zip(&clips) {
+        let (name, samples) = diarization::known_speaker(name, clip)?;
+        if request.known.iter().any(|(n, _)| *n == name) {
+            return Err(ServiceError::invalid(
+                "invalid_known_speaker",
+                format!(
+                    "known speaker {} is named twice",
+                    glagol_core::engine::quoted(&name)
+                ),
+            ));
+        }
+        request.known.push((name, samples));
+    }
+    Ok(request)
 }
 
 /// `POST /v1/audio/transcriptions`.
@@ -227,9 +254,10 @@ async fn handle(
 ) -> Result<Response, ServiceError> {
     let (mut request, answer) = parse(multipart, task).await?;
     request.account = caller.account();
+    let diarized = request.diarize.is_some();
     let transcription = state.service.transcribe(request).await?;
     if answer.stream {
-        return Ok(Sse::new(deltas(transcription, answer.logprobs)).into_response());
+        return Ok(Sse::new(deltas(transcription, answer.logprobs, diarized)).into_response());
     }
     let transcript = transcription.finish().await?;
     Ok(respond(&transcript, &answer))
@@ -261,6 +289,11 @@ fn respond(t: &Transcript, form: &Answer) -> Response {
             }))
             .into_response()
         }
+        OutputFormat::DiarizedJson => Json(OpenAiTranscription::Diarized(OpenAiDiarized {
+            transcript: DiarizedJson::new(t),
+            usage: Usage::of(t),
+        }))
+        .into_response(),
         other => (
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
             format::render(t, other),
@@ -271,16 +304,23 @@ fn respond(t: &Transcript, form: &Answer) -> Response {
 
 /// `stream=true`: an append-only `transcript.text.delta` per segment as it
 /// is decoded, then `transcript.text.done`; the concatenated deltas are the
-/// done event's text.
+/// done event's text. With speakers, each delta names its segment and is
+/// followed by that `transcript.text.segment` (segments wait for
+/// diarization, so they come together at the end).
 fn deltas(
     transcription: Transcription,
     logprobs: bool,
+    diarized: bool,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    let queued: std::collections::VecDeque<SseEvent> = Default::default();
     futures_util::stream::unfold(
-        (transcription, false),
-        move |(mut t, mut sent_any)| async move {
+        (transcription, false, queued),
+        move |(mut t, mut sent_any, mut queued)| async move {
             loop {
-                let event = match t.next().await? {
+                if let Some(event) = queued.pop_front() {
+                    return Some((Ok(event), (t, sent_any, queued)));
+                }
+                match t.next().await? {
                     Event::Progress(_) => continue,
                     Event::Segment(s) => {
                         let piece = s.text.trim();
@@ -293,16 +333,21 @@ fn deltas(
                             piece.to_string()
                         };
                         sent_any = true;
-                        json_event(
+                        let segment = diarized.then(|| DiarizedSegment::new(&s));
+                        queued.push_back(json_event(
                             "transcript.text.delta",
                             &TextDelta {
                                 kind: "transcript.text.delta",
                                 delta,
                                 logprobs: logprobs.then(|| Logprob::of(std::slice::from_ref(&s))),
+                                segment_id: segment.as_ref().map(|g| g.id.clone()),
                             },
-                        )
+                        ));
+                        if let Some(segment) = segment {
+                            queued.push_back(json_event("transcript.text.segment", &segment));
+                        }
                     }
-                    Event::Done(done) => json_event(
+                    Event::Done(done) => queued.push_back(json_event(
                         "transcript.text.done",
                         &TextDone {
                             kind: "transcript.text.done",
@@ -311,10 +356,9 @@ fn deltas(
                             usage: TokenUsage::of(&done),
                             text: done.text,
                         },
-                    ),
-                    Event::Error(e) => sse_event(&e),
-                };
-                return Some((Ok(event), (t, sent_any)));
+                    )),
+                    Event::Error(e) => queued.push_back(sse_event(&e)),
+                }
             }
         },
     )

@@ -77,6 +77,10 @@ struct Fields {
     word_timestamps: Option<String>,
     vad: Option<String>,
     prompt: Option<String>,
+    diarize: Option<String>,
+    num_speakers: Option<String>,
+    min_speakers: Option<String>,
+    max_speakers: Option<String>,
     webhook_url: Option<String>,
     metadata: Option<String>,
     priority: Option<String>,
@@ -110,6 +114,18 @@ fn flag(name: &str, value: Option<&str>) -> Result<bool, ServiceError> {
             "invalid_request",
             format!("{name} must be true or false, got {other:?}"),
         )),
+    }
+}
+
+fn count(name: &str, value: Option<&str>) -> Result<Option<usize>, ServiceError> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| {
+            ServiceError::invalid(
+                "invalid_request",
+                format!("{name} must be a whole number, got {v:?}"),
+            )
+        }),
     }
 }
 
@@ -147,7 +163,12 @@ async fn checked(
         word_timestamps: flag("word_timestamps", f.word_timestamps.as_deref())?,
         vad: flag("vad", f.vad.as_deref())?,
         prompt: f.prompt.filter(|p| !p.is_empty()),
+        diarize: flag("diarize", f.diarize.as_deref())?,
+        num_speakers: count("num_speakers", f.num_speakers.as_deref())?,
+        min_speakers: count("min_speakers", f.min_speakers.as_deref())?,
+        max_speakers: count("max_speakers", f.max_speakers.as_deref())?,
     };
+    params.diarize_request()?;
     crate::service::validate(&glagol_core::engine::TranscribeOptions {
         language: params.language.clone(),
         ..Default::default()
@@ -308,6 +329,10 @@ async fn accept(
             "word_timestamps" => &mut fields.word_timestamps,
             "vad" => &mut fields.vad,
             "prompt" => &mut fields.prompt,
+            "diarize" => &mut fields.diarize,
+            "num_speakers" => &mut fields.num_speakers,
+            "min_speakers" => &mut fields.min_speakers,
+            "max_speakers" => &mut fields.max_speakers,
             "webhook_url" => &mut fields.webhook_url,
             "metadata" => &mut fields.metadata,
             "priority" => &mut fields.priority,

@@ -1,0 +1,243 @@
+//! Speakers end to end on the real two-speaker recording: the native API
+//! (verbose_json, diarized_json, vtt, txt), a durable job, the official
+//! `openai` client (diarized_json, streamed segments, known speakers) and
+//! the CLI; and the typed refusals when diarization cannot run.
+
+mod common;
+
+use std::time::Duration;
+
+use common::jobs::{accepted, events, wait_status};
+use common::server::{read, Server};
+use common::{assets, Glagol};
+use serde_json::Value;
+
+fn sample() -> std::path::PathBuf {
+    assets().join("fixtures/diarization/sample.wav")
+}
+
+/// A store with Whisper base and the two diarization models.
+fn glagol() -> Glagol {
+    let glagol = Glagol::new();
+    let models = assets().join("models");
+    for (path, name) in [
+        ("ggml-base.bin", "whisper-base"),
+        (
+            "pyannote-segmentation-3.0/segmentation-3.0.onnx",
+            "pyannote-segmentation-3.0",
+        ),
+        // Our own export of CAM++, not the catalog's bytes.
+        ("campplus-zh-en/campplus.onnx", "campplus-zh-en"),
+    ] {
+        let path = models.join(path);
+        common::ok(glagol.run(&[
+            "models",
+            "import",
+            path.to_str().unwrap(),
+            "--as",
+            name,
+            "--force",
+        ]));
+    }
+    glagol
+}
+
+/// The reference turns: (start, end, speaker).
+fn reference() -> Vec<(f64, f64, String)> {
+    std::fs::read_to_string(assets().join("fixtures/diarization/sample.rttm"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let start: f64 = f[3].parse().unwrap();
+            (
+                start,
+                start + f[4].parse::<f64>().unwrap(),
+                f[7].to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Checks that words carry two speakers that agree with the reference:
+/// under the best naming, most words' middles fall in a turn of their
+/// speaker.
+fn assert_words_match_the_reference(words: &[Value]) {
+    let reference = reference();
+    let labels: Vec<&str> = words
+        .iter()
+        .map(|w| w["speaker"].as_str().unwrap())
+        .collect();
+    let mut names: Vec<&str> = labels.clone();
+    names.sort();
+    names.dedup();
+    assert_eq!(names, ["A", "B"], "{words:?}");
+    let agree = |a: &str, b: &str| {
+        words
+            .iter()
+            .zip(&labels)
+            .filter(|(w, l)| {
+                let mid = (w["start"].as_f64().unwrap() + w["end"].as_f64().unwrap()) / 2.0;
+                let name = if **l == "A" { a } else { b };
+                reference
+                    .iter()
+                    .any(|(s, e, who)| who == name && *s <= mid && mid < *e)
+            })
+            .count()
+    };
+    let best = agree("speaker90", "speaker91").max(agree("speaker91", "speaker90"));
+    assert!(
+        best * 10 >= words.len() * 8,
+        "only {best} of {} words fall in their speaker's turns",
+        words.len()
+    );
+}
+
+fn post(s: &Server, query: &str, body: &[u8]) -> (u16, String) {
+    let mut r = Server::agent()
+        .post(&s.url(&format!("/v1/transcribe?{query}")))
+        .send(body)
+        .unwrap();
+    (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+}
+
+#[test]
+fn speakers_through_the_native_api_a_job_the_openai_client_and_the_cli() {
+    let s = Server::start_with(glagol(), &["--preload", "whisper-base"]);
+    s.wait_ready("whisper-base");
+    let audio = read(&sample());
+
+    // Native verbose_json: segments and words labelled, matching the reference.
+    let (status, body) = post(
+        &s,
+        "diarize=true&vad=true&language=en&word_timestamps=true",
+        &audio,
+    );
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_words_match_the_reference(v["words"].as_array().unwrap());
+    let segments = v["segments"].as_array().unwrap();
+    assert!(
+        segments
+            .iter()
+            .all(|s| s["speaker"] == "A" || s["speaker"] == "B"),
+        "{body}"
+    );
+    // Segments were split where the speaker changes: each holds one speaker's words.
+    let diane = segments
+        .iter()
+        .find(|s| s["text"].as_str().unwrap().contains("Diane"))
+        .unwrap();
+    let sheila = segments
+        .iter()
+        .find(|s| s["text"].as_str().unwrap().contains("Sheila"))
+        .unwrap();
+    assert_ne!(diane["speaker"], sheila["speaker"], "{body}");
+
+    // Without word_timestamps the words stay out; other formats carry the labels.
+    let (_, body) = post(&s, "diarize=true&vad=true&language=en", &audio);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(v.get("words").is_none(), "{body}");
+    let (_, vtt) = post(&s, "diarize=true&vad=true&language=en&format=vtt", &audio);
+    assert!(
+        vtt.contains("<v Speaker A>") && vtt.contains("<v Speaker B>"),
+        "{vtt}"
+    );
+    let (_, txt) = post(&s, "diarize=true&vad=true&language=en&format=txt", &audio);
+    assert!(
+        txt.starts_with("Speaker A: ") && txt.contains("\nSpeaker B: "),
+        "{txt}"
+    );
+    let (_, dj) = post(
+        &s,
+        "vad=true&language=en&format=diarized_json&num_speakers=2",
+        &audio,
+    );
+    let dj: Value = serde_json::from_str(&dj).unwrap();
+    assert_eq!(dj["segments"][0]["type"], "transcript.text.segment", "{dj}");
+    assert_eq!(dj["segments"][0]["id"], "seg_0");
+
+    // A durable job: speakers in its result and in its segment events.
+    let id = accepted(
+        &s,
+        &[
+            ("diarize", "true"),
+            ("vad", "true"),
+            ("language", "en"),
+            ("word_timestamps", "true"),
+        ],
+        &audio,
+    );
+    wait_status(&s, &id, &["done"], Duration::from_secs(120));
+    let (code, result) = s.get(&format!("/v1/jobs/{id}/result?format=verbose_json"));
+    assert_eq!(code, 200, "{result}");
+    assert_words_match_the_reference(result["words"].as_array().unwrap());
+    let segment_events: Vec<Value> = events(&s, &id, None)
+        .into_iter()
+        .filter(|(_, kind, _)| kind == "segment")
+        .map(|(_, _, data)| data)
+        .collect();
+    assert!(!segment_events.is_empty());
+    assert!(segment_events
+        .iter()
+        .all(|e| e["speaker"] == "A" || e["speaker"] == "B"));
+
+    // The official client: diarized_json, streamed segments, known speakers.
+    let api = format!("{}/v1", s.base);
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openai_diarization.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(&api)
+        .arg(sample())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("ALL OK"),
+        "openai_diarization.py failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The CLI, in-process models, same labels.
+    let out = common::ok(s.glagol.run(&[
+        "transcribe",
+        sample().to_str().unwrap(),
+        "--diarize",
+        "--vad",
+        "-l",
+        "en",
+    ]));
+    assert!(
+        out.starts_with("Speaker A: ") && out.contains("\nSpeaker B: "),
+        "{out}"
+    );
+}
+
+#[test]
+fn diarization_that_cannot_run_says_why() {
+    let glagol = glagol();
+    // No such embedding model.
+    let s = Server::start_with(glagol, &["--diarization-model", "no-such-model"]);
+    let audio = read(&sample());
+    let (status, body) = post(&s, "diarize=true", &audio);
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body.contains("diarization_model_not_found") && body.contains("no-such-model"),
+        "{body}"
+    );
+    // Bad speaker counts are refused before anything runs.
+    let (status, body) = post(&s, "diarize=true&min_speakers=3&max_speakers=2", &audio);
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = post(&s, "diarize=true&num_speakers=0", &audio);
+    assert_eq!(status, 400, "{body}");
+    let glagol = s.crash();
+    // Audio over the diarization ceiling.
+    let s = Server::start_with(
+        glagol,
+        &["--max-diarization-seconds", "10", "--wait-for-load"],
+    );
+    let (status, body) = post(&s, "diarize=true", &audio);
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("diarization_too_long"), "{body}");
+}
