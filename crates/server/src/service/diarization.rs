@@ -283,23 +283,37 @@ impl SpeakerModels {
         if let Some(d) = current(&mut self.lock()) {
             return Ok(d);
         }
-        let path = |name: &str| {
-            self.registry
-                .installed_any(name)
-                .map(|m| m.path)
-                .ok_or_else(|| {
-                    ServiceError::new(
-                        ErrorKind::NotFound,
-                        "diarization_model_not_found",
-                        format!(
-                            "diarization needs the model {} and it is not installed: run `glagol models pull {}` (or import it)",
-                            glagol_core::engine::quoted(name),
-                            if name.len() <= 64 { name } else { "NAME" }
-                        ),
-                    )
-                })
+        let path = |name: &str| self.registry.installed_any(name).map(|m| m.path);
+        let (segmentation, embedding) = match (path(&wanted.0), path(&wanted.1)) {
+            (Some(s), Some(e)) => (s, e),
+            (s, e) => {
+                let missing: Vec<&str> = [(&s, &wanted.0), (&e, &wanted.1)]
+                    .into_iter()
+                    .filter(|(p, _)| p.is_none())
+                    .map(|(_, n)| n.as_str())
+                    .collect();
+                let quoted: Vec<String> = missing
+                    .iter()
+                    .map(|n| glagol_core::engine::quoted(n))
+                    .collect();
+                return Err(ServiceError::new(
+                    ErrorKind::NotFound,
+                    "diarization_model_not_found",
+                    format!(
+                        "diarization needs {} installed: run {} (or import them)",
+                        quoted.join(" and "),
+                        missing
+                            .iter()
+                            .map(|n| {
+                                let n = if n.len() <= 64 { *n } else { "NAME" };
+                                format!("`glagol models pull {n}`")
+                            })
+                            .collect::<Vec<_>>()
+                            .join(" and ")
+                    ),
+                ));
+            }
         };
-        let (segmentation, embedding) = (path(&wanted.0)?, path(&wanted.1)?);
         let started = Instant::now();
         let diarizer = Arc::new(
             Diarizer::load(&segmentation, &embedding, config.settings.threads).map_err(failed)?,
