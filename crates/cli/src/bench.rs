@@ -54,6 +54,8 @@ pub struct Args {
 enum Kind {
     /// Live transcription against a running server: latency, accuracy, capacity.
     Stream(crate::bench_stream::Args),
+    /// Speaker diarization on WAV + RTTM pairs: DER, speaker count, cost.
+    Diarization(crate::bench_diarization::Args),
 }
 
 #[derive(Deserialize)]
@@ -64,8 +66,10 @@ struct Entry {
 }
 
 pub fn run(args: Args, store: &ModelStore) -> anyhow::Result<ExitCode> {
-    if let Some(Kind::Stream(stream)) = args.kind {
-        return crate::bench_stream::run(stream);
+    match args.kind {
+        Some(Kind::Stream(stream)) => return crate::bench_stream::run(stream),
+        Some(Kind::Diarization(d)) => return crate::bench_diarization::run(d, store),
+        None => {}
     }
     let mut items = Vec::new();
     for m in &args.manifest {

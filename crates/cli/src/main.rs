@@ -5,6 +5,7 @@
 //! the documented exit codes in [`exit`].
 
 mod bench;
+mod bench_diarization;
 mod bench_stream;
 mod engine_args;
 mod exit;

@@ -105,22 +105,25 @@ impl Diarization {
     }
 }
 
-/// The segmentation and embedding models. One recording at a time runs
-/// through each session; a server holds one and shares it.
+/// The segmentation and embedding models, as one single-threaded session
+/// per worker: a recording's windows are split between the workers, which
+/// scales better than ONNX Runtime's own threads on these small inputs and
+/// never spins a core that recognition beside it could use.
 pub struct Diarizer {
-    segmentation: Mutex<Session>,
-    embedding: Mutex<Session>,
+    segmentation: Vec<Mutex<Session>>,
+    embedding: Vec<Mutex<Session>>,
 }
 
-fn session(path: &Path, threads: usize) -> Result<Session, DiarizeError> {
+fn session(path: &Path) -> Result<Session, DiarizeError> {
     let load = |e: ort::Error| DiarizeError::Load {
         path: path.display().to_string(),
         message: e.to_string(),
     };
     let env = runtime::environment()?;
     let session = Session::builder(env)
-        .and_then(|b| Ok(b.with_intra_threads(threads)?))
+        .and_then(|b| Ok(b.with_intra_threads(1)?))
         .and_then(|b| Ok(b.with_inter_threads(1)?))
+        .and_then(|b| Ok(b.with_intra_op_spinning(false)?))
         .and_then(|mut b| b.commit_from_file(path))
         .map_err(load)?;
     if session.inputs().len() != 1 || session.outputs().is_empty() {
@@ -134,16 +137,58 @@ fn session(path: &Path, threads: usize) -> Result<Session, DiarizeError> {
 
 impl Diarizer {
     /// Loads a segmentation-3.0 model and a speaker-embedding model
-    /// (`[N, T, 80]` fbank in, `[N, D]` out), each on `threads` threads.
+    /// (`[N, T, 80]` fbank in, `[N, D]` out) for `workers` threads.
     pub fn load(
         segmentation: &Path,
         embedding: &Path,
-        threads: usize,
+        workers: usize,
     ) -> Result<Self, DiarizeError> {
+        let sessions = |path: &Path| {
+            (0..workers.max(1))
+                .map(|_| session(path).map(Mutex::new))
+                .collect::<Result<Vec<_>, _>>()
+        };
         Ok(Diarizer {
-            segmentation: Mutex::new(session(segmentation, threads)?),
-            embedding: Mutex::new(session(embedding, threads)?),
+            segmentation: sessions(segmentation)?,
+            embedding: sessions(embedding)?,
         })
+    }
+
+    /// Runs `work` over `items` split into one contiguous share per worker,
+    /// worker `i` passing session index `i`; results in the items' order.
+    fn in_parallel<T: Sync, R: Send>(
+        &self,
+        items: &[T],
+        work: impl Fn(usize, &[T]) -> Result<Vec<R>, DiarizeError> + Sync,
+    ) -> Result<Vec<R>, DiarizeError> {
+        let workers = self.embedding.len().min(items.len()).max(1);
+        if workers == 1 {
+            return work(0, items);
+        }
+        let share = items.len().div_ceil(workers);
+        let parts: Vec<Result<Vec<R>, DiarizeError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = items
+                .chunks(share)
+                .enumerate()
+                .map(|(i, part)| {
+                    let work = &work;
+                    scope.spawn(move || work(i, part))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(DiarizeError::Inference("a worker panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        let mut out = Vec::with_capacity(items.len());
+        for part in parts {
+            out.extend(part?);
+        }
+        Ok(out)
     }
 
     /// Segmentation log-probabilities, `[windows, frames, 7]` flattened.
@@ -151,43 +196,53 @@ impl Diarizer {
         &self,
         samples: &[f32],
         starts: &[usize],
-        stop: &dyn Fn() -> bool,
+        stop: &(dyn Fn() -> bool + Sync),
     ) -> Result<Vec<f32>, DiarizeError> {
-        let mut out = Vec::new();
-        for batch in starts.chunks(BATCH) {
-            if stop() {
-                return Err(DiarizeError::Stopped);
+        let batches: Vec<&[usize]> = starts.chunks(BATCH).collect();
+        let parts = self.in_parallel(&batches, |worker, batches| {
+            let mut out = Vec::new();
+            for batch in batches {
+                if stop() {
+                    return Err(DiarizeError::Stopped);
+                }
+                let mut input = Vec::with_capacity(batch.len() * segmentation::WINDOW);
+                for &s in *batch {
+                    input.extend(segmentation::window(samples, s));
+                }
+                let x = Tensor::from_array(([batch.len(), 1, segmentation::WINDOW], input))
+                    .map_err(inference)?;
+                let mut session = lock(&self.segmentation[worker]);
+                let result = session.run(ort::inputs![x]).map_err(inference)?;
+                let (_, logp) = result[0].try_extract_tensor::<f32>().map_err(inference)?;
+                out.push(logp.to_vec());
             }
-            let mut input = Vec::with_capacity(batch.len() * segmentation::WINDOW);
-            for &s in batch {
-                input.extend(segmentation::window(samples, s));
-            }
-            let x = Tensor::from_array(([batch.len(), 1, segmentation::WINDOW], input))
-                .map_err(inference)?;
-            let mut session = self.segmentation.lock().unwrap_or_else(|p| p.into_inner());
-            let result = session.run(ort::inputs![x]).map_err(inference)?;
-            let (_, logp) = result[0].try_extract_tensor::<f32>().map_err(inference)?;
-            out.extend_from_slice(logp);
-        }
-        Ok(out)
+            Ok(out)
+        })?;
+        Ok(parts.concat())
     }
 
     /// The embedding of mean-normalised features `[frames, 80]`; None
-    /// under [`MIN_EMBEDDING_FRAMES`] frames.
-    pub fn embed_features(&self, mut features: Vec<f32>) -> Result<Option<Vec<f32>>, DiarizeError> {
+    /// under [`MIN_EMBEDDING_FRAMES`] frames or where the model gives no
+    /// finite vector (too short for it).
+    pub fn embed_features(&self, features: Vec<f32>) -> Result<Option<Vec<f32>>, DiarizeError> {
+        self.embed_with(0, features)
+    }
+
+    fn embed_with(
+        &self,
+        worker: usize,
+        mut features: Vec<f32>,
+    ) -> Result<Option<Vec<f32>>, DiarizeError> {
         let frames = features.len() / fbank::N_MELS;
         if frames < MIN_EMBEDDING_FRAMES {
             return Ok(None);
         }
         fbank::subtract_mean(&mut features);
         let x = Tensor::from_array(([1, frames, fbank::N_MELS], features)).map_err(inference)?;
-        let mut session = self.embedding.lock().unwrap_or_else(|p| p.into_inner());
+        let mut session = lock(&self.embedding[worker]);
         let result = session.run(ort::inputs![x]).map_err(inference)?;
         let (_, e) = result[0].try_extract_tensor::<f32>().map_err(inference)?;
-        if e.iter().any(|v| !v.is_finite()) {
-            return Err(DiarizeError::Model("the embedding is not finite".into()));
-        }
-        Ok(Some(e.to_vec()))
+        Ok(e.iter().all(|v| v.is_finite()).then(|| e.to_vec()))
     }
 
     /// The embedding of a clip of one speaker (16 kHz), as for a known
@@ -202,7 +257,7 @@ impl Diarizer {
         &self,
         samples: &[f32],
         options: &DiarizeOptions,
-        stop: &dyn Fn() -> bool,
+        stop: &(dyn Fn() -> bool + Sync),
     ) -> Result<Diarization, DiarizeError> {
         let starts = segmentation::window_starts(samples.len());
         let log_probs = self.segment(samples, &starts, stop)?;
@@ -242,48 +297,68 @@ impl Diarizer {
         &self,
         samples: &[f32],
         activity: &Activity,
-        stop: &dyn Fn() -> bool,
+        stop: &(dyn Fn() -> bool + Sync),
     ) -> Result<Vec<Option<Vec<f32>>>, DiarizeError> {
-        let mut out = Vec::with_capacity(activity.windows() * LOCAL_SPEAKERS);
-        for (w, &start) in activity.starts.iter().enumerate() {
-            let features = fbank::fbank(&segmentation::window(samples, start));
-            let rows = features.len() / fbank::N_MELS;
-            // Feature frame j takes segmentation frame ⌊j · frames / rows⌋.
-            let seg_frame: Vec<usize> = (0..rows)
-                .map(|j| (j as f64 * (activity.frames as f64 / rows as f64)).floor() as usize)
-                .collect();
-            for s in 0..LOCAL_SPEAKERS {
-                if !activity.speaks(w, s) {
-                    out.push(None);
-                    continue;
-                }
+        let windows: Vec<usize> = (0..activity.windows()).collect();
+        let per_window = self.in_parallel(&windows, |worker, windows| {
+            let mut out = Vec::with_capacity(windows.len());
+            for &w in windows {
                 if stop() {
                     return Err(DiarizeError::Stopped);
                 }
-                let clean = |f: usize| activity.is_active(w, f, s) && activity.speaking(w, f) < 2;
-                let use_clean =
-                    (0..activity.frames).filter(|&f| clean(f)).count() > MIN_CLEAN_FRAMES;
-                let selected: Vec<f32> = seg_frame
-                    .iter()
-                    .enumerate()
-                    .filter(|&(_, &f)| {
-                        if use_clean {
-                            clean(f)
-                        } else {
-                            activity.is_active(w, f, s)
-                        }
-                    })
-                    .flat_map(|(j, _)| {
-                        features[j * fbank::N_MELS..(j + 1) * fbank::N_MELS]
-                            .iter()
-                            .copied()
-                    })
-                    .collect();
-                out.push(self.embed_features(selected)?);
+                out.push(self.embed_window(worker, samples, activity, w)?);
             }
+            Ok(out)
+        })?;
+        Ok(per_window.into_iter().flatten().collect())
+    }
+
+    /// The embeddings of one window's local speakers.
+    fn embed_window(
+        &self,
+        worker: usize,
+        samples: &[f32],
+        activity: &Activity,
+        w: usize,
+    ) -> Result<Vec<Option<Vec<f32>>>, DiarizeError> {
+        let features = fbank::fbank(&segmentation::window(samples, activity.starts[w]));
+        let rows = features.len() / fbank::N_MELS;
+        // Feature frame j takes segmentation frame ⌊j · frames / rows⌋.
+        let seg_frame: Vec<usize> = (0..rows)
+            .map(|j| (j as f64 * (activity.frames as f64 / rows as f64)).floor() as usize)
+            .collect();
+        let mut out = Vec::with_capacity(LOCAL_SPEAKERS);
+        for s in 0..LOCAL_SPEAKERS {
+            if !activity.speaks(w, s) {
+                out.push(None);
+                continue;
+            }
+            let clean = |f: usize| activity.is_active(w, f, s) && activity.speaking(w, f) < 2;
+            let use_clean = (0..activity.frames).filter(|&f| clean(f)).count() > MIN_CLEAN_FRAMES;
+            let selected: Vec<f32> = seg_frame
+                .iter()
+                .enumerate()
+                .filter(|&(_, &f)| {
+                    if use_clean {
+                        clean(f)
+                    } else {
+                        activity.is_active(w, f, s)
+                    }
+                })
+                .flat_map(|(j, _)| {
+                    features[j * fbank::N_MELS..(j + 1) * fbank::N_MELS]
+                        .iter()
+                        .copied()
+                })
+                .collect();
+            out.push(self.embed_with(worker, selected)?);
         }
         Ok(out)
     }
+}
+
+fn lock(session: &Mutex<Session>) -> std::sync::MutexGuard<'_, Session> {
+    session.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Speakers on at each global frame: `[frames][clusters]`, where a

@@ -147,7 +147,7 @@ pub fn run(
     diarizer: &Diarizer,
     samples: &[f32],
     request: &DiarizeRequest,
-    stop: &dyn Fn() -> bool,
+    stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<Speakers, ServiceError> {
     let diarization = diarizer
         .diarize(samples, &request.options, stop)
