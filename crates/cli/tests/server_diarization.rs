@@ -199,6 +199,8 @@ fn speakers_through_the_native_api_a_job_the_openai_client_and_the_cli() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    live_finals_keep_their_speakers(&s);
+
     // The CLI, in-process models, same labels.
     let out = common::ok(s.glagol.run(&[
         "transcribe",
@@ -212,6 +214,72 @@ fn speakers_through_the_native_api_a_job_the_openai_client_and_the_cli() {
         out.starts_with("Speaker A: ") && out.contains("\nSpeaker B: "),
         "{out}"
     );
+}
+
+/// A live session with `diarize`: JFK, a Russian speaker, then JFK again,
+/// with pauses between; every final is labelled, JFK's with one letter and
+/// the other voice's with another.
+fn live_finals_keep_their_speakers(s: &Server) {
+    let decode = |p: &std::path::Path| {
+        glagol_core::audio::decode_file(p, &Default::default())
+            .unwrap()
+            .samples
+    };
+    let jfk = decode(&common::misc("jfk.wav"));
+    let other = decode(&common::golos()[1].0);
+    let pause = vec![0.0f32; 24_000];
+    let half = jfk.len() / 2;
+    let parts: [&[f32]; 3] = [&jfk[..half], &other, &jfk[half..]];
+    let mut audio = Vec::new();
+    let mut bounds = Vec::new();
+    for part in parts {
+        let start = audio.len() as f64 / 16_000.0;
+        audio.extend_from_slice(part);
+        bounds.push((start, audio.len() as f64 / 16_000.0));
+        audio.extend_from_slice(&pause);
+    }
+    let url = s
+        .url("/v1/ws?diarize=true&model=whisper-base")
+        .replacen("http", "ws", 1);
+    let mut ws = common::ws::Client::connect(&url);
+    ws.wait_for(Duration::from_secs(30), |m| {
+        m.iter().any(|(_, m)| m["type"] == "ready")
+    });
+    assert_eq!(ws.of_type("ready")[0]["diarization"], true);
+    ws.stream(&audio, false);
+    ws.send_text(r#"{"type":"stop"}"#);
+    ws.wait_closed(Duration::from_secs(120));
+    let finals = ws.of_type("final");
+    assert!(finals.len() >= 3, "{finals:?}");
+    let part_of = |f: &Value| {
+        let mid = (f["start"].as_f64().unwrap() + f["end"].as_f64().unwrap()) / 2.0;
+        bounds
+            .iter()
+            .position(|(a, b)| *a - 0.5 <= mid && mid <= *b + 0.5)
+    };
+    let speaker_in = |part: usize| -> Vec<String> {
+        finals
+            .iter()
+            .filter(|f| part_of(f) == Some(part))
+            .map(|f| {
+                f["speaker"]
+                    .as_str()
+                    .expect("every final has a speaker")
+                    .to_string()
+            })
+            .collect()
+    };
+    let (first, second, third) = (speaker_in(0), speaker_in(1), speaker_in(2));
+    assert!(
+        !first.is_empty() && !second.is_empty() && !third.is_empty(),
+        "{finals:?}"
+    );
+    assert!(
+        first.iter().chain(&third).all(|l| *l == first[0]),
+        "{finals:?}"
+    );
+    assert!(second.iter().all(|l| *l != first[0]), "{finals:?}");
+    assert_eq!(first[0], "A");
 }
 
 #[test]

@@ -142,6 +142,7 @@ impl Turn {
             language: request.language.clone(),
             languages: Vec::new(),
             prompt: request.prompt.clone(),
+            diarize: false,
             stream: StreamConfig {
                 endpointing,
                 silence_ms,

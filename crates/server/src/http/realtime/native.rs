@@ -136,6 +136,7 @@ impl Native {
             languages: self.options.languages.clone(),
             prompt: c.prompt.or(self.options.prompt.clone()),
             stream,
+            diarize: c.diarize.unwrap_or(self.options.diarize),
         };
         self.sample_rate = rate;
         self.encoding = encoding;
@@ -169,7 +170,7 @@ impl Protocol for Native {
             max_session_secs: self.limits.0,
             idle_timeout_secs: self.limits.1,
             max_backlog_secs: self.limits.2,
-            diarization: false,
+            diarization: self.options.diarize,
         })]
     }
 
@@ -285,6 +286,7 @@ impl Protocol for Native {
                 language: None,
                 processing_ms: p.delay.as_millis() as u64,
                 timestamp: protocol::now_unix(),
+                speaker: None,
             }),
             SessionEvent::Final(f) => protocol::json(&protocol::Result {
                 kind: "final",
@@ -300,6 +302,7 @@ impl Protocol for Native {
                 language: f.language,
                 processing_ms: f.delay.as_millis() as u64,
                 timestamp: protocol::now_unix(),
+                speaker: f.speaker,
             }),
             SessionEvent::Error { utterance, error } => Self::error_message(&error, utterance),
         }]

@@ -55,6 +55,8 @@ pub struct Configure {
     /// 0 to `silence_ms` (default 300).
     pub early_final_ms: Option<u32>,
     pub prompt: Option<String>,
+    /// Label finals with session-consistent speakers (`speaker`).
+    pub diarize: Option<bool>,
 }
 
 #[derive(Debug, Serialize)]
@@ -139,6 +141,10 @@ pub struct Result {
     pub processing_ms: u64,
     /// Unix seconds when the result was sent (gigastt).
     pub timestamp: f64,
+    /// Finals of a `diarize` session: `A`, `B`, … the same voice the same
+    /// letter for the whole session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speaker: Option<String>,
 }
 
 #[derive(Debug, Serialize)]

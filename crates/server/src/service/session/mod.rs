@@ -23,6 +23,7 @@
 mod early;
 mod ingest;
 mod partial;
+mod speakers;
 mod types;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -65,6 +66,12 @@ enum Done {
         utterance: u64,
         submitted: Instant,
         result: Result<Transcript, ServiceError>,
+    },
+    /// An ended utterance's voice, embedded (diarization).
+    Speaker {
+        utterance: u64,
+        embedding: Option<Vec<f32>>,
+        reliable: bool,
     },
     /// A final started before its utterance was known to end.
     Early {
@@ -111,6 +118,8 @@ pub struct LiveSession {
     adopted: BTreeMap<u64, (usize, Instant)>,
     /// Read by queued partials when they run.
     live: SharedAudio,
+    /// Who speaks, when the session asked for speakers.
+    speakers: Option<speakers::LiveSpeakers>,
     _lease: Lease,
 }
 
@@ -150,6 +159,16 @@ impl Service {
             ..Default::default()
         };
         super::validate(&transcribe)?;
+        let speakers = match options.diarize {
+            true => {
+                let (models, config) = (self.speakers.clone(), config.clone());
+                let diarizer = tokio::task::spawn_blocking(move || models.get(&config))
+                    .await
+                    .map_err(|e| ServiceError::internal(format!("diarization load: {e}")))??;
+                Some(speakers::LiveSpeakers::new(diarizer))
+            }
+            false => None,
+        };
         let model = config.resolve_model(options.model.as_deref());
         let lease = self
             .registry
@@ -178,6 +197,7 @@ impl Service {
             early: None,
             adopted: BTreeMap::new(),
             live,
+            speakers,
             _lease: lease,
         })
     }
@@ -316,6 +336,9 @@ impl LiveSession {
                     utterance: id,
                     end: seconds(end),
                 });
+                if let Some(speakers) = &self.speakers {
+                    speakers.embed(id, audio.clone(), self.tx.clone());
+                }
                 let submitted = Instant::now();
                 if self.adopt_early(id, end, submitted) {
                     return;
@@ -387,6 +410,16 @@ impl LiveSession {
                 end,
                 result,
             } => self.finish_early(utterance, end, result),
+            Done::Speaker {
+                utterance,
+                embedding,
+                reliable,
+            } => {
+                if let Some(speakers) = &mut self.speakers {
+                    speakers.arrived(utterance, embedding, reliable);
+                }
+                self.release_finals();
+            }
             Done::Final {
                 utterance,
                 submitted,
@@ -407,6 +440,11 @@ impl LiveSession {
             if self.utterances.range(..id).any(|(_, u)| u.end.is_some()) {
                 return;
             }
+            // Its speaker is still being recognised.
+            if self.speakers.as_ref().is_some_and(|s| !s.is_ready(id)) {
+                return;
+            }
+            let speaker = self.speakers.as_mut().map(|s| s.assign(id));
             let Some(result) = self.finished.remove(&id) else {
                 return;
             };
@@ -429,6 +467,7 @@ impl LiveSession {
                     reason,
                     language: t.language,
                     delay,
+                    speaker,
                 }),
                 Err(error) => SessionEvent::Error {
                     utterance: Some(id),

@@ -18,6 +18,8 @@ pub struct SessionOptions {
     pub languages: Vec<String>,
     pub prompt: Option<String>,
     pub stream: StreamConfig,
+    /// Label finals with session-consistent speakers.
+    pub diarize: bool,
 }
 
 /// A partial result of the open utterance.
@@ -58,6 +60,8 @@ pub struct Final {
     pub logprobs: Vec<TokenLogprob>,
     /// How long after the audio at its end arrived it was handed out.
     pub delay: Duration,
+    /// The speaker (`diarize` sessions).
+    pub speaker: Option<String>,
 }
 
 #[derive(Debug, Clone)]
