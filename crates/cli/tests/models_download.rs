@@ -182,6 +182,47 @@ fn cli_pull_rejects_a_file_that_fails_the_catalog_checksum() {
 }
 
 #[test]
+fn the_diarization_models_are_pulled_by_name_and_verified() {
+    // The shared segmentation model is the catalog's exact file.
+    let seg = common::assets().join("models/pyannote-segmentation-3.0/segmentation-3.0.onnx");
+    let bytes = std::fs::read(&seg).unwrap();
+    let server = Server::start(HashMap::from([(
+        "segmentation-3.0.onnx".to_string(),
+        bytes,
+    )]));
+    let g = Glagol::new();
+    common::ok(g.run(&[
+        "models",
+        "pull",
+        "pyannote-segmentation-3.0",
+        "--from",
+        &server.base,
+    ]));
+    let verify = common::ok(g.run(&["models", "verify", "pyannote-segmentation-3.0"]));
+    assert!(
+        verify.contains("ok      pyannote-segmentation-3.0"),
+        "{verify}"
+    );
+    // Offline, an import of the same bytes is recognised as the catalog's.
+    let g = Glagol::new();
+    let out = common::ok(g.run(&["models", "import", seg.to_str().unwrap()]));
+    assert!(out.contains("pyannote-segmentation-3.0"), "{out}");
+    // Not a transcription model: refused as one, with a reason.
+    let out = g.run(&[
+        "transcribe",
+        "-m",
+        "pyannote-segmentation-3.0",
+        seg.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("cannot transcribe"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn cli_import_list_verify_rm() {
     let g = Glagol::new();
     let model = common::whisper_base();
