@@ -488,7 +488,7 @@ pub enum CommonErrors {
 /// The failures every transcription route can answer with.
 #[derive(utoipa::IntoResponses)]
 pub enum TranscriptionErrors {
-    /// Bad form field or undecodable audio (`invalid_request`, `not_audio`, `unsupported_codec`, `unsupported_language`, …)
+    /// Bad form field or undecodable audio (`invalid_request`, `not_audio`, `unsupported_codec`, `unsupported_language`, `invalid_known_speaker`, …)
     #[response(status = 400)]
     BadRequest(ErrorBody),
     /// API key missing or invalid
@@ -497,10 +497,10 @@ pub enum TranscriptionErrors {
     /// Browser origin or host name not allowed (`origin_not_allowed`, `host_not_allowed`)
     #[response(status = 403)]
     Forbidden(ErrorBody),
-    /// No such model installed (`model_not_found`)
+    /// No such model installed (`model_not_found`, `diarization_model_not_found`)
     #[response(status = 404)]
     NotFound(ErrorBody),
-    /// Body or audio over the limits (`payload_too_large`, `audio_too_long`, `input_too_large`)
+    /// Body or audio over the limits (`payload_too_large`, `audio_too_long`, `input_too_large`, `diarization_too_long`)
     #[response(status = 413)]
     TooLarge(ErrorBody),
     /// Rate limit exceeded (`rate_limited`); see Retry-After
