@@ -18,7 +18,7 @@ use anyhow::Context;
 use glagol_core::audio::{self, AudioLimits};
 use glagol_core::diarize::cluster::SpeakerCount;
 use glagol_core::diarize::score::{self, LabelledTurn};
-use glagol_core::diarize::{assign, DiarizeOptions, Diarizer};
+use glagol_core::diarize::{DiarizeOptions, Diarizer};
 use glagol_core::models::ModelStore;
 
 #[derive(clap::Args)]
@@ -26,16 +26,8 @@ pub struct Args {
     /// WAV files, each with its reference `<name>.rttm` beside it.
     #[arg(required = true, value_name = "WAV")]
     files: Vec<PathBuf>,
-    /// Speaker-embedding model (name or path).
-    #[arg(long, default_value = "campplus-zh-en", value_name = "MODEL")]
-    diarization_model: String,
-    /// Speaker-segmentation model (name or path).
-    #[arg(
-        long,
-        default_value = "pyannote-segmentation-3.0",
-        value_name = "MODEL"
-    )]
-    segmentation_model: String,
+    #[command(flatten)]
+    models: crate::engine_args::DiarizationModels,
     /// Threads for each model.
     #[arg(long, short, default_value_t = 2)]
     threads: usize,
@@ -55,10 +47,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args, store: &ModelStore) -> anyhow::Result<ExitCode> {
-    let segmentation = store.resolve(&args.segmentation_model)?;
-    let embedding = store.resolve(&args.diarization_model)?;
     let t0 = Instant::now();
-    let diarizer = Diarizer::load(&segmentation.path, &embedding.path, args.threads.max(1))?;
+    let diarizer = args.models.load(store, args.threads.max(1))?;
     let load_s = t0.elapsed().as_secs_f64();
     if !args.json {
         eprintln!("models loaded in {load_s:.2} s");
@@ -79,7 +69,7 @@ pub fn run(args: Args, store: &ModelStore) -> anyhow::Result<ExitCode> {
             .to_string_lossy()
             .to_string();
         let python = match &args.reference {
-            Some(script) => reference_der(script, file, &rttm, &segmentation.path, &embedding.path),
+            Some(script) => reference_der(script, file, &rttm, store, &args.models),
             None => None,
         };
         measure(&args, &diarizer, &name, &samples, &reference, python)?;
@@ -130,15 +120,7 @@ fn measure(
     let t0 = Instant::now();
     let result = diarizer.diarize(samples, &options, &|| false)?;
     let wall = t0.elapsed().as_secs_f64();
-    let hypothesis: Vec<LabelledTurn> = result
-        .turns
-        .iter()
-        .map(|t| LabelledTurn {
-            start: t.start,
-            end: t.end,
-            speaker: assign::label(t.speaker),
-        })
-        .collect();
+    let hypothesis = result.labelled_turns();
     let der0 = score::der(reference, &hypothesis, seconds, 0.0);
     let der25 = score::der(reference, &hypothesis, seconds, 0.25);
     if args.json {
@@ -169,7 +151,15 @@ fn measure(
 }
 
 /// The reference pipeline's DER at collar 0 on a file, if it runs.
-fn reference_der(script: &Path, wav: &Path, rttm: &Path, seg: &Path, emb: &Path) -> Option<f64> {
+fn reference_der(
+    script: &Path,
+    wav: &Path,
+    rttm: &Path,
+    store: &ModelStore,
+    models: &crate::engine_args::DiarizationModels,
+) -> Option<f64> {
+    let seg = store.resolve(&models.segmentation_model).ok()?.path;
+    let emb = store.resolve(&models.diarization_model).ok()?.path;
     let out = std::process::Command::new("python3")
         .arg(script)
         .args([

@@ -1,4 +1,4 @@
-//! Engine flags shared by `transcribe` and `bench`.
+//! Engine and diarization-model flags shared by `transcribe` and `bench`.
 
 use glagol_core::engine::EngineConfig;
 
@@ -29,5 +29,42 @@ impl EngineArgs {
         c.int8 = self.int8;
         c.whisper_full_window = self.full_window;
         c
+    }
+}
+
+/// The diarization models, by name or path.
+#[derive(clap::Args, Clone)]
+pub struct DiarizationModels {
+    /// Speaker-embedding model (name or path).
+    #[arg(long, default_value = "campplus-zh-en", value_name = "MODEL")]
+    pub diarization_model: String,
+    /// Speaker-segmentation model (name or path).
+    #[arg(
+        long,
+        default_value = "pyannote-segmentation-3.0",
+        value_name = "MODEL"
+    )]
+    pub segmentation_model: String,
+}
+
+impl DiarizationModels {
+    /// Loads both from the store for `workers` threads.
+    pub fn load(
+        &self,
+        store: &glagol_core::models::ModelStore,
+        workers: usize,
+    ) -> anyhow::Result<glagol_core::diarize::Diarizer> {
+        use anyhow::Context;
+        let segmentation = store
+            .resolve(&self.segmentation_model)
+            .context("the speaker-segmentation model")?;
+        let embedding = store
+            .resolve(&self.diarization_model)
+            .context("the speaker-embedding model")?;
+        Ok(glagol_core::diarize::Diarizer::load(
+            &segmentation.path,
+            &embedding.path,
+            workers,
+        )?)
     }
 }

@@ -93,16 +93,8 @@ struct SpeakerArgs {
     /// At most this many speakers.
     #[arg(long, value_name = "N")]
     max_speakers: Option<usize>,
-    /// Speaker-embedding model (name or path).
-    #[arg(long, default_value = "campplus-zh-en", value_name = "MODEL")]
-    diarization_model: String,
-    /// Speaker-segmentation model (name or path).
-    #[arg(
-        long,
-        default_value = "pyannote-segmentation-3.0",
-        value_name = "MODEL"
-    )]
-    segmentation_model: String,
+    #[command(flatten)]
+    models: crate::engine_args::DiarizationModels,
 }
 
 impl SpeakerArgs {
@@ -116,13 +108,7 @@ impl SpeakerArgs {
         if !self.diarize && !format.needs_speakers() {
             return Ok(None);
         }
-        let segmentation = store
-            .resolve(&self.segmentation_model)
-            .context("the speaker-segmentation model")?;
-        let embedding = store
-            .resolve(&self.diarization_model)
-            .context("the speaker-embedding model")?;
-        let diarizer = Diarizer::load(&segmentation.path, &embedding.path, threads)?;
+        let diarizer = self.models.load(store, threads)?;
         let options = DiarizeOptions {
             speakers: SpeakerCount {
                 exactly: self.num_speakers,
@@ -138,7 +124,8 @@ impl SpeakerArgs {
 pub fn run(args: Args, store: &ModelStore) -> anyhow::Result<ExitCode> {
     let model = store.resolve(&args.model)?;
     let engine = engine::load(&model, &args.engine.config())?;
-    let threads = args.engine.threads.unwrap_or(1).max(1);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = args.engine.threads.unwrap_or(cores.min(4)).max(1);
     let speakers = args.speakers.load(args.format, store, threads)?;
     let vad = if args.vad {
         Some(VadModel::embedded().context("loading the voice activity detector")?)

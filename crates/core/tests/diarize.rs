@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use glagol_core::audio::{decode_file, AudioLimits};
 use glagol_core::diarize::cluster::SpeakerCount;
-use glagol_core::diarize::score::{self, LabelledTurn};
-use glagol_core::diarize::{assign, fbank, segmentation, DiarizeOptions, Diarizer};
+use glagol_core::diarize::score;
+use glagol_core::diarize::{fbank, segmentation, DiarizeOptions, Diarizer};
 
 fn ort_ready() {
     if let Some(p) = std::env::var_os("GLAGOL_ORT_LIB") {
@@ -113,15 +113,7 @@ fn two_speakers_are_found_in_the_real_recording_within_the_reference_der() {
         .unwrap();
     assert_eq!(result.speakers(), 2, "{:?}", result.turns);
     assert_eq!((result.windows, result.embeddings), (21, 41));
-    let hypothesis: Vec<LabelledTurn> = result
-        .turns
-        .iter()
-        .map(|t| LabelledTurn {
-            start: t.start,
-            end: t.end,
-            speaker: assign::label(t.speaker),
-        })
-        .collect();
+    let hypothesis = result.labelled_turns();
     let der = score::der(&reference, &hypothesis, 30.0, 0.0);
     eprintln!("DER collar 0: {der:?}");
     assert!(

@@ -103,6 +103,18 @@ impl Diarization {
     pub fn speakers(&self) -> usize {
         self.centroids.len()
     }
+
+    /// The turns with their speakers' letters, as RTTM has them.
+    pub fn labelled_turns(&self) -> Vec<score::LabelledTurn> {
+        self.turns
+            .iter()
+            .map(|t| score::LabelledTurn {
+                start: t.start,
+                end: t.end,
+                speaker: assign::label(t.speaker),
+            })
+            .collect()
+    }
 }
 
 /// The segmentation and embedding models, as one single-threaded session
