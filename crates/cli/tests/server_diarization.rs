@@ -280,6 +280,25 @@ fn live_finals_keep_their_speakers(s: &Server) {
     );
     assert!(second.iter().all(|l| *l != first[0]), "{finals:?}");
     assert_eq!(first[0], "A");
+
+    // The same through OpenAI's Realtime transcription and its official client.
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("conversation.wav");
+    common::write_wav(&wav, &audio, 16_000);
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openai_realtime_speakers.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(format!("{}/v1", s.base))
+        .arg(&wav)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("ALL OK"),
+        "openai_realtime_speakers.py failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -33,6 +33,10 @@ use crate::error::{ErrorKind, ServiceError};
 use crate::http::extract::Query;
 use crate::http::policy::auth::SecretUse;
 use crate::service::{LiveSession, SessionEvent, SessionOptions};
+
+/// The model name that asks for speakers: each turn's speaker comes in a
+/// `conversation.item.input_audio_transcription.segment` event.
+pub(super) const DIARIZE_MODEL: &str = "gpt-4o-transcribe-diarize";
 use crate::state::AppState;
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
@@ -64,6 +68,7 @@ pub async fn realtime(
         ));
     }
     let config = state.config();
+    let diarize = params.model.as_deref() == Some(DIARIZE_MODEL);
     let model = params.model.filter(|m| {
         !m.starts_with("gpt-")
             && state
@@ -73,6 +78,7 @@ pub async fn realtime(
     });
     let (parts, _) = request.into_parts();
     let mut realtime = Realtime::new(is_beta(&parts.headers), model);
+    realtime.options.diarize = diarize;
     let slot = match parts.extensions.get::<SecretUse>() {
         Some(SecretUse::Refused(e)) => Err(e.clone()),
         granted => {
@@ -384,6 +390,15 @@ impl Protocol for Realtime {
                     ));
                 }
                 let transcript = format!("{}{}", f.committed, f.completion);
+                if let Some(speaker) = &f.speaker {
+                    out.push(self.event(
+                        "conversation.item.input_audio_transcription.segment",
+                        json!({
+                            "item_id": item, "content_index": 0, "id": format!("seg_{}", f.utterance),
+                            "start": f.start, "end": f.end, "speaker": speaker, "text": transcript,
+                        }),
+                    ));
+                }
                 let mut completed = json!({
                     "item_id": item, "content_index": 0, "transcript": transcript,
                     "usage": { "type": "duration", "seconds": ((f.end - f.start) * 1000.0).round() / 1000.0 },

@@ -177,6 +177,9 @@ impl Realtime {
         let mut options = self.options.clone();
         let (mut prompt, mut keywords) = (self.prompt.clone(), self.keywords.clone());
         if transcription.is_object() {
+            if let Some(m) = transcription["model"].as_str() {
+                options.diarize = m == super::DIARIZE_MODEL;
+            }
             if let Some(m) = transcription["model"]
                 .as_str()
                 .filter(|m| !m.starts_with("gpt-") && *m != "whisper-1")
