@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::jobs::{accepted, events, wait_status};
-use common::server::{read, Server};
+use common::server::{metric, read, Server};
 use common::{assets, Glagol};
 use serde_json::Value;
 
@@ -320,11 +320,23 @@ fn diarization_that_cannot_run_says_why() {
     assert_eq!(status, 400, "{body}");
     let glagol = s.crash();
     // Audio over the diarization ceiling.
-    let s = Server::start_with(
-        glagol,
-        &["--max-diarization-seconds", "10", "--wait-for-load"],
-    );
+    let args = [
+        "--max-diarization-seconds",
+        "10",
+        "--wait-for-load",
+        "--idle-ttl",
+        "1",
+    ];
+    let s = Server::start_with(glagol, &args);
     let (status, body) = post(&s, "diarize=true", &audio);
     assert_eq!(status, 413, "{body}");
     assert!(body.contains("diarization_too_long"), "{body}");
+    // The models were loaded to get that far, and go when idle.
+    let loaded = |s: &Server| metric(&s.metrics_text(), "glagol_diarization_models_loaded");
+    assert_eq!(loaded(&s), 1.0);
+    let start = std::time::Instant::now();
+    while loaded(&s) != 0.0 {
+        assert!(start.elapsed() < Duration::from_secs(20), "never unloaded");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -324,6 +324,7 @@ impl SpeakerModels {
             ms = started.elapsed().as_millis() as u64,
             "diarization models loaded"
         );
+        metrics::gauge!("glagol_diarization_models_loaded").set(1.0);
         *self.lock() = Some(Loaded {
             models: wanted,
             diarizer: diarizer.clone(),
@@ -338,12 +339,9 @@ impl SpeakerModels {
         let mut slot = self.lock();
         if slot.as_ref().is_some_and(|l| l.last_used.elapsed() >= ttl) {
             tracing::info!("diarization models unloaded after being idle");
+            metrics::gauge!("glagol_diarization_models_loaded").set(0.0);
             *slot = None;
         }
-    }
-
-    pub fn is_loaded(&self) -> bool {
-        self.lock().is_some()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Loaded>> {
