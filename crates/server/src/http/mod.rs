@@ -1,6 +1,7 @@
 //! The HTTP transport: the router with its policy layers, the routes, the
 //! wire types and the one mapping of errors to responses.
 
+mod assets;
 pub mod error;
 pub mod extract;
 mod linger;
@@ -58,8 +59,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/openapi.json", get(openapi::openapi_json))
-        .route("/docs", get(openapi::docs))
-        .route("/docs/{file}", get(openapi::docs_asset))
+        .route("/", get(assets::app))
+        .route("/ui/{*file}", get(assets::app_file))
+        .route("/docs", get(assets::docs))
+        .route("/docs/{file}", get(assets::docs_file))
         .merge(api)
         .fallback(|| async { ServiceError::new(ErrorKind::NotFound, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {

@@ -1,24 +1,19 @@
-//! The OpenAPI 3.1 description of the HTTP API, served at `/openapi.json`,
-//! and the Swagger UI that renders it at `/docs` (vendored: the server
-//! needs no network to show its own documentation).
+//! The OpenAPI 3.1 description of the HTTP API, served at `/openapi.json`
+//! (and rendered by the vendored Swagger UI at `/docs`, see `assets`).
 //!
 //! The document lists the handlers; the handlers and the document take
 //! their body types from `http::types`, so nothing imports this module but
 //! the router.
 
-use axum::http::header;
-use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
 };
 use utoipa::{Modify, OpenApi};
 
-use super::extract::Path;
 use super::policy::scope;
 use super::routes::{client_secrets, health, jobs, models, native, openai};
 use super::types;
-use crate::error::{ErrorKind, ServiceError};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -51,7 +46,7 @@ use crate::error::{ErrorKind, ServiceError};
         client_secrets::client_secrets,
         client_secrets::transcription_sessions,
         openapi_json,
-        docs,
+        super::assets::docs,
     ),
     components(schemas(
         types::ErrorBody,
@@ -209,35 +204,24 @@ pub async fn openapi_json() -> Json<serde_json::Value> {
     Json(DOC.get_or_init(document).clone())
 }
 
-/// `GET /docs`: Swagger UI over `/openapi.json`.
-#[utoipa::path(get, path = "/docs", tag = "meta",
-    responses((status = 200, description = "Swagger UI, an HTML page", content_type = "text/html")))]
-pub async fn docs() -> Html<&'static str> {
-    Html(include_str!("../../assets/swagger-ui/index.html"))
-}
-
-/// Swagger UI's script and stylesheet (swagger-ui-dist, Apache-2.0).
-pub async fn docs_asset(Path(file): Path<String>) -> Response {
-    let (body, mime): (&'static [u8], &str) = match file.as_str() {
-        "swagger-ui-bundle.js" => (
-            include_bytes!("../../assets/swagger-ui/swagger-ui-bundle.js"),
-            "text/javascript; charset=utf-8",
-        ),
-        "swagger-ui.css" => (
-            include_bytes!("../../assets/swagger-ui/swagger-ui.css"),
-            "text/css; charset=utf-8",
-        ),
-        _ => {
-            return ServiceError::new(ErrorKind::NotFound, "not_found", "no such file")
-                .into_response()
+#[cfg(test)]
+mod tests {
+    /// The typed clients are generated from `clients/openapi.json`; this
+    /// keeps that copy equal to what the server serves.
+    #[test]
+    fn the_clients_copy_of_the_document_is_current() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../clients/openapi.json");
+        let served = serde_json::to_string_pretty(&super::document()).unwrap() + "\n";
+        if std::env::var_os("GLAGOL_BLESS").is_some() {
+            std::fs::write(&path, &served).unwrap();
         }
-    };
-    (
-        [
-            (header::CONTENT_TYPE, mime),
-            (header::CACHE_CONTROL, "public, max-age=86400"),
-        ],
-        body,
-    )
-        .into_response()
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == served,
+            "clients/openapi.json differs from the served document: run \
+             `GLAGOL_BLESS=1 cargo test -p glagol-server the_clients_copy` and then \
+             `npm run gen --prefix clients/typescript`"
+        );
+    }
 }

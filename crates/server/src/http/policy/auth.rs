@@ -73,7 +73,8 @@ fn admit(req: &mut Request, caller: Caller) {
 
 /// The key a request presents, if any: the `Authorization` header, the
 /// `X-API-Key` header, or — for browser WebSocket clients, which cannot set
-/// headers — an `openai-insecure-api-key.KEY` WebSocket subprotocol.
+/// headers — a `glagol-key.KEY` or `openai-insecure-api-key.KEY` WebSocket
+/// subprotocol.
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
     let bearer = headers
         .get(header::AUTHORIZATION)
@@ -87,7 +88,11 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
             .get(header::SEC_WEBSOCKET_PROTOCOL)
             .and_then(|v| v.to_str().ok())?
             .split(',')
-            .find_map(|p| p.trim().strip_prefix("openai-insecure-api-key."))
+            .find_map(|p| {
+                let p = p.trim();
+                p.strip_prefix("glagol-key.")
+                    .or_else(|| p.strip_prefix("openai-insecure-api-key."))
+            })
     };
     bearer
         .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))

@@ -100,7 +100,13 @@ pub async fn cors(State(state): State<Arc<AppState>>, req: Request, next: Next) 
     if let Ok(v) = HeaderValue::from_str(&origin) {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
     }
-    h.insert(header::VARY, HeaderValue::from_static("origin"));
+    h.append(header::VARY, HeaderValue::from_static("origin"));
+    // What a page on another origin may read beyond the basics: the
+    // back-off of a 503, where a job is, and the id to quote in a report.
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("retry-after, location, x-request-id, idempotent-replayed"),
+    );
     if preflight {
         h.insert(
             header::ACCESS_CONTROL_ALLOW_METHODS,

@@ -31,7 +31,7 @@ use crate::state::AppState;
         ("early_final_ms" = Option<u32>, Query, description = "How long before the silence ends an utterance its final starts, 0 to silence_ms (default 300; 0: after the silence)"),
     ),
     responses(
-        (status = 101, description = "Switching to the WebSocket protocol documented in docs/streaming.md"),
+        (status = 101, description = "Switching to the WebSocket protocol documented in docs/streaming.md; subprotocol `glagol-1` when offered (browsers offer `glagol-1` and `glagol-key.KEY`)"),
         (status = 400, description = "Bad parameter or not a WebSocket request", body = crate::http::types::ErrorBody),
         crate::http::types::CommonErrors,
     ))]
@@ -57,7 +57,10 @@ pub async fn ws(
         .take(&model, &who, config.settings.max_sessions, per_key);
     let max = config.settings.max_frame_bytes;
     let options = native.options.clone();
+    // A browser that offered subprotocols (the key travels as one) fails
+    // the handshake unless the answer selects one of them.
     Ok(upgrade
+        .protocols(["glagol-1"])
         .max_message_size(max * 2)
         .max_frame_size(max * 2)
         .on_upgrade(move |socket| super::run(socket, state, options, slot, native))

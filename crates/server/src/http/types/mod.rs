@@ -85,6 +85,8 @@ pub struct ModelInfo {
     /// When the model was installed (Unix seconds).
     pub created: u64,
     pub owned_by: &'static str,
+    /// The model file's size on disk.
+    pub size_bytes: u64,
     /// `whisper` or `gigaam`.
     #[schema(value_type = String)]
     pub engine: EngineKind,
@@ -101,6 +103,14 @@ pub struct ModelInfo {
     pub queued: usize,
 }
 
+/// Bytes a model takes on disk: its file, or the files of its directory.
+fn disk_size(path: &std::path::Path) -> u64 {
+    match std::fs::read_dir(path) {
+        Ok(entries) => entries.flatten().map(|e| disk_size(&e.path())).sum(),
+        Err(_) => std::fs::metadata(path).map_or(0, |md| md.len()),
+    }
+}
+
 impl ModelInfo {
     pub fn new(model: &InstalledModel, status: ModelStatus) -> ModelInfo {
         ModelInfo {
@@ -110,6 +120,7 @@ impl ModelInfo {
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
+            size_bytes: disk_size(&model.path),
             id: model.name.clone(),
             object: "model",
             owned_by: "glagol",
