@@ -85,6 +85,20 @@ fn origins_request_ids_and_rate_limits() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 204);
     assert!(r.headers().get("access-control-allow-methods").is_some());
+    // The browser `openai` client's own headers pass the preflight, and a
+    // page may read a 503's back-off.
+    let r = agent
+        .options(&s.url("/v1/audio/transcriptions"))
+        .header("origin", "https://app.example")
+        .header("access-control-request-headers", "authorization, x-stainless-os")
+        .call()
+        .unwrap();
+    assert_eq!(
+        r.headers().get("access-control-allow-headers").unwrap(),
+        "authorization, x-stainless-os"
+    );
+    let exposed = r.headers().get("access-control-expose-headers").unwrap();
+    assert!(exposed.to_str().unwrap().contains("retry-after"), "{exposed:?}");
 
     let r = agent
         .get(&s.url("/health"))

@@ -207,10 +207,6 @@ fn serve(url: &str, headers: &HeaderMap) -> Response {
             "permissions-policy",
             HeaderValue::from_static("microphone=(self), camera=(), geolocation=()"),
         );
-        h.insert(
-            "cross-origin-opener-policy",
-            HeaderValue::from_static("same-origin"),
-        );
         h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     }
     response

@@ -89,18 +89,17 @@ export class FilesPanel {
 
   /** Shows a job submitted earlier (by this browser, or opened from Jobs). */
   attach(/** @type {string} */ id, /** @type {string} */ name, /** @type {boolean} */ reveal = false) {
-    const existing = this.list.querySelector(`[data-job="${CSS.escape(id)}"]`);
-    if (existing) {
-      if (reveal) existing.scrollIntoView();
-      return;
+    let el = this.list.querySelector(`[data-job="${CSS.escape(id)}"]`);
+    if (!el) {
+      const card = new FileCard(this, name, null);
+      this.list.prepend(card.el);
+      card.follow(id);
+      el = card.el;
     }
-    const card = new FileCard(this, name, null);
-    this.list.prepend(card.el);
-    card.follow(id);
     if (reveal) {
       if (!stored().some((j) => j.id === id)) store([{ id, name }, ...stored()]);
       /** @type {HTMLElement | null} */ (document.querySelector('[data-tab="files"]'))?.click();
-      card.el.scrollIntoView();
+      el.scrollIntoView();
     }
   }
 

@@ -46,6 +46,8 @@ export class JobsPanel {
       this.body.replaceChildren(h("tr", {}, h("td", { colspan: 5, class: "hint" }, "No jobs yet.")));
       return;
     }
+    // Owners matter only in an admin's list of several keys' jobs.
+    const owners = new Set(jobs.map((j) => j.owner ?? ""));
     this.body.replaceChildren(...jobs.map((job) => {
       const name = job.file?.name ?? job.id;
       const button = (/** @type {string} */ label, /** @type {() => void} */ onclick, cls = "ghost") =>
@@ -53,12 +55,12 @@ export class JobsPanel {
       const actions = [];
       if (job.status === "done") actions.push(button("Open", () => document.dispatchEvent(new CustomEvent("glagol:open-job", { detail: { id: job.id, name } }))));
       if (ACTIVE.has(job.status)) actions.push(button("Cancel", () => this.act("DELETE", job.id), "danger"));
-      else actions.push(button("Purge", () => this.act("DELETE", job.id, true), "danger"));
+      else actions.push(button("Purge", () => confirm(`Delete ${name}, its audio and transcript from the server?`) && this.act("DELETE", job.id, true), "danger"));
       const percent = Math.round(job.progress?.percent ?? (job.status === "done" ? 100 : 0));
       return h("tr", { "data-job": job.id },
-        h("td", {}, name, job.owner ? h("div", { class: "hint" }, job.owner) : null),
+        h("td", {}, name, owners.size > 1 && job.owner ? h("div", { class: "hint" }, job.owner) : null),
         h("td", {}, job.status + (job.error ? `: ${job.error.code}` : "")),
-        h("td", {}, h("progress", { max: 100, value: percent, "aria-label": `Progress of ${name}` }), ` ${percent}%`),
+        h("td", { class: "percent" }, h("progress", { max: 100, value: percent, "aria-label": `Progress of ${name}` }), ` ${percent}%`),
         h("td", {}, new Date(job.created_at * 1000).toLocaleString()),
         h("td", {}, h("div", { class: "actions" }, ...actions)));
     }));

@@ -47,6 +47,7 @@ export class LivePanel {
       byId("live-insecure").hidden = false;
       byId("live-origin").textContent = location.origin;
       byId("live-host").textContent = location.hostname;
+      for (const el of document.querySelectorAll(".live-port")) el.textContent = location.port || "80";
       this.button.disabled = true;
       this.state("The microphone is unavailable on this address (see above)");
     }

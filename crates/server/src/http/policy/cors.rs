@@ -91,6 +91,18 @@ pub async fn cors(State(state): State<Arc<AppState>>, req: Request, next: Next) 
         .into_response();
     }
     let preflight = req.method() == Method::OPTIONS;
+    // A preflight may ask for any header: access is decided by the origin
+    // and the key, not by header names (the official `openai` client for
+    // browsers adds its own `x-stainless-*` ones).
+    let asked_headers = req
+        .headers()
+        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .filter(|v| {
+            v.as_bytes()
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_, ".contains(b))
+        })
+        .cloned();
     let mut response = if preflight {
         StatusCode::NO_CONTENT.into_response()
     } else {
@@ -114,7 +126,9 @@ pub async fn cors(State(state): State<Arc<AppState>>, req: Request, next: Next) 
         );
         h.insert(
             header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("authorization, x-api-key, content-type, x-request-id, idempotency-key, last-event-id"),
+            asked_headers.unwrap_or(HeaderValue::from_static(
+                "authorization, x-api-key, content-type, x-request-id, idempotency-key, last-event-id",
+            )),
         );
         h.insert(
             header::ACCESS_CONTROL_MAX_AGE,
