@@ -189,6 +189,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/models/catalog": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * `GET /v1/models/catalog`: the transcription models glagol can pull by
+         *     name, and whether each is installed here.
+         */
+        get: operations["catalog"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/models/events": {
         parameters: {
             query?: never;
@@ -393,6 +413,27 @@ export interface components {
         };
         /** @description `DELETE /v1/jobs/{id}` answered 200: the cancelled job, or with `purge` the deletion. */
         CancelAnswer: components["schemas"]["Job"] | components["schemas"]["JobDeleted"];
+        CatalogList: {
+            data: components["schemas"]["CatalogModel"][];
+            /** @description Always `list`. */
+            object: string;
+        };
+        /** @description A model glagol can download by name (`glagol models pull NAME`). */
+        CatalogModel: {
+            description: string;
+            /** @description `whisper` or `gigaam`. */
+            engine: string;
+            id: string;
+            /** @description Whether it is in this server's model store (then `/v1/models` lists it). */
+            installed: boolean;
+            /** @description ISO-639-1 codes; `*` = any (Whisper). */
+            languages: string[];
+            /**
+             * Format: int64
+             * @description The download's size, where the catalog knows it.
+             */
+            size_bytes?: number | null;
+        };
         /** @description A minted client secret. */
         ClientSecret: {
             /**
@@ -2000,6 +2041,62 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ModelList"];
+                };
+            };
+            /** @description Malformed request (`invalid_request`, …) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description API key missing or invalid (`missing_api_key`, `invalid_api_key`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Browser origin or host name not allowed (`origin_not_allowed`, `host_not_allowed`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Rate limit exceeded (`rate_limited`); see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    catalog: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The catalog; install one with `glagol models pull NAME` on the server */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CatalogList"];
                 };
             };
             /** @description Malformed request (`invalid_request`, …) */

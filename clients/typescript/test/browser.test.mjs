@@ -210,6 +210,12 @@ test("models: load and unload are reflected live", async () => {
   await model.locator('[data-state="ready"]').waitFor({ timeout: 60_000 });
   await model.getByRole("button", { name: "Unload gigaam-tiny" }).click();
   await model.locator('[data-state="unloaded"]').waitFor({ timeout: 30_000 });
+  // The catalog lists what is not installed, with the command that installs it.
+  await page.click("#catalog-summary");
+  const small = page.locator('li[data-catalog="whisper-small"]');
+  await small.waitFor();
+  assert.match(await small.innerText(), /glagol models pull whisper-small/);
+  assert.equal(await page.locator('li[data-catalog="whisper-base"]').count(), 0, "installed models are not offered");
 });
 
 test("jobs: the list shows this key's jobs; open shows a result, purge deletes one", async () => {
@@ -266,6 +272,15 @@ for (const colorScheme of ["light", "dark"]) {
         const bad = result.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
         assert.deepEqual(bad.map((v) => `${v.id}: ${v.nodes.map((n) => n.target).join(" ")}`), [], `${tab}`);
         await page.screenshot({ path: path.join(ARTIFACTS, `${tab}-${device}-${colorScheme}.png`), fullPage: true });
+      }
+      if (device === "phone") {
+        // The narrowest phones still in use.
+        await page.setViewportSize({ width: 360, height: 740 });
+        for (const tab of ["files", "live", "jobs", "models"]) {
+          await page.click(`[data-tab="${tab}"]`);
+          const overflow = await page.evaluate(() => document.documentElement.scrollWidth - innerWidth);
+          assert.ok(overflow <= 0, `${tab} is ${overflow} px wider than a 360 px screen`);
+        }
       }
       await context.close();
     });

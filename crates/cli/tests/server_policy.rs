@@ -90,7 +90,10 @@ fn origins_request_ids_and_rate_limits() {
     let r = agent
         .options(&s.url("/v1/audio/transcriptions"))
         .header("origin", "https://app.example")
-        .header("access-control-request-headers", "authorization, x-stainless-os")
+        .header(
+            "access-control-request-headers",
+            "authorization, x-stainless-os",
+        )
         .call()
         .unwrap();
     assert_eq!(
@@ -98,7 +101,10 @@ fn origins_request_ids_and_rate_limits() {
         "authorization, x-stainless-os"
     );
     let exposed = r.headers().get("access-control-expose-headers").unwrap();
-    assert!(exposed.to_str().unwrap().contains("retry-after"), "{exposed:?}");
+    assert!(
+        exposed.to_str().unwrap().contains("retry-after"),
+        "{exposed:?}"
+    );
 
     let r = agent
         .get(&s.url("/health"))

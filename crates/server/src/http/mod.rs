@@ -31,6 +31,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .route("/v1/models", get(models::list))
         .route("/v1/models/events", get(models::events))
+        .route("/v1/models/catalog", get(models::catalog))
         .route("/v1/models/{id}", get(models::get))
         .route("/v1/models/{id}/load", post(models::load))
         .route("/v1/models/{id}/unload", post(models::unload))

@@ -31,6 +31,7 @@ use super::types;
         models::load,
         models::unload,
         models::events,
+        models::catalog,
         openai::transcriptions,
         openai::translations,
         native::transcribe,

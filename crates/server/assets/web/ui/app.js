@@ -41,7 +41,7 @@ export class App {
         this.openKey(true);
         this.show(`This server needs a valid API key (${error.code}): ${error.message}`);
       } else if (error.code === "model_not_ready") {
-        this.show(`The model is loading; retrying in ${error.retryAfter ?? 1} s. (${error.message})`, true);
+        this.show(`The model is loading; try again in ${error.retryAfter ?? 1} s. (${error.message})`, true);
       } else {
         this.show(`${error.message} (${error.code}${error.status ? `, HTTP ${error.status}` : ""})`);
       }

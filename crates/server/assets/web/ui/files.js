@@ -143,7 +143,7 @@ class FileCard {
         button("Remove", () => this.remove())),
       this.statusEl, this.bar, this.audio ?? h("p", { class: "hint" }, "The audio stays in the browser that uploaded it."),
       body,
-      h("div", { class: "actions" }, ...this.downloads, this.copy, this.cancelButton));
+      h("div", { class: "actions" }, h("span", { class: "status" }, "Download"), ...this.downloads, this.copy, this.cancelButton));
   }
 
   /** @param {string} text @param {"" | "done" | "failed"} [kind] */

@@ -61,7 +61,7 @@ export class JobsPanel {
         h("td", {}, name, owners.size > 1 && job.owner ? h("div", { class: "hint" }, job.owner) : null),
         h("td", {}, job.status + (job.error ? `: ${job.error.code}` : "")),
         h("td", { class: "percent" }, h("progress", { max: 100, value: percent, "aria-label": `Progress of ${name}` }), ` ${percent}%`),
-        h("td", {}, new Date(job.created_at * 1000).toLocaleString()),
+        h("td", {}, new Date(job.created_at * 1000).toLocaleString(undefined, { dateStyle: "short", timeStyle: "short" })),
         h("td", {}, h("div", { class: "actions" }, ...actions)));
     }));
   }

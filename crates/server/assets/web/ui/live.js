@@ -120,7 +120,12 @@ export class LivePanel {
       session.addEventListener("final", (e) => this.showFinal(/** @type {CustomEvent} */ (e).detail));
       session.addEventListener("error", (e) => {
         const m = /** @type {CustomEvent} */ (e).detail;
-        this.app.report(new GlagolError(0, m.code, m.message, m.retry_after_ms ? m.retry_after_ms / 1000 : null));
+        if (m.code === "model_not_ready") {
+          const seconds = Math.ceil((m.retry_after_ms ?? 1000) / 1000);
+          this.app.show(`The model is still loading: press Start again in ${seconds} s. (${m.message})`, true);
+        } else {
+          this.app.report(new GlagolError(0, m.code, m.message, m.retry_after_ms ? m.retry_after_ms / 1000 : null));
+        }
       });
       context.createMediaStreamSource(stream).connect(node);
       wakeLock = await navigator.wakeLock?.request("screen").catch(() => null) ?? null;

@@ -24,7 +24,25 @@ export class ModelsPanel {
     this.messages = {};
     app.modelListeners.push((models) => this.render(models));
     this.watch();
-    document.addEventListener("glagol:key", () => this.watch());
+    this.catalog();
+    document.addEventListener("glagol:key", () => {
+      this.watch();
+      this.catalog();
+    });
+  }
+
+  /** The catalog's models that are not installed, with how to install them. */
+  async catalog() {
+    const { data } = await this.app.client.api.GET("/v1/models/catalog");
+    if (!data) return;
+    const missing = data.data.filter((m) => !m.installed);
+    byId("catalog-summary").textContent = `${missing.length} more models to download`;
+    byId("catalog-list").replaceChildren(...missing.map((m) =>
+      h("li", { class: "model", "data-catalog": m.id },
+        h("span", { class: "name" }, m.id),
+        h("span", { class: "chip" }, "Not installed"),
+        h("span", { class: "meta" }, `${m.description}${m.size_bytes ? ` · ${size(m.size_bytes)}` : ""}`),
+        h("code", {}, `glagol models pull ${m.id}`))));
   }
 
   /** Follows lifecycle events for as long as the page is open. */

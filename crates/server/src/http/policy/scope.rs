@@ -28,6 +28,7 @@ pub const OPERATIONS: &[(&str, &str, Needs)] = &[
     ("GET", "/v1/models", Needs::AnyKey),
     ("GET", "/v1/models/{id}", Needs::AnyKey),
     ("GET", "/v1/models/events", Needs::Scope(Scope::Models)),
+    ("GET", "/v1/models/catalog", Needs::AnyKey),
     ("POST", "/v1/models/{id}/load", Needs::Scope(Scope::Models)),
     (
         "POST",

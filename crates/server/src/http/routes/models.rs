@@ -1,4 +1,5 @@
-//! `/v1/models`: list, inspect, load, unload, and lifecycle events.
+//! `/v1/models`: list, inspect, load, unload, lifecycle events, and the
+//! catalog of models that can be pulled.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -15,7 +16,9 @@ use tokio_stream::StreamExt;
 use crate::error::ServiceError;
 use crate::http::extract::Path;
 use crate::http::types::CommonErrors;
-use crate::http::types::{LoadStatus, ModelInfo, ModelList, UnloadStatus};
+use crate::http::types::{
+    CatalogList, CatalogModel, LoadStatus, ModelInfo, ModelList, UnloadStatus,
+};
 use crate::models::LoadOutcome;
 use crate::state::AppState;
 use crate::sys;
@@ -35,6 +38,32 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Json<ModelList> {
             .into_iter()
             .map(|(m, s)| ModelInfo::new(&m, s))
             .collect(),
+    })
+}
+
+/// `GET /v1/models/catalog`: the transcription models glagol can pull by
+/// name, and whether each is installed here.
+#[utoipa::path(get, path = "/v1/models/catalog", tag = "models",
+    responses(
+        (status = 200, description = "The catalog; install one with `glagol models pull NAME` on the server", body = CatalogList),
+        CommonErrors,
+    ))]
+pub async fn catalog(State(state): State<Arc<AppState>>) -> Json<CatalogList> {
+    let data = glagol_core::models::catalog::CATALOG
+        .iter()
+        .filter(|e| e.engine.transcribes())
+        .map(|e| CatalogModel {
+            id: e.name,
+            engine: e.engine,
+            description: e.description,
+            languages: e.languages,
+            size_bytes: e.size(),
+            installed: state.registry.installed_any(e.name).is_some(),
+        })
+        .collect();
+    Json(CatalogList {
+        object: "list",
+        data,
     })
 }
 

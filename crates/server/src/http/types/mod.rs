@@ -139,6 +139,29 @@ impl ModelInfo {
     }
 }
 
+/// A model glagol can download by name (`glagol models pull NAME`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CatalogModel {
+    pub id: &'static str,
+    /// `whisper` or `gigaam`.
+    #[schema(value_type = String)]
+    pub engine: EngineKind,
+    pub description: &'static str,
+    /// ISO-639-1 codes; `*` = any (Whisper).
+    pub languages: &'static [&'static str],
+    /// The download's size, where the catalog knows it.
+    pub size_bytes: Option<u64>,
+    /// Whether it is in this server's model store (then `/v1/models` lists it).
+    pub installed: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CatalogList {
+    /// Always `list`.
+    pub object: &'static str,
+    pub data: Vec<CatalogModel>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ModelList {
     /// Always `list`.
