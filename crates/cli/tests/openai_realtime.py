@@ -76,10 +76,14 @@ with conn_cm as conn:
         elif kind == "conversation.item.input_audio_transcription.delta":
             t = turns.setdefault(item, {"deltas": "", "deltas_before_stop": 0})
             t["deltas"] += event.delta
+            # With include logprobs, each delta's tokens join to the delta.
+            tokens = getattr(event, "logprobs", None)
+            t.setdefault("delta_logprobs", []).append(
+                None if tokens is None else "".join(x.token for x in tokens) == event.delta)
             if item in speaking:
                 t["deltas_before_stop"] += 1
         elif kind == "conversation.item.input_audio_transcription.completed":
-            t = turns.setdefault(item, {"deltas": "", "deltas_before_stop": 0})
+            t = turns.setdefault(item, {"deltas": "", "deltas_before_stop": 0, "delta_logprobs": []})
             t["transcript"] = event.transcript
             t["logprob_tokens"] = "".join(x.token for x in (event.logprobs or []))
             if sum("transcript" in x for x in turns.values()) >= expected:

@@ -75,6 +75,12 @@ fn openai_realtime_clients_get_deltas_while_speaking_and_one_completion_per_turn
             // the transcript follows (its start is what the deltas committed,
             // which the final may word differently).
             for t in turns {
+                // Every delta carries logprobs whose tokens join to it.
+                let deltas = t["delta_logprobs"].as_array().unwrap();
+                assert!(
+                    !deltas.is_empty() && deltas.iter().all(|d| d == true),
+                    "{shape}: delta logprobs: {t}"
+                );
                 let spelled: Vec<&str> = t["logprob_tokens"]
                     .as_str()
                     .unwrap()
