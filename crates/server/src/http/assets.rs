@@ -179,9 +179,12 @@ fn serve(url: &str, headers: &HeaderMap) -> Response {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
         match (&asset.gzip, accepts_gzip) {
-            (Some(zipped), true) => {
-                ([(header::CONTENT_ENCODING, "gzip")], zipped.clone()).into_response()
-            }
+            // The copies live as long as the process: sent without copying.
+            (Some(zipped), true) => (
+                [(header::CONTENT_ENCODING, "gzip")],
+                axum::body::Bytes::from_static(zipped.as_slice()),
+            )
+                .into_response(),
             _ => asset.body.into_response(),
         }
     };
