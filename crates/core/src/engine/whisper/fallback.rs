@@ -65,6 +65,7 @@ impl WhisperEngine {
             threads,
             prompt: opts.initial_prompt.as_deref().map(bounded_prompt),
             deadline,
+            first_window: None,
         };
         let greedy = TranscribeOptions {
             no_fallback: true,

@@ -1,22 +1,109 @@
-//! Language detection over the audio's own encoder window.
+//! Which language Whisper decodes in, and detecting it before decoding.
 //!
-//! whisper.cpp detects with `whisper_lang_auto_detect`, which runs the
-//! encoder over the state's window: the `audio_ctx` of that state's last
-//! `whisper_full`, or the full 30 s on a state that never ran one. A 3 s
-//! clip would pay for 30 s of encoder, three times what recognising it
-//! costs. Only `whisper_full` sets a state's window, so a detection state
-//! is *primed*: one greedy `whisper_full` over 200 ms of silence with the
-//! wanted `audio_ctx` (a small encoder pass and a few decoder steps). Its
-//! window then stays put, since detection states run nothing else, and
-//! windows come in a few sizes so that primed states are reused.
+//! A short clip's language is detected from its own decoding ([`super::guess`]).
+//! Long audio is detected from its first speech before decoding, by
+//! [`DetectStates`]; so is a clip decoded by sampling (a temperature above
+//! 0) or with the time-bounded fallback, which a greedy guess cannot stand
+//! in for.
+//!
+//! whisper.cpp's `whisper_lang_auto_detect` runs the encoder over the
+//! state's window: the `audio_ctx` of that state's last `whisper_full`, or
+//! the full 30 s on a state that never ran one. A 3 s clip would pay for
+//! 30 s of encoder, three times what recognising it costs. Only
+//! `whisper_full` sets a state's window, so a detection state is *primed*:
+//! one greedy `whisper_full` over 200 ms of silence with the wanted
+//! `audio_ctx` (a small encoder pass and a few decoder steps). Its window
+//! then stays put, since detection states run nothing else, and windows
+//! come in a few sizes so that primed states are reused.
 
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperState};
 
-use super::{encoder_window, inference};
+use super::{encoder_window, inference, WhisperEngine};
 use crate::audio::SAMPLE_RATE;
-use crate::engine::EngineError;
+use crate::engine::{EngineError, TranscribeOptions};
+
+/// The language a request decodes in.
+pub(super) enum Requested {
+    /// Given, or the only one the request or model allows.
+    Known(String),
+    /// To detect, among these (any when empty).
+    Detect(Vec<i32>),
+}
+
+/// A detected language: its id and probability.
+pub(super) type Detected = (i32, f32);
+
+impl WhisperEngine {
+    /// What `opts` says about the language.
+    pub(super) fn requested_language(
+        &self,
+        opts: &TranscribeOptions,
+    ) -> Result<Requested, EngineError> {
+        if let Some(l) = opts
+            .language
+            .as_deref()
+            .filter(|l| !l.is_empty() && *l != "auto")
+        {
+            lang_id(l)?;
+            return Ok(Requested::Known(l.to_string()));
+        }
+        let candidates = opts
+            .languages
+            .iter()
+            .map(|l| lang_id(l))
+            .collect::<Result<Vec<_>, _>>()?;
+        if !self.ctx.is_multilingual() {
+            let english = lang_id("en")?;
+            if !candidates.is_empty() && !candidates.contains(&english) {
+                return Err(EngineError::UnsupportedLanguage(format!(
+                    "{} (this model knows English only)",
+                    crate::engine::quoted(&opts.languages.join(","))
+                )));
+            }
+            return Ok(Requested::Known("en".to_string()));
+        }
+        Ok(match candidates[..] {
+            [only] => Requested::Known(lang_code(only)),
+            _ => Requested::Detect(candidates),
+        })
+    }
+
+    /// Detects the language of `head` (at most 30 s) before decoding.
+    pub(super) fn detect_language(
+        &self,
+        head: &[f32],
+        candidates: &[i32],
+        threads: usize,
+    ) -> Result<Detected, EngineError> {
+        let (_, probs) = self
+            .detect_states
+            .detect(&self.ctx, head, threads, self.full_window)?;
+        let detected = choose(&probs, candidates);
+        self.recent_language.store(detected.0, Ordering::Relaxed);
+        Ok(detected)
+    }
+}
+
+/// The most probable language of `candidates` (of all when empty).
+pub(super) fn choose(probs: &[f32], candidates: &[i32]) -> Detected {
+    let p = |id: i32| probs.get(id as usize).copied().unwrap_or(0.0);
+    let all: Vec<i32>;
+    let among = if candidates.is_empty() {
+        all = (0..probs.len() as i32).collect();
+        &all[..]
+    } else {
+        candidates
+    };
+    let id = among
+        .iter()
+        .copied()
+        .max_by(|a, b| p(*a).total_cmp(&p(*b)))
+        .unwrap_or(0);
+    (id, p(id))
+}
 
 /// Window sizes detection uses, in encoder frames (about 5, 10 and 20 s);
 /// longer audio is detected over the full window.
@@ -144,5 +231,13 @@ mod tests {
         assert_eq!(detect_window(19.0), 1024);
         assert_eq!(detect_window(20.0), FULL);
         assert_eq!(detect_window(45.0), FULL);
+    }
+
+    #[test]
+    fn the_choice_is_the_most_probable_allowed_language() {
+        let probs = [0.1, 0.6, 0.3];
+        assert_eq!(choose(&probs, &[]), (1, 0.6));
+        assert_eq!(choose(&probs, &[0, 2]), (2, 0.3));
+        assert_eq!(choose(&probs, &[7]).0, 7, "unknown ids have probability 0");
     }
 }

@@ -163,6 +163,7 @@ impl WhisperEngine {
                 threads,
                 prompt: long.prompt,
                 deadline: None,
+                first_window: None,
             };
             let mut own = SegmentEmitter::new(None, duration);
             self.with_state(long.opts, |state| {

@@ -12,10 +12,11 @@
 //! ([`long`]).
 
 mod fallback;
+mod guess;
 mod header;
 pub use header::languages;
 mod language;
-use language::{lang_code, lang_id};
+use language::{lang_code, Requested};
 mod long;
 mod pauses;
 pub mod quantize;
@@ -23,7 +24,7 @@ mod segments;
 
 use std::borrow::Cow;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -53,6 +54,9 @@ pub struct WhisperEngine {
     states: StatePool,
     /// States only language detection uses (see [`language`]).
     detect_states: language::DetectStates,
+    /// The language this model detected last (-1: none yet), which the
+    /// next clip is decoded in first (see [`guess`]).
+    recent_language: AtomicI32,
     threads: usize,
     full_window: bool,
     /// Finds pauses to cut long audio at, loaded on first need.
@@ -80,6 +84,7 @@ impl WhisperEngine {
             ctx,
             states: StatePool::default(),
             detect_states: Default::default(),
+            recent_language: AtomicI32::new(-1),
             threads: config.threads.max(1),
             full_window: config.whisper_full_window,
             vad: OnceLock::new(),
@@ -116,11 +121,30 @@ impl WhisperEngine {
             Some(plan) => Cow::Owned(plan.speech_head(audio)),
             None => Cow::Borrowed(&audio[..audio.len().min(30 * SAMPLE_RATE as usize)]),
         };
-        let Some((language, language_probability)) = self.language(&head, opts, threads)? else {
-            return Ok(Transcript::empty(duration, opts.task, None));
-        };
         let mut emitter = SegmentEmitter::new(opts.events.as_ref(), duration);
+        let (language, language_probability, decoded) = match self.requested_language(opts)? {
+            Requested::Known(language) => (language, None, false),
+            Requested::Detect(_) if head.is_empty() => {
+                return Ok(Transcript::empty(duration, opts.task, None));
+            }
+            // A short clip is decoded in a guess first (see `guess`).
+            Requested::Detect(candidates)
+                if plan.is_none()
+                    && head.len() == audio.len()
+                    && opts.temperature <= 0.0
+                    && !self.bounds_fallback(audio, opts) =>
+            {
+                let ((id, p), decoded) =
+                    self.decode_in_guess(audio, opts, &candidates, threads, &mut emitter)?;
+                (lang_code(id), Some(p), decoded)
+            }
+            Requested::Detect(candidates) => {
+                let (id, p) = self.detect_language(&head, &candidates, threads)?;
+                (lang_code(id), Some(p), false)
+            }
+        };
         match plan {
+            _ if decoded => {}
             Some(plan) => {
                 let long = long::LongAudio {
                     audio,
@@ -174,6 +198,7 @@ impl WhisperEngine {
                 threads,
                 prompt: prompt.as_deref(),
                 deadline: None,
+                first_window: None,
             };
             self.full(state, piece, opts, emitter)?;
             // The next piece is conditioned on this one's text, as
@@ -205,57 +230,6 @@ impl WhisperEngine {
         } else {
             self.states.with(&self.ctx, f)
         }
-    }
-
-    /// The language to decode in and, when detected (from `head`, at most
-    /// 30 s of audio), its probability; None when there is nothing to
-    /// detect from.
-    fn language(
-        &self,
-        head: &[f32],
-        opts: &TranscribeOptions,
-        threads: usize,
-    ) -> Result<Option<(String, Option<f32>)>, EngineError> {
-        Ok(Some(match opts.language.as_deref() {
-            Some(l) if !l.is_empty() && l != "auto" => {
-                lang_id(l)?;
-                (l.to_string(), None)
-            }
-            _ => {
-                let candidates = opts
-                    .languages
-                    .iter()
-                    .map(|l| lang_id(l))
-                    .collect::<Result<Vec<_>, _>>()?;
-                if !self.ctx.is_multilingual() {
-                    let english = lang_id("en")?;
-                    if !candidates.is_empty() && !candidates.contains(&english) {
-                        return Err(EngineError::UnsupportedLanguage(format!(
-                            "{} (this model knows English only)",
-                            super::quoted(&opts.languages.join(","))
-                        )));
-                    }
-                    return Ok(Some(("en".to_string(), None)));
-                }
-                if let [only] = candidates[..] {
-                    return Ok(Some((lang_code(only), None)));
-                }
-                if head.is_empty() {
-                    return Ok(None);
-                }
-                // Detected here, not by whisper_full, so the probability
-                // can be reported (and the choice limited to `candidates`).
-                let (detected, probs) =
-                    self.detect_states
-                        .detect(&self.ctx, head, threads, self.full_window)?;
-                let p = |id: i32| probs.get(id as usize).copied().unwrap_or(0.0);
-                let id = candidates
-                    .into_iter()
-                    .max_by(|a, b| p(*a).total_cmp(&p(*b)))
-                    .unwrap_or(detected);
-                (lang_code(id), Some(p(id)))
-            }
-        }))
     }
 
     /// Long audio in contiguous pieces of at most [`LONG_PIECE_S`], cut in
@@ -342,14 +316,20 @@ impl WhisperEngine {
             cancel: opts.cancel.clone(),
             deadline: piece.deadline,
         };
-        // SAFETY: the callbacks receive `collector_ptr` and `abort`; both
-        // outlive `full`, the only caller of the callbacks, and nothing else
-        // touches `collector` until `full` returns.
+        // SAFETY: the callbacks receive `collector_ptr`, `abort` and the
+        // first window; all outlive `full`, the only caller of the
+        // callbacks, and nothing else touches them until `full` returns.
         unsafe {
             params.set_new_segment_callback(Some(segments::on_new_segment));
             params.set_new_segment_callback_user_data(collector_ptr);
             params.set_progress_callback(Some(segments::on_progress));
             params.set_progress_callback_user_data(collector_ptr);
+            if let Some(window) = piece.first_window {
+                params.set_start_encoder_callback(Some(guess::on_encoder_begin));
+                params.set_start_encoder_callback_user_data(
+                    window as *mut guess::FirstWindow as *mut std::ffi::c_void,
+                );
+            }
             if abort.cancel.is_some() || abort.deadline.is_some() {
                 params.set_abort_callback(Some(should_abort));
                 params
@@ -435,6 +415,8 @@ struct Piece<'a> {
     prompt: Option<&'a str>,
     /// Give up at this time (a bounded fallback).
     deadline: Option<Instant>,
+    /// Read the language from the first encoder window (see [`guess`]).
+    first_window: Option<&'a mut guess::FirstWindow>,
 }
 
 /// When whisper.cpp should stop a `whisper_full` call.
